@@ -1,0 +1,177 @@
+//! The "host data" a host hands a provider process on start.
+//!
+//! A provider is a separate executable. The host starts it and writes one
+//! line to its stdin: this document as JSON, base64-encoded (standard
+//! alphabet, padded). From it the provider learns where NATS is and how to
+//! authenticate, which lattice and id to serve, its merged config, the links
+//! that already involve it, and how to log. Everything after that (new
+//! links, shutdown, health checks) arrives over NATS.
+//!
+//! Field names are wasmCloud's `HostData` (wasmcloud-core `host.rs`) where
+//! one exists: `lattice_rpc_prefix` is the lattice name, `provider_key` the
+//! provider id, `lattice_rpc_url` the NATS URL.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::LatticeError;
+use crate::link::Link;
+use crate::rpc::DEFAULT_RPC_TIMEOUT_MS;
+
+/// How verbosely a provider should log; the host passes on its own level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// The normal level.
+    #[default]
+    Info,
+    /// Diagnostics.
+    Debug,
+    /// Everything.
+    Trace,
+    /// Only critical failures (wasi:logging's extra level).
+    Critical,
+}
+
+/// Everything a provider needs to join the lattice.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostData {
+    /// The id of the host that started the provider.
+    #[serde(default)]
+    pub host_id: String,
+    /// The lattice name.
+    #[serde(default)]
+    pub lattice_rpc_prefix: String,
+    /// The NATS server URL, e.g. `nats://127.0.0.1:4222`.
+    #[serde(default)]
+    pub lattice_rpc_url: String,
+    /// A NATS user JWT, when the server uses decentralised auth.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lattice_rpc_user_jwt: Option<String>,
+    /// The NATS user seed that signs for that JWT.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lattice_rpc_user_seed: Option<String>,
+    /// The provider's lattice id (the target its links name).
+    #[serde(default)]
+    pub provider_key: String,
+    /// The provider's merged named config.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Links that already target or originate from the provider.
+    #[serde(default)]
+    pub link_definitions: Vec<Link>,
+    /// The level to log at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+    /// How long the provider should wait for a call it makes, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_rpc_timeout_ms: Option<u64>,
+}
+
+impl HostData {
+    /// The line the host writes to the provider's stdin (no newline).
+    pub fn encode(&self) -> Result<String, LatticeError> {
+        let json = serde_json::to_vec(self).map_err(|e| LatticeError::json("host data", e))?;
+        Ok(STANDARD.encode(json))
+    }
+
+    /// Reads what the host wrote; surrounding whitespace and newlines are ignored.
+    pub fn decode(text: &str) -> Result<Self, LatticeError> {
+        let json = STANDARD
+            .decode(text.trim())
+            .map_err(|source| LatticeError::HostDataBase64 { source })?;
+        serde_json::from_slice(&json).map_err(|e| LatticeError::json("host data", e))
+    }
+
+    /// The RPC timeout to use, falling back to the lattice default.
+    pub fn rpc_timeout_ms(&self) -> u64 {
+        self.default_rpc_timeout_ms
+            .unwrap_or(DEFAULT_RPC_TIMEOUT_MS)
+    }
+}
+
+/// wasmCloud hosts send `""` for "no credentials"; read that as `None`.
+fn empty_as_none<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(de)?;
+    Ok(value.filter(|s| !s.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> HostData {
+        HostData {
+            host_id: "NHOST".into(),
+            lattice_rpc_prefix: "default".into(),
+            lattice_rpc_url: "nats://127.0.0.1:4222".into(),
+            provider_key: "kv-sqlite".into(),
+            config: [("path".to_string(), "/tmp/kv.db".to_string())].into(),
+            log_level: Some(LogLevel::Debug),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn encoded_host_data_decodes_to_the_same_value() {
+        let data = sample();
+        assert_eq!(HostData::decode(&data.encode().unwrap()).unwrap(), data);
+    }
+
+    #[test]
+    fn decode_ignores_surrounding_whitespace_and_newlines() {
+        let line = format!("  {}\r\n", sample().encode().unwrap());
+        assert_eq!(HostData::decode(&line).unwrap(), sample());
+    }
+
+    #[test]
+    fn non_base64_input_says_what_the_host_must_send() {
+        let err = HostData::decode("{not base64}").unwrap_err().to_string();
+        assert!(err.contains("base64-encoded JSON"), "{err}");
+    }
+
+    #[test]
+    fn base64_of_non_json_is_a_json_error() {
+        let err = HostData::decode(&STANDARD.encode("hello")).unwrap_err();
+        assert!(matches!(
+            err,
+            LatticeError::Json {
+                what: "host data",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn empty_credentials_from_wasmcloud_read_as_none() {
+        let json = r#"{"lattice_rpc_user_jwt":"","lattice_rpc_user_seed":"","provider_key":"p"}"#;
+        let data = HostData::decode(&STANDARD.encode(json)).unwrap();
+        assert_eq!(data.lattice_rpc_user_jwt, None);
+        assert_eq!(data.lattice_rpc_user_seed, None);
+    }
+
+    #[test]
+    fn timeout_falls_back_to_the_default() {
+        assert_eq!(sample().rpc_timeout_ms(), DEFAULT_RPC_TIMEOUT_MS);
+        let data = HostData {
+            default_rpc_timeout_ms: Some(500),
+            ..sample()
+        };
+        assert_eq!(data.rpc_timeout_ms(), 500);
+    }
+}

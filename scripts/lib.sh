@@ -1,0 +1,61 @@
+# Shared by scripts/up.sh and scripts/test.sh: make sure this machine has
+# what Trellis needs, installing what is missing, idempotently. Each step
+# says what it does and, when it cannot, what the user should do instead.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WASM_TARGET=wasm32-wasip2
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+need_cargo() {
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo is not installed. Install Rust with rustup (https://rustup.rs), then run this again."
+}
+
+ensure_wasm_target() {
+    if rustup target list --installed 2>/dev/null | grep -qx "$WASM_TARGET"; then
+        return
+    fi
+    command -v rustup >/dev/null 2>&1 ||
+        die "the $WASM_TARGET target is missing and rustup is not available to add it; install it for your toolchain."
+    say "adding the $WASM_TARGET Rust target"
+    rustup target add "$WASM_TARGET" || die "rustup could not add $WASM_TARGET; check your network and try: rustup target add $WASM_TARGET"
+}
+
+apt_ready=0
+apt_install() {
+    local package=$1
+    if ! command -v apt-get >/dev/null 2>&1; then
+        die "$package is missing and this is not a Debian-like system; install $package with your package manager."
+    fi
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "$package is missing; install it as root: apt-get install $package"
+        sudo="sudo"
+    fi
+    if [ "$apt_ready" -eq 0 ]; then
+        say "updating the apt package lists"
+        $sudo apt-get update -qq || die "apt-get update failed; fix apt, then run this again."
+        apt_ready=1
+    fi
+    say "installing $package with apt-get"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package" >/dev/null ||
+        die "apt-get could not install $package; install it by hand and run this again."
+}
+
+# Finds a server binary on PATH or in /usr/sbin, installing its package if absent.
+ensure_server() {
+    local binary=$1 package=$2
+    if command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/sbin/$binary" ]; then
+        return
+    fi
+    apt_install "$package"
+}
+
+build_examples() {
+    say "building the example components ($WASM_TARGET)"
+    (cd "$ROOT/examples" && cargo build --release --target "$WASM_TARGET" --quiet)
+}

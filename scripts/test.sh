@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole Trellis test suite on this machine. Installs what the tests
+# need (the wasm32-wasip2 target, nats-server, redis-server) when missing.
+# Tests start their own private servers; nothing here uses the machine's
+# shared NATS or Redis.
+source "$(dirname "$0")/lib.sh"
+
+need_cargo
+ensure_wasm_target
+ensure_server nats-server nats-server
+ensure_server redis-server redis-server
+build_examples
+
+cd "$ROOT"
+if cargo nextest --version >/dev/null 2>&1; then
+    say "running the tests with cargo-nextest"
+    cargo nextest run --workspace --no-fail-fast
+    say "running the doc tests"
+    cargo test --workspace --doc
+else
+    say "running the tests with cargo test (install cargo-nextest for faster runs)"
+    cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,20 @@
+//! Test-only support shared by every Trellis test that needs real services.
+//!
+//! Tests never touch the machine's shared NATS (4222) or Redis (6379): each
+//! one starts its own private server on a free loopback port, in a temporary
+//! directory, and the server is killed when the handle is dropped. Example
+//! components are built from `examples/` on first use, so a test runs real
+//! code, not a fixture checked into the tree.
+//!
+//! ```no_run
+//! let nats = trellis_test_support::NatsServer::start().expect("nats-server");
+//! println!("connect to {}", nats.url());
+//! ```
+
+mod examples;
+mod process;
+mod services;
+
+pub use examples::{example_component, examples_dir, workspace_root};
+pub use process::{SupportError, free_port};
+pub use services::{NatsServer, RedisServer};

@@ -1,0 +1,220 @@
+//! Private `nats-server` and `redis-server` processes, one per test.
+//!
+//! Each server lives in its own temporary directory (JetStream store, Redis
+//! working dir, logs) on a free loopback port, and is killed when its handle
+//! drops, so a failing test leaves nothing running behind it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::{SupportError, answers, find_binary, free_port, wait_until_ready};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const START_ATTEMPTS: usize = 3;
+
+/// A private `nats-server` with JetStream, killed on drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free loopback port and waits until it answers.
+    pub fn start() -> Result<Self, SupportError> {
+        let dir = tempfile::Builder::new()
+            .prefix("trellis-nats-")
+            .tempdir()
+            .map_err(SupportError::io("creating a temp dir for nats-server"))?;
+        let log = nats_log(dir.path());
+        retry_on_port_clash(&Readiness::nats(&log), |port| spawn_nats(dir.path(), port)).map(
+            |(child, port)| NatsServer {
+                child: Some(child),
+                port,
+                dir,
+            },
+        )
+    }
+
+    /// `nats://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the JetStream store and the log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills the server, as a crash would; `restart` brings it back.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same JetStream
+    /// store, so clients reconnect and stored state survives.
+    pub fn restart(&mut self) -> Result<(), SupportError> {
+        self.kill();
+        let mut child = spawn_nats(self.dir.path(), self.port)?;
+        let log = nats_log(self.dir.path());
+        let port = self.port;
+        let ready = Readiness::nats(&log);
+        let outcome = wait_until_ready(ready.what, &mut child, &log, READY_TIMEOUT, || {
+            ready.probe(port)
+        });
+        self.child = Some(child);
+        outcome
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn nats_log(dir: &Path) -> PathBuf {
+    dir.join("nats-server.log")
+}
+
+fn spawn_nats(dir: &Path, port: u16) -> Result<Child, SupportError> {
+    let binary = find_binary("nats-server", "nats-server", "TRELLIS_NATS_SERVER")?;
+    let store = dir.join("jetstream");
+    let log = nats_log(dir);
+    Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&store)
+        .arg("-l")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(&log)?)
+        .spawn()
+        .map_err(SupportError::io("spawning nats-server"))
+}
+
+/// A private `redis-server` that keeps nothing on disk, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port and waits until it answers.
+    pub fn start() -> Result<Self, SupportError> {
+        let dir = tempfile::Builder::new()
+            .prefix("trellis-redis-")
+            .tempdir()
+            .map_err(SupportError::io("creating a temp dir for redis-server"))?;
+        let binary = find_binary("redis-server", "redis-server", "TRELLIS_REDIS_SERVER")?;
+        let log = dir.path().join("redis-server.log");
+        let ready = Readiness {
+            what: "redis-server",
+            log: &log,
+            request: b"PING\r\n",
+            reply: b"+PONG",
+        };
+        let (child, port) = retry_on_port_clash(&ready, |port| {
+            Command::new(&binary)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log_file(&log)?)
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(SupportError::io("spawning redis-server"))
+        })?;
+        Ok(RedisServer {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_file(path: &Path) -> Result<File, SupportError> {
+    File::create(path).map_err(SupportError::io(format!("creating {}", path.display())))
+}
+
+/// How to tell that a freshly started server is ready.
+struct Readiness<'a> {
+    what: &'static str,
+    log: &'a Path,
+    request: &'static [u8],
+    reply: &'static [u8],
+}
+
+impl<'a> Readiness<'a> {
+    /// NATS greets every new connection with an `INFO` line.
+    fn nats(log: &'a Path) -> Self {
+        Readiness {
+            what: "nats-server",
+            log,
+            request: b"",
+            reply: b"INFO ",
+        }
+    }
+
+    fn probe(&self, port: u16) -> bool {
+        answers(port, self.request, self.reply)
+    }
+}
+
+/// Starts a server on a fresh port, trying again when the port was taken
+/// between choosing it and binding it (the server then exits at once).
+fn retry_on_port_clash(
+    ready: &Readiness<'_>,
+    mut spawn: impl FnMut(u16) -> Result<Child, SupportError>,
+) -> Result<(Child, u16), SupportError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = free_port()?;
+        let mut child = spawn(port)?;
+        let outcome = wait_until_ready(ready.what, &mut child, ready.log, READY_TIMEOUT, || {
+            ready.probe(port)
+        });
+        match outcome {
+            Ok(()) => return Ok((child, port)),
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                if attempt == START_ATTEMPTS {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per `wash` command group.
+
+pub mod claims;
+pub mod keys;
