@@ -10,6 +10,7 @@ mod keystore;
 mod output;
 
 use clap::{Parser, Subcommand};
+use cmd::lattice::block_on;
 
 /// The Trellis command line.
 #[derive(Debug, Parser)]
@@ -31,6 +32,28 @@ enum Command {
     /// Sign components and inspect their claims.
     #[command(subcommand)]
     Claims(cmd::claims::ClaimsCommand),
+    /// Show hosts, inventories, links and claims of a lattice.
+    #[command(subcommand)]
+    Get(cmd::get::GetCommand),
+    /// Start a component.
+    #[command(subcommand)]
+    Start(cmd::component::StartCommand),
+    /// Scale a running component.
+    #[command(subcommand)]
+    Scale(cmd::component::ScaleCommand),
+    /// Stop a component.
+    #[command(subcommand)]
+    Stop(cmd::component::StopCommand),
+    /// Put, delete and list links.
+    #[command(subcommand)]
+    Link(cmd::link::LinkCommand),
+    /// Put, show and delete named config.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+    /// Put or delete a host label.
+    Label(cmd::label::LabelArgs),
+    /// Call a function of a running component.
+    Call(cmd::call::CallArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +61,14 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Keys(command) => cmd::keys::run(command),
         Command::Claims(command) => cmd::claims::run(command),
+        Command::Get(command) => block_on(cmd::get::run(command)),
+        Command::Start(command) => block_on(cmd::component::start(command)),
+        Command::Scale(command) => block_on(cmd::component::scale(command)),
+        Command::Stop(command) => block_on(cmd::component::stop(command)),
+        Command::Link(command) => block_on(cmd::link::run(command)),
+        Command::Config(command) => block_on(cmd::config::run(command)),
+        Command::Label(args) => block_on(cmd::label::run(args)),
+        Command::Call(args) => block_on(cmd::call::run(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

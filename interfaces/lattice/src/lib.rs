@@ -11,7 +11,10 @@
 //! - [`link`] and [`config`]: the lattice state that routes calls.
 //! - [`rpc`]: the MessagePack codec, headers and error reply of calls.
 //! - [`host_data`]: the document a host hands a provider on stdin.
+//! - [`http`]: HTTP requests and responses as they cross the lattice.
 //! - [`wit`]: WIT interface and function names as links and subjects use them.
+//! - `client` (feature `client`): an async control-interface client over
+//!   NATS for `wash` and wadm, the only module here that does I/O.
 //!
 //! ```
 //! use trellis_lattice::ctl::{CtlResponse, ScaleComponentCommand};
@@ -48,11 +51,14 @@
 //! # Ok::<(), trellis_lattice::LatticeError>(())
 //! ```
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 pub mod ctl;
 pub mod error;
 pub mod event;
 pub mod host_data;
+pub mod http;
 pub mod link;
 pub mod rpc;
 pub mod subject;

@@ -11,10 +11,12 @@
 //! println!("connect to {}", nats.url());
 //! ```
 
+mod binaries;
 mod examples;
 mod process;
 mod services;
 
+pub use binaries::workspace_binary;
 pub use examples::{example_component, examples_dir, workspace_root};
 pub use process::{SupportError, free_port};
 pub use services::{NatsServer, RedisServer};

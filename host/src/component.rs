@@ -1,0 +1,452 @@
+//! A component running on this host: its verified claims, its compiled and
+//! pre-linked code, and the two ways to call it (`wasi:http` and any other
+//! export). Every call gets a fresh instance from the `InstancePre`,
+//! bounded by `max_instances` concurrent instances, a deadline and a memory
+//! cap, so one misbehaving call cannot harm the next.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Semaphore;
+use trellis_claims::{Claims, ComponentMetadata};
+use trellis_lattice::http::{HttpRequest, HttpResponse};
+use trellis_lattice::rpc::{RpcError, RpcErrorKind};
+use trellis_lattice::wit::WitFunction;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::engine::{InstanceState, Runtime};
+use crate::imports::ImportRouter;
+use crate::{HostError, value};
+
+/// What a scale command asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ComponentSpec {
+    /// The component's id on the lattice.
+    pub id: String,
+    /// Where its code comes from: a file path or `file://` URL.
+    pub image_ref: String,
+    /// Concurrent instances allowed.
+    pub max_instances: u32,
+    /// Free-form annotations (wadm records ownership here).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A component this host runs.
+pub struct RunningComponent {
+    /// Its lattice id.
+    pub id: String,
+    /// Its image reference.
+    pub image_ref: String,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Its verified claims; `None` when unsigned code was allowed.
+    pub claims: Option<Claims<ComponentMetadata>>,
+    max_instances: AtomicU32,
+    permits: Arc<Semaphore>,
+    pre: InstancePre<InstanceState>,
+    proxy: Option<ProxyPre<InstanceState>>,
+    /// Unversioned export name (`ns:pkg/iface`) to the name the component
+    /// uses (`ns:pkg/iface@1.0.0`): subjects carry no versions.
+    exports: HashMap<String, String>,
+    runtime: Runtime,
+    call_timeout: Duration,
+}
+
+/// Reads the bytes behind an image reference.
+pub async fn fetch(image_ref: &str) -> Result<Vec<u8>, HostError> {
+    let fail = |reason: String| HostError::Fetch {
+        reference: image_ref.to_owned(),
+        reason,
+    };
+    if image_ref.starts_with("oci://") || looks_like_registry_ref(image_ref) {
+        return Err(fail(
+            "registry references are not supported yet; pass a file path or file:// URL".into(),
+        ));
+    }
+    let path = PathBuf::from(image_ref.strip_prefix("file://").unwrap_or(image_ref));
+    tokio::fs::read(&path)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+fn looks_like_registry_ref(image_ref: &str) -> bool {
+    !image_ref.starts_with('/')
+        && !image_ref.starts_with('.')
+        && !image_ref.starts_with("file:")
+        && image_ref
+            .split('/')
+            .next()
+            .is_some_and(|host| host.contains('.') || host.contains(':'))
+        && image_ref.contains('/')
+}
+
+impl RunningComponent {
+    /// Verifies, compiles and links `spec`'s component.
+    pub async fn prepare(
+        runtime: &Runtime,
+        policy: &crate::policy::RunPolicy,
+        router: &ImportRouter,
+        spec: &ComponentSpec,
+        call_timeout: Duration,
+    ) -> Result<Self, HostError> {
+        let wasm = fetch(&spec.image_ref).await?;
+        let token = policy.admit(&wasm).map_err(|source| HostError::Refused {
+            reference: spec.image_ref.clone(),
+            source,
+        })?;
+        let hash = trellis_claims::component_hash(&wasm)
+            .map_err(|e| HostError::InvalidComponent(e.to_string()))?;
+        let component = runtime.compile(&hash, Arc::new(wasm)).await?;
+        let pre = link(runtime, router, &component)?;
+        let exports = export_names(runtime, &component);
+        let proxy = exports
+            .contains_key("wasi:http/incoming-handler")
+            .then(|| ProxyPre::new(pre.clone()))
+            .transpose()
+            .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
+        let max = spec.max_instances.max(1);
+        Ok(RunningComponent {
+            id: spec.id.clone(),
+            image_ref: spec.image_ref.clone(),
+            annotations: spec.annotations.clone(),
+            claims: token.map(|t| t.claims),
+            max_instances: AtomicU32::new(max),
+            permits: Arc::new(Semaphore::new(max as usize)),
+            pre,
+            proxy,
+            exports,
+            runtime: runtime.clone(),
+            call_timeout,
+        })
+    }
+
+    /// Concurrent instances allowed now.
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances.load(Ordering::SeqCst)
+    }
+
+    /// Changes the concurrency bound without disturbing calls in flight:
+    /// extra permits are added, or idle ones withdrawn; permits held by
+    /// busy calls are withdrawn as those calls end.
+    pub fn set_max_instances(&self, max: u32) {
+        let max = max.max(1);
+        let old = self.max_instances.swap(max, Ordering::SeqCst);
+        if max > old {
+            self.permits.add_permits((max - old) as usize);
+        } else if old > max {
+            let wanted = (old - max) as usize;
+            let removed = self.permits.forget_permits(wanted);
+            if removed < wanted {
+                let permits = Arc::clone(&self.permits);
+                tokio::spawn(async move {
+                    if let Ok(p) = permits.acquire_many((wanted - removed) as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+    }
+
+    /// The component's friendly name from its claims, if signed.
+    pub fn name(&self) -> Option<String> {
+        self.claims
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref()?.name.clone())
+    }
+
+    /// Waits until every call in flight has finished, or `timeout` passes.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let max = self.max_instances();
+        tokio::time::timeout(timeout, self.permits.acquire_many(max))
+            .await
+            .is_ok_and(|p| p.is_ok())
+    }
+
+    fn new_store(&self) -> Store<InstanceState> {
+        let mut store = Store::new(
+            self.runtime.engine(),
+            InstanceState::new(&self.id, self.runtime.max_memory_bytes()),
+        );
+        store.limiter(|state| state.limits());
+        // Yield to the executor on every epoch tick so a busy guest cannot
+        // starve other calls on this thread, and trap once the call's
+        // deadline has passed.
+        let deadline = Instant::now() + self.call_timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RpcError> {
+        match tokio::time::timeout(self.call_timeout, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(RpcError::new(
+                RpcErrorKind::Refused,
+                format!("component `{}` is stopping", self.id),
+            )),
+            Err(_) => Err(RpcError::new(
+                RpcErrorKind::Timeout,
+                format!(
+                    "all {} instances of `{}` stayed busy for {:?}; scale it up",
+                    self.max_instances(),
+                    self.id,
+                    self.call_timeout
+                ),
+            )),
+        }
+    }
+
+    /// Runs `wasi:http/incoming-handler.handle` on a fresh instance.
+    pub async fn handle_http(&self, request: HttpRequest) -> Result<HttpResponse, RpcError> {
+        let Some(proxy) = self.proxy.clone() else {
+            return Err(RpcError::new(
+                RpcErrorKind::Refused,
+                format!(
+                    "component `{}` does not export wasi:http/incoming-handler",
+                    self.id
+                ),
+            ));
+        };
+        let _permit = self.permit().await?;
+        let hyper_request = to_hyper(&request)?;
+        let mut store = self.new_store();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (req, out) = {
+            let mut http = wasmtime_wasi_http::WasiHttpView::http(store.data_mut());
+            let scheme = if request.scheme == "https" {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            };
+            let req = http
+                .new_incoming_request(scheme, hyper_request)
+                .map_err(trap)?;
+            let out = http.new_response_outparam(sender).map_err(trap)?;
+            (req, out)
+        };
+        let guest = tokio::spawn(async move {
+            let instance = proxy.instantiate_async(&mut store).await?;
+            instance
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        });
+        let deadline = self.call_timeout;
+        let response = match tokio::time::timeout(deadline, receiver).await {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                return Err(RpcError::new(
+                    RpcErrorKind::Application,
+                    format!(
+                        "component `{}` answered with an HTTP error: {code:?}",
+                        self.id
+                    ),
+                ));
+            }
+            Ok(Err(_)) => {
+                let why = match guest.await {
+                    Ok(Err(err)) => describe_trap(&err),
+                    Ok(Ok(())) => "it returned without setting a response".to_owned(),
+                    Err(err) => err.to_string(),
+                };
+                return Err(RpcError::new(
+                    RpcErrorKind::Application,
+                    format!("component `{}` failed: {why}", self.id),
+                ));
+            }
+            Err(_) => {
+                guest.abort();
+                return Err(timeout_error(&self.id, deadline));
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let body = match tokio::time::timeout(deadline, body.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes().to_vec(),
+            Ok(Err(code)) => {
+                return Err(RpcError::new(
+                    RpcErrorKind::Application,
+                    format!(
+                        "component `{}` failed while writing its body: {code:?}",
+                        self.id
+                    ),
+                ));
+            }
+            Err(_) => {
+                guest.abort();
+                return Err(timeout_error(&self.id, deadline));
+            }
+        };
+        if let Ok(Err(err)) = guest.await {
+            tracing::debug!(component = %self.id, error = %describe_trap(&err), "handler failed after responding");
+        }
+        Ok(HttpResponse {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+                .collect(),
+            body,
+        })
+    }
+
+    /// Calls any other export with MessagePack arguments decoded by the
+    /// function's own parameter types; returns the results as an array.
+    pub async fn call(
+        &self,
+        function: &WitFunction,
+        args: &rmpv::Value,
+    ) -> Result<rmpv::Value, RpcError> {
+        let interface = function.interface.to_string();
+        let Some(export) = self.exports.get(&interface) else {
+            return Err(RpcError::new(
+                RpcErrorKind::Refused,
+                format!("component `{}` does not export {interface}", self.id),
+            ));
+        };
+        let _permit = self.permit().await?;
+        let mut store = self.new_store();
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+        let missing = || {
+            RpcError::new(
+                RpcErrorKind::Refused,
+                format!(
+                    "component `{}` has no function `{}` in {interface}",
+                    self.id, function.function
+                ),
+            )
+        };
+        let iface_index = instance
+            .get_export_index(&mut store, None, export)
+            .ok_or_else(missing)?;
+        let func_index = instance
+            .get_export_index(&mut store, Some(&iface_index), &function.function)
+            .ok_or_else(missing)?;
+        let func = instance
+            .get_func(&mut store, func_index)
+            .ok_or_else(missing)?;
+        let func_type = func.ty(&store);
+        let param_types: Vec<_> = func_type.params().map(|(_, ty)| ty).collect();
+        let params = value::decode_params(args, &param_types)
+            .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let mut results = vec![wasmtime::component::Val::Bool(false); func_type.results().len()];
+        let deadline = self.call_timeout;
+        let outcome =
+            tokio::time::timeout(deadline, func.call_async(&mut store, &params, &mut results))
+                .await;
+        match outcome {
+            Err(_) => return Err(timeout_error(&self.id, deadline)),
+            Ok(Err(err)) => {
+                return Err(RpcError::new(
+                    RpcErrorKind::Application,
+                    format!("component `{}` failed: {}", self.id, describe_trap(&err)),
+                ));
+            }
+            Ok(Ok(())) => {}
+        }
+        value::encode_vals(&results).map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))
+    }
+}
+
+fn link(
+    runtime: &Runtime,
+    router: &ImportRouter,
+    component: &Component,
+) -> Result<InstancePre<InstanceState>, HostError> {
+    let mut linker: Linker<InstanceState> = Linker::new(runtime.engine());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(HostError::engine)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(HostError::engine)?;
+    router.link_imports(&mut linker, component)?;
+    linker
+        .instantiate_pre(component)
+        .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))
+}
+
+fn export_names(runtime: &Runtime, component: &Component) -> HashMap<String, String> {
+    component
+        .component_type()
+        .exports(runtime.engine())
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+        .map(|(name, _)| {
+            let unversioned = name.split('@').next().unwrap_or(name).to_owned();
+            (unversioned, name.to_owned())
+        })
+        .collect()
+}
+
+fn to_hyper(request: &HttpRequest) -> Result<hyper::Request<Full<bytes::Bytes>>, RpcError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        RpcError::new(
+            RpcErrorKind::Codec,
+            format!("invalid HTTP request {what}: {e}"),
+        )
+    };
+    let authority = if request.authority.is_empty() {
+        "localhost"
+    } else {
+        &request.authority
+    };
+    let uri = format!(
+        "{}://{authority}{}",
+        request.scheme, request.path_with_query
+    );
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(uri);
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    builder
+        .body(Full::new(bytes::Bytes::from(request.body.clone())))
+        .map_err(|e| bad("head", &e))
+}
+
+fn timeout_error(id: &str, deadline: Duration) -> RpcError {
+    RpcError::new(
+        RpcErrorKind::Timeout,
+        format!("component `{id}` was interrupted after {deadline:?} (call timeout)"),
+    )
+}
+
+fn trap(err: wasmtime::Error) -> RpcError {
+    RpcError::new(RpcErrorKind::Application, describe_trap(&err))
+}
+
+/// A trap's message, naming the limit that fired when one did.
+fn describe_trap(err: &wasmtime::Error) -> String {
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => "interrupted: the call ran past its deadline".to_owned(),
+        Some(wasmtime::Trap::OutOfFuel) => "ran out of fuel".to_owned(),
+        Some(trap) => format!("trapped: {trap}"),
+        None => format!("{err:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_references_are_told_apart_from_paths() {
+        assert!(looks_like_registry_ref("ghcr.io/acme/hello:0.1.0"));
+        assert!(looks_like_registry_ref("localhost:5000/hello:1"));
+        assert!(!looks_like_registry_ref("/tmp/hello.wasm"));
+        assert!(!looks_like_registry_ref("./build/hello.wasm"));
+        assert!(!looks_like_registry_ref("file:///tmp/hello.wasm"));
+        assert!(!looks_like_registry_ref("hello.wasm"));
+    }
+}

@@ -1,0 +1,67 @@
+//! Everything a host is told at start-up. The binary fills this from flags
+//! and `TRELLIS_*` environment variables; `wash up` and the tests build it
+//! directly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a host joins a lattice and what it will run.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The lattice to join.
+    pub lattice: String,
+    /// Where NATS answers, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// A NATS credentials file, for secured deployments.
+    pub nats_creds: Option<PathBuf>,
+    /// The host's identity seed (`SN…`); a fresh one is made when absent.
+    pub host_seed: Option<String>,
+    /// Labels in addition to the built-in `hostcore.*` ones.
+    pub labels: BTreeMap<String, String>,
+    /// Accounts whose components may run; empty trusts any valid signer.
+    pub allowed_issuers: Vec<String>,
+    /// Runs unsigned components. For local development only.
+    pub allow_unsigned: bool,
+    /// How often the heartbeat event goes out.
+    pub heartbeat_interval: Duration,
+    /// The longest one call may run before it is interrupted.
+    pub call_timeout: Duration,
+    /// The most linear memory one instance may use, in bytes.
+    pub max_memory_bytes: u64,
+    /// How long a graceful stop waits for calls in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            lattice: trellis_lattice::subject::DEFAULT_LATTICE.to_owned(),
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_creds: None,
+            host_seed: None,
+            labels: BTreeMap::new(),
+            allowed_issuers: Vec::new(),
+            allow_unsigned: false,
+            heartbeat_interval: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(10),
+            max_memory_bytes: 64 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The labels every host carries, describing the machine it runs on.
+pub fn builtin_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("hostcore.os".to_owned(), std::env::consts::OS.to_owned()),
+        (
+            "hostcore.arch".to_owned(),
+            std::env::consts::ARCH.to_owned(),
+        ),
+        (
+            "hostcore.osfamily".to_owned(),
+            std::env::consts::FAMILY.to_owned(),
+        ),
+    ])
+}

@@ -1,0 +1,196 @@
+//! The wasmtime side of a host: one engine configured for the component
+//! model, the instance state every store carries, and a cache of compiled
+//! components.
+//!
+//! Isolation comes from three limits. The pooling allocator pre-reserves
+//! instance slots so instantiation per call is cheap; a per-store limiter
+//! caps linear memory; and a ticker advances the engine's epoch so a call
+//! that runs past its deadline traps instead of spinning forever.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::HostError;
+
+/// How often the epoch advances: how often a running guest yields, and the
+/// resolution of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How many compiled components are kept for reuse.
+const CACHE_CAPACITY: usize = 64;
+/// Instance slots reserved by the pooling allocator.
+const POOLED_INSTANCES: u32 = 256;
+
+/// Per-call state inside a wasmtime store.
+pub struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// The component this instance belongs to, for routing its imports.
+    pub component_id: String,
+}
+
+impl InstanceState {
+    /// Fresh state for one call of `component_id`, with named config exposed
+    /// as environment variables and stdout/stderr going to the host's log.
+    pub fn new(component_id: &str, max_memory_bytes: u64) -> Self {
+        let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .build();
+        InstanceState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits,
+            component_id: component_id.to_owned(),
+        }
+    }
+
+    /// The limiter wasmtime consults on every memory or table growth.
+    pub fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+/// The engine plus the compiled-component cache.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    cache: Arc<Mutex<ComponentCache>>,
+    max_memory_bytes: u64,
+}
+
+#[derive(Default)]
+struct ComponentCache {
+    by_hash: HashMap<String, Component>,
+    order: VecDeque<String>,
+    compiles: u64,
+}
+
+impl Runtime {
+    /// An engine with the component model, async support, epoch deadlines
+    /// and, where the machine allows it, the pooling allocator.
+    pub fn new(max_memory_bytes: u64) -> Result<Self, HostError> {
+        let engine = match Engine::new(&engine_config(Some(max_memory_bytes))) {
+            Ok(engine) => engine,
+            Err(err) => {
+                // The pool reserves address space up front; some sandboxes
+                // refuse that. Fall back to on-demand allocation, which the
+                // per-store limiter still bounds.
+                tracing::warn!(error = %err, "pooling allocator unavailable; using on-demand instance allocation");
+                Engine::new(&engine_config(None)).map_err(HostError::engine)?
+            }
+        };
+        let ticker = engine.weak();
+        thread::Builder::new()
+            .name("trellis-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| HostError::Engine(format!("starting the epoch ticker: {e}")))?;
+        Ok(Runtime {
+            engine,
+            cache: Arc::default(),
+            max_memory_bytes,
+        })
+    }
+
+    /// The shared engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The memory cap of each instance.
+    pub fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes
+    }
+
+    /// The compiled component for `wasm`, whose claims hash is `hash`.
+    /// Compilation happens once per hash and off the async runtime.
+    pub async fn compile(&self, hash: &str, wasm: Arc<Vec<u8>>) -> Result<Component, HostError> {
+        if let Some(component) = self.cached(hash) {
+            return Ok(component);
+        }
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &*wasm))
+            .await
+            .map_err(|e| HostError::Engine(format!("compiler task failed: {e}")))?
+            .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
+        let mut cache = self.lock_cache();
+        cache.compiles += 1;
+        if !cache.by_hash.contains_key(hash) {
+            cache.order.push_back(hash.to_owned());
+            cache.by_hash.insert(hash.to_owned(), component.clone());
+            while cache.order.len() > CACHE_CAPACITY {
+                if let Some(oldest) = cache.order.pop_front() {
+                    cache.by_hash.remove(&oldest);
+                }
+            }
+        }
+        Ok(component)
+    }
+
+    /// How many times a component was compiled (not served from cache).
+    pub fn compile_count(&self) -> u64 {
+        self.lock_cache().compiles
+    }
+
+    fn cached(&self, hash: &str) -> Option<Component> {
+        self.lock_cache().by_hash.get(hash).cloned()
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, ComponentCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn engine_config(pool_memory: Option<u64>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if let Some(max_memory) = pool_memory {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOLED_INSTANCES);
+        pool.total_core_instances(POOLED_INSTANCES * 4);
+        pool.total_memories(POOLED_INSTANCES * 2);
+        pool.total_tables(POOLED_INSTANCES * 4);
+        pool.max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}

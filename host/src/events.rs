@@ -1,0 +1,49 @@
+//! Publishing lattice events. Events are facts for observers (wadm,
+//! `wash`, dashboards); losing one must never fail the operation that
+//! caused it, so publish errors are logged, not returned.
+
+use trellis_lattice::event::LatticeEvent;
+use trellis_lattice::subject::Subjects;
+
+/// Publishes CloudEvents on `wasmbus.evt.{lattice}.{kind}` as this host.
+#[derive(Clone)]
+pub struct EventPublisher {
+    nats: async_nats::Client,
+    subjects: Subjects,
+    host_id: String,
+}
+
+impl EventPublisher {
+    /// A publisher whose events name `host_id` as their source.
+    pub fn new(nats: async_nats::Client, subjects: Subjects, host_id: String) -> Self {
+        EventPublisher {
+            nats,
+            subjects,
+            host_id,
+        }
+    }
+
+    /// Publishes `event` and flushes, so it is on the wire before the
+    /// operation that caused it replies.
+    pub async fn publish(&self, event: LatticeEvent) {
+        let kind = event.kind();
+        let bytes = match event
+            .to_cloud_event(&self.host_id)
+            .and_then(|e| e.to_json())
+        {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                tracing::error!(kind = kind.as_str(), error = %err, "cannot encode event");
+                return;
+            }
+        };
+        let subject = self.subjects.event(kind);
+        if let Err(err) = self.nats.publish(subject, bytes.into()).await {
+            tracing::warn!(kind = kind.as_str(), error = %err, "cannot publish event");
+            return;
+        }
+        if let Err(err) = self.nats.flush().await {
+            tracing::warn!(kind = kind.as_str(), error = %err, "cannot flush event");
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The host itself: connects to NATS, opens lattice state, answers the
+//! control interface, serves component calls, and publishes events. The
+//! pieces live in their own modules; this one owns their shared state and
+//! the lifecycle (start, heartbeat, graceful stop).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+use trellis_claims::{KeyKind, KeyPair};
+use trellis_lattice::ctl::{ComponentDescription, Host as HostSummary, HostInventory};
+use trellis_lattice::event::LatticeEvent;
+use trellis_lattice::event::{
+    ComponentClaims, ComponentScaleFailed, ComponentScaled, HostHeartbeat, HostStarted, HostStopped,
+};
+use trellis_lattice::subject::Subjects;
+
+use crate::component::{ComponentSpec, RunningComponent};
+use crate::config::{HostConfig, builtin_labels};
+use crate::engine::Runtime;
+use crate::events::EventPublisher;
+use crate::imports::ImportRouter;
+use crate::policy::RunPolicy;
+use crate::state::LatticeState;
+use crate::{HostError, ctl, rpc};
+
+/// The version every host reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+struct ComponentSlot {
+    current: Arc<RunningComponent>,
+    server: JoinHandle<()>,
+}
+
+/// State shared by every task of one host.
+pub struct HostInner {
+    /// The host's public key (`N…`).
+    pub id: String,
+    /// The key that names this host's "cluster", reported as its issuer.
+    pub issuer: String,
+    pub(crate) config: HostConfig,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) subjects: Subjects,
+    pub(crate) runtime: Runtime,
+    pub(crate) policy: RunPolicy,
+    pub(crate) router: ImportRouter,
+    pub(crate) state: LatticeState,
+    pub(crate) events: EventPublisher,
+    started: Instant,
+    labels: RwLock<BTreeMap<String, String>>,
+    components: RwLock<HashMap<String, ComponentSlot>>,
+    /// Scale and update of one host are applied one at a time, so two
+    /// commands for the same component cannot interleave.
+    changes: Mutex<()>,
+    stop_requested: Notify,
+}
+
+/// A running host. Dropping it does not stop it; call [`Host::stop`].
+pub struct Host {
+    inner: Arc<HostInner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Host {
+    /// Joins the lattice and starts serving. Returns once the host answers
+    /// the control interface.
+    pub async fn start(config: HostConfig) -> Result<Host, HostError> {
+        let key = match &config.host_seed {
+            Some(seed) => trellis_claims::key_pair_from_seed(KeyKind::Host, "host seed", seed)
+                .map_err(|e| HostError::BadRequest(e.to_string()))?,
+            None => KeyKind::Host.generate(),
+        };
+        let subjects = Subjects::new(&config.lattice)?;
+        let nats = connect(&config).await?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let state = LatticeState::open(&js, &subjects).await?;
+        let runtime = Runtime::new(config.max_memory_bytes)?;
+        let policy = RunPolicy::new(&config.allowed_issuers, config.allow_unsigned)
+            .map_err(|e| HostError::BadRequest(format!("--allowed-issuers: {e}")))?;
+        let router = ImportRouter::new(
+            nats.clone(),
+            subjects.clone(),
+            state.link_table(),
+            config.call_timeout,
+        );
+        let id = key.public_key();
+        let mut labels = builtin_labels();
+        labels.extend(config.labels.clone());
+        labels.extend(state.labels(&id).await?);
+        let inner = Arc::new(HostInner {
+            issuer: cluster_issuer(&key),
+            events: EventPublisher::new(nats.clone(), subjects.clone(), id.clone()),
+            id,
+            config,
+            nats,
+            subjects,
+            runtime,
+            policy,
+            router,
+            state,
+            started: Instant::now(),
+            labels: RwLock::new(labels),
+            components: RwLock::new(HashMap::new()),
+            changes: Mutex::new(()),
+            stop_requested: Notify::new(),
+        });
+        let mut tasks = vec![ctl::serve(Arc::clone(&inner)).await?];
+        tasks.push(tokio::spawn(inner.state.clone().watch_links()));
+        tasks.push(tokio::spawn(heartbeat(Arc::clone(&inner))));
+        inner
+            .events
+            .publish(LatticeEvent::HostStarted(HostStarted {
+                host_id: inner.id.clone(),
+                friendly_name: inner.friendly_name(),
+                labels: inner.labels(),
+                version: VERSION.to_owned(),
+            }))
+            .await;
+        tracing::info!(host_id = %inner.id, lattice = %inner.subjects.lattice(), "host started");
+        Ok(Host { inner, tasks })
+    }
+
+    /// The host's id (its `N…` public key).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Shared state, for in-crate tests and benchmarks.
+    pub fn inner(&self) -> &Arc<HostInner> {
+        &self.inner
+    }
+
+    /// How many components were compiled rather than taken from the cache.
+    pub fn compile_count(&self) -> u64 {
+        self.inner.runtime.compile_count()
+    }
+
+    /// Resolves when a `host.stop` command arrives.
+    pub async fn stop_requested(&self) {
+        self.inner.stop_requested.notified().await;
+    }
+
+    /// Graceful stop: stop taking calls and commands, let calls in flight
+    /// finish (up to the drain timeout), publish `host_stopped`.
+    pub async fn stop(self, reason: &str) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let slots: Vec<ComponentSlot> = {
+            let mut components = self
+                .inner
+                .components
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            components.drain().map(|(_, slot)| slot).collect()
+        };
+        for slot in &slots {
+            slot.server.abort();
+        }
+        let drain = self.inner.config.drain_timeout;
+        for slot in &slots {
+            if !slot.current.drain(drain).await {
+                tracing::warn!(component = %slot.current.id, "calls still running after the drain timeout");
+            }
+        }
+        self.inner
+            .events
+            .publish(LatticeEvent::HostStopped(HostStopped {
+                host_id: self.inner.id.clone(),
+                labels: self.inner.labels(),
+            }))
+            .await;
+        tracing::info!(host_id = %self.inner.id, reason, "host stopped");
+    }
+}
+
+async fn connect(config: &HostConfig) -> Result<async_nats::Client, HostError> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("trellis-host")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(creds) = &config.nats_creds {
+        options = options.credentials_file(creds).await.map_err(|e| {
+            HostError::Nats(format!("reading credentials {}: {e}", creds.display()))
+        })?;
+    }
+    // With retry_on_initial_connect the client connects in the background;
+    // wait for the first connection so a wrong URL fails start-up clearly.
+    let client = options
+        .connect(config.nats_url.as_str())
+        .await
+        .map_err(|e| HostError::Nats(format!("connecting to {}: {e}", config.nats_url)))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if Instant::now() >= deadline {
+            return Err(HostError::Nats(format!(
+                "no NATS server answers at {}; start one (e.g. `nats-server -js`) or pass --nats-url",
+                config.nats_url
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(client)
+}
+
+fn cluster_issuer(host_key: &KeyPair) -> String {
+    // One cluster key per host process; hosts that share a signer would
+    // pass it in. Derived from nothing secret, so only the public half is
+    // kept.
+    let _ = host_key;
+    KeyKind::Cluster.generate().public_key()
+}
+
+async fn heartbeat(inner: Arc<HostInner>) {
+    let mut ticks = tokio::time::interval(inner.config.heartbeat_interval);
+    loop {
+        ticks.tick().await;
+        let beat = HostHeartbeat::from_inventory(inner.inventory(), inner.issuer.clone());
+        inner
+            .events
+            .publish(LatticeEvent::HostHeartbeat(beat))
+            .await;
+    }
+}
+
+fn claims_of(component: &RunningComponent) -> Option<ComponentClaims> {
+    let claims = component.claims.as_ref()?;
+    let meta = claims.metadata.as_ref();
+    Some(ComponentClaims {
+        issuer: claims.iss.clone(),
+        name: meta.and_then(|m| m.name.clone()),
+        version: meta.and_then(|m| m.ver.clone()),
+        revision: meta.and_then(|m| m.rev),
+        tags: meta.and_then(|m| m.tags.clone()),
+        call_alias: meta.and_then(|m| m.call_alias.clone()),
+        expires_human: claims.exp.map_or_else(|| "never".to_owned(), human_time),
+        not_before_human: claims
+            .nbf
+            .map_or_else(|| "immediately".to_owned(), human_time),
+    })
+}
+
+fn human_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or_else(|| secs.to_string(), |t| t.to_rfc3339())
+}
+
+fn human_uptime(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs();
+    let (days, hours, minutes, seconds) =
+        (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+impl HostInner {
+    /// The component running under `id`, if any.
+    pub fn component(&self, id: &str) -> Option<Arc<RunningComponent>> {
+        let components = self.components.read().unwrap_or_else(|p| p.into_inner());
+        components.get(id).map(|slot| Arc::clone(&slot.current))
+    }
+
+    /// The current labels.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.labels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A short human name derived from the id.
+    pub fn friendly_name(&self) -> String {
+        format!(
+            "host-{}",
+            &self.id[self.id.len().saturating_sub(6)..].to_ascii_lowercase()
+        )
+    }
+
+    /// The `host.ping` answer.
+    pub fn summary(&self) -> HostSummary {
+        HostSummary {
+            id: self.id.clone(),
+            friendly_name: self.friendly_name(),
+            lattice: self.subjects.lattice().to_owned(),
+            labels: self.labels(),
+            version: Some(VERSION.to_owned()),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            uptime_human: Some(human_uptime(self.started.elapsed())),
+            rpc_host: Some(self.config.nats_url.clone()),
+            ctl_host: Some(self.config.nats_url.clone()),
+            js_domain: None,
+        }
+    }
+
+    /// The `host.get` answer and the heartbeat's content.
+    pub fn inventory(&self) -> HostInventory {
+        let mut components: Vec<ComponentDescription> = {
+            let slots = self.components.read().unwrap_or_else(|p| p.into_inner());
+            slots
+                .values()
+                .map(|slot| {
+                    let c = &slot.current;
+                    ComponentDescription {
+                        id: c.id.clone(),
+                        image_ref: c.image_ref.clone(),
+                        name: c.name(),
+                        annotations: Some(c.annotations.clone()),
+                        revision: c
+                            .claims
+                            .as_ref()
+                            .and_then(|cl| cl.metadata.as_ref()?.rev)
+                            .unwrap_or(0),
+                        max_instances: c.max_instances(),
+                    }
+                })
+                .collect()
+        };
+        components.sort_by(|a, b| a.id.cmp(&b.id));
+        HostInventory {
+            components,
+            providers: Vec::new(),
+            host_id: self.id.clone(),
+            friendly_name: self.friendly_name(),
+            labels: self.labels(),
+            version: VERSION.to_owned(),
+            uptime_human: human_uptime(self.started.elapsed()),
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
+    }
+
+    pub(crate) fn request_stop(&self) {
+        self.stop_requested.notify_waiters();
+        self.stop_requested.notify_one();
+    }
+
+    pub(crate) async fn set_label(&self, key: &str, value: Option<&str>) -> Result<(), HostError> {
+        if key.starts_with("hostcore.") {
+            return Err(HostError::BadRequest(format!(
+                "`{key}` is a built-in label and cannot be changed"
+            )));
+        }
+        let operator_labels = {
+            let mut labels = self.labels.write().unwrap_or_else(|p| p.into_inner());
+            match value {
+                Some(value) => labels.insert(key.to_owned(), value.to_owned()),
+                None => labels.remove(key),
+            };
+            labels
+                .iter()
+                .filter(|(k, _)| !k.starts_with("hostcore."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        self.state.put_labels(&self.id, &operator_labels).await
+    }
+
+    /// Applies a scale command: start, rescale, or (at 0) stop.
+    pub(crate) async fn scale(
+        self: &Arc<Self>,
+        spec: ComponentSpec,
+        allow_update: bool,
+    ) -> Result<String, HostError> {
+        let _guard = self.changes.lock().await;
+        let existing = self.component(&spec.id);
+        if spec.max_instances == 0 {
+            return Ok(self.remove(&spec).await);
+        }
+        if let Some(existing) = existing {
+            if existing.image_ref == spec.image_ref {
+                existing.set_max_instances(spec.max_instances);
+                self.publish_scaled(&existing).await;
+                return Ok(format!(
+                    "component `{}` scaled to {}",
+                    spec.id, spec.max_instances
+                ));
+            }
+            if !allow_update {
+                return Err(HostError::BadRequest(format!(
+                    "component `{}` already runs `{}` here; use `component.update` (or allow_update) to change its image",
+                    spec.id, existing.image_ref
+                )));
+            }
+        }
+        self.start_or_replace(spec).await
+    }
+
+    /// Swaps a running component's image; calls in flight finish on the old
+    /// code, new calls go to the new one.
+    pub(crate) async fn update(
+        self: &Arc<Self>,
+        id: &str,
+        new_ref: &str,
+        annotations: Option<BTreeMap<String, String>>,
+    ) -> Result<String, HostError> {
+        let _guard = self.changes.lock().await;
+        let Some(existing) = self.component(id) else {
+            return Err(HostError::BadRequest(format!(
+                "component `{id}` is not running on host {}",
+                self.id
+            )));
+        };
+        let spec = ComponentSpec {
+            id: id.to_owned(),
+            image_ref: new_ref.to_owned(),
+            max_instances: existing.max_instances(),
+            annotations: annotations.unwrap_or_else(|| existing.annotations.clone()),
+        };
+        self.start_or_replace(spec).await
+    }
+
+    async fn start_or_replace(self: &Arc<Self>, spec: ComponentSpec) -> Result<String, HostError> {
+        let prepared = RunningComponent::prepare(
+            &self.runtime,
+            &self.policy,
+            &self.router,
+            &spec,
+            self.config.call_timeout,
+        )
+        .await;
+        let component = match prepared {
+            Ok(component) => Arc::new(component),
+            Err(err) => {
+                self.events
+                    .publish(LatticeEvent::ComponentScaleFailed(ComponentScaleFailed {
+                        host_id: self.id.clone(),
+                        component_id: spec.id.clone(),
+                        image_ref: spec.image_ref.clone(),
+                        max_instances: spec.max_instances,
+                        annotations: spec.annotations.clone(),
+                        claims: None,
+                        error: err.to_string(),
+                    }))
+                    .await;
+                return Err(err);
+            }
+        };
+        if let Some(claims) = &component.claims {
+            let entry = trellis_lattice::ctl::ClaimsSummary {
+                subject: claims.sub.clone(),
+                issuer: claims.iss.clone(),
+                name: component.name().unwrap_or_default(),
+                revision: claims
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.rev)
+                    .unwrap_or(0)
+                    .to_string(),
+                version: claims
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.ver.clone())
+                    .unwrap_or_default(),
+                tags: claims
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.tags.clone())
+                    .unwrap_or_default(),
+                call_alias: claims.metadata.as_ref().and_then(|m| m.call_alias.clone()),
+            };
+            if let Err(err) = self.state.put_claims(&claims.sub, &entry.to_entry()).await {
+                tracing::warn!(error = %err, "cannot record claims in lattice state");
+            }
+        }
+        let replacing = self.component(&spec.id).is_some();
+        if replacing {
+            let mut components = self.components.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = components.get_mut(&spec.id) {
+                slot.current = Arc::clone(&component);
+            }
+        } else {
+            // Register before subscribing, so the first call finds it.
+            let placeholder = tokio::spawn(async {});
+            self.components
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    spec.id.clone(),
+                    ComponentSlot {
+                        current: Arc::clone(&component),
+                        server: placeholder,
+                    },
+                );
+            let server = match rpc::serve(Arc::clone(self), spec.id.clone()).await {
+                Ok(server) => server,
+                Err(err) => {
+                    self.components
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&spec.id);
+                    return Err(err);
+                }
+            };
+            if let Some(slot) = self
+                .components
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&spec.id)
+            {
+                slot.server = server;
+            }
+        }
+        self.publish_scaled(&component).await;
+        let verb = if replacing { "updated" } else { "started" };
+        Ok(format!(
+            "component `{}` {verb} with {} instances",
+            spec.id, spec.max_instances
+        ))
+    }
+
+    async fn remove(&self, spec: &ComponentSpec) -> String {
+        let slot = self
+            .components
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&spec.id);
+        let Some(slot) = slot else {
+            return format!("component `{}` was not running", spec.id);
+        };
+        slot.server.abort();
+        let image_ref = slot.current.image_ref.clone();
+        self.events
+            .publish(LatticeEvent::ComponentScaled(ComponentScaled {
+                host_id: self.id.clone(),
+                component_id: spec.id.clone(),
+                image_ref,
+                max_instances: 0,
+                annotations: slot.current.annotations.clone(),
+                claims: claims_of(&slot.current),
+            }))
+            .await;
+        format!("component `{}` stopped", spec.id)
+    }
+
+    async fn publish_scaled(&self, component: &RunningComponent) {
+        self.events
+            .publish(LatticeEvent::ComponentScaled(ComponentScaled {
+                host_id: self.id.clone(),
+                component_id: component.id.clone(),
+                image_ref: component.image_ref.clone(),
+                max_instances: component.max_instances(),
+                annotations: component.annotations.clone(),
+                claims: claims_of(component),
+            }))
+            .await;
+    }
+}

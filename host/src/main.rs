@@ -1,0 +1,108 @@
+//! `trellis-host`: run one Trellis host node until it is told to stop
+//! (Ctrl-C, SIGTERM, or a `host.stop` control command).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use trellis_host::{Host, HostConfig};
+
+/// Run a Trellis host node.
+#[derive(Debug, Parser)]
+#[command(name = "trellis-host", version)]
+struct Args {
+    /// The lattice to join.
+    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
+    lattice: String,
+    /// The NATS server to connect to.
+    #[arg(
+        long,
+        env = "TRELLIS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// A NATS credentials file.
+    #[arg(long, env = "TRELLIS_NATS_CREDS")]
+    nats_creds: Option<PathBuf>,
+    /// The host's identity seed (SN…); a fresh identity when omitted.
+    #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
+    host_seed: Option<String>,
+    /// A label, as key=value; repeat for more.
+    #[arg(long = "label", short = 'l')]
+    labels: Vec<String>,
+    /// Accounts allowed to sign components (comma separated A… keys).
+    #[arg(long, env = "TRELLIS_ALLOWED_ISSUERS", value_delimiter = ',')]
+    allowed_issuers: Vec<String>,
+    /// Run unsigned components. For local development only.
+    #[arg(long, env = "TRELLIS_ALLOW_UNSIGNED")]
+    allow_unsigned: bool,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "TRELLIS_HEARTBEAT_SECS", default_value_t = 30)]
+    heartbeat_secs: u64,
+    /// Milliseconds one call may run before it is interrupted.
+    #[arg(long, env = "TRELLIS_CALL_TIMEOUT_MS", default_value_t = 10_000)]
+    call_timeout_ms: u64,
+    /// Mebibytes of linear memory one instance may use.
+    #[arg(long, env = "TRELLIS_MAX_MEMORY_MIB", default_value_t = 64)]
+    max_memory_mib: u64,
+}
+
+fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("label `{pair}` is not key=value");
+        };
+        labels.insert(key.trim().to_owned(), value.trim().to_owned());
+    }
+    Ok(labels)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = HostConfig {
+        lattice: args.lattice,
+        nats_url: args.nats_url,
+        nats_creds: args.nats_creds,
+        host_seed: args.host_seed,
+        labels: parse_labels(&args.labels)?,
+        allowed_issuers: args.allowed_issuers,
+        allow_unsigned: args.allow_unsigned,
+        heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
+        call_timeout: Duration::from_millis(args.call_timeout_ms.max(1)),
+        max_memory_bytes: args.max_memory_mib.max(1) * 1024 * 1024,
+        ..HostConfig::default()
+    };
+    let host = Host::start(config).await.context("starting the host")?;
+    println!("{}", host.id());
+    let reason = tokio::select! {
+        () = host.stop_requested() => "stop requested over the control interface",
+        () = shutdown_signal() => "signal received",
+    };
+    host.stop(reason).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

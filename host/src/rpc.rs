@@ -1,0 +1,84 @@
+//! Serving calls to the components on this host. Each component id has one
+//! queue-group subscription on `{lattice}.{id}.rpc.>`, so calls spread over
+//! every host that runs it; each message is handled on its own task, and
+//! the component is looked up per call so an update swaps code between
+//! calls without dropping any.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use trellis_lattice::http::{HttpRequest, INCOMING_HANDLER};
+use trellis_lattice::rpc::{self, RpcError, RpcErrorKind};
+
+use crate::host::HostInner;
+
+/// Subscribes to `component_id`'s calls and serves them until the returned
+/// task is aborted.
+pub async fn serve(
+    inner: Arc<HostInner>,
+    component_id: String,
+) -> Result<tokio::task::JoinHandle<()>, crate::HostError> {
+    let subject = inner.subjects.rpc_wildcard(&component_id)?;
+    let group = inner.subjects.rpc_queue_group(&component_id)?;
+    let mut calls = inner
+        .nats
+        .queue_subscribe(subject, group)
+        .await
+        .map_err(crate::HostError::nats)?;
+    Ok(tokio::spawn(async move {
+        while let Some(message) = calls.next().await {
+            let inner = Arc::clone(&inner);
+            let id = component_id.clone();
+            tokio::spawn(async move { answer(inner, id, message).await });
+        }
+    }))
+}
+
+async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats::Message) {
+    let Some(reply) = message.reply.clone() else {
+        tracing::debug!(subject = %message.subject, "call without a reply subject ignored");
+        return;
+    };
+    let bytes = match dispatch(&inner, &component_id, &message).await {
+        Ok(bytes) => bytes,
+        Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
+    };
+    if let Err(err) = inner.nats.publish(reply, bytes.into()).await {
+        tracing::warn!(component = %component_id, error = %err, "cannot send a call's reply");
+    }
+}
+
+/// Runs one call and encodes its reply; `Err` only for failures that
+/// happen before there is a typed reply to encode.
+async fn dispatch(
+    inner: &HostInner,
+    component_id: &str,
+    message: &async_nats::Message,
+) -> Result<Vec<u8>, RpcError> {
+    let codec = |e: &dyn std::fmt::Display| RpcError::new(RpcErrorKind::Codec, e.to_string());
+    let call = inner
+        .subjects
+        .parse_rpc(&message.subject)
+        .map_err(|e| codec(&e))?;
+    let Some(component) = inner.component(component_id) else {
+        return Err(RpcError::new(
+            RpcErrorKind::NoTarget,
+            format!(
+                "component `{component_id}` is not running on host {}",
+                inner.id
+            ),
+        ));
+    };
+    if call.function.to_string() == INCOMING_HANDLER {
+        let request: HttpRequest = rpc::decode(&message.payload).map_err(|e| codec(&e))?;
+        let result = component.handle_http(request).await;
+        return rpc::encode_reply(&result).map_err(|e| codec(&e));
+    }
+    let args: rmpv::Value = if message.payload.is_empty() {
+        rmpv::Value::Array(Vec::new())
+    } else {
+        rpc::decode(&message.payload).map_err(|e| codec(&e))?
+    };
+    let result = component.call(&call.function, &args).await;
+    rpc::encode_reply(&result).map_err(|e| codec(&e))
+}

@@ -1,0 +1,203 @@
+//! Helpers for Trellis's end-to-end tests: start real `trellis-host`
+//! processes, run the real `wash`, and sign real example components, all
+//! against a private `nats-server` from `trellis-test-support`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tempfile::TempDir;
+use trellis_claims::{KeyKind, KeyPair, SignOptions};
+
+/// How long a host may take to join the lattice.
+const HOST_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `trellis-host` child process, killed on drop.
+pub struct HostProcess {
+    child: Child,
+    id: String,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl HostProcess {
+    /// Starts a host on `lattice` at `nats_url` with extra flags, and waits
+    /// until it prints its id (it does once it answers the control
+    /// interface).
+    pub fn start(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let binary = trellis_test_support::workspace_binary("trellis-host", "trellis-host")?;
+        let dir = TempDir::new()?;
+        let log = dir.path().join("host.log");
+        let mut child = Command::new(binary)
+            .args(["--nats-url", nats_url, "--lattice", lattice])
+            .args(args)
+            .env("TRELLIS_LOG", "info,trellis_host=debug")
+            .env_remove("TRELLIS_ALLOWED_ISSUERS")
+            .env_remove("TRELLIS_ALLOW_UNSIGNED")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("spawning trellis-host")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let id = match rx.recv_timeout(HOST_START_TIMEOUT) {
+            Ok(line) if line.trim().starts_with('N') => line.trim().to_owned(),
+            other => {
+                let _ = child.kill();
+                let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+                bail!("trellis-host did not start ({other:?}); its log:\n{log_text}");
+            }
+        };
+        Ok(HostProcess {
+            child,
+            id,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// The host's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the host has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit on its own, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the real `wash` against `nats_url`/`lattice`.
+pub fn wash(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let binary = trellis_test_support::workspace_binary("wash", "wash")?;
+    Command::new(binary)
+        .args(args)
+        .env("TRELLIS_NATS_URL", nats_url)
+        .env("TRELLIS_LATTICE", lattice)
+        .env("TRELLIS_TIMEOUT_MS", "20000")
+        .stdin(Stdio::null())
+        .output()
+        .context("running wash")
+}
+
+/// stdout of a successful `wash` run, or an error with its stderr.
+pub fn wash_ok(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = wash(nats_url, lattice, args)?;
+    if !output.status.success() {
+        bail!(
+            "wash {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A signing account and a folder of artifacts it signed.
+pub struct Signer {
+    /// The account key.
+    pub account: KeyPair,
+    dir: TempDir,
+}
+
+impl Signer {
+    /// A fresh account.
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Signer {
+            account: KeyKind::Account.generate(),
+            dir: TempDir::new()?,
+        })
+    }
+
+    /// The account's public key.
+    pub fn issuer(&self) -> String {
+        self.account.public_key()
+    }
+
+    /// Signs `wasm` as a new component named `name`, writes it to this
+    /// signer's folder and returns the path.
+    pub fn sign_bytes(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        options: SignOptions,
+    ) -> anyhow::Result<PathBuf> {
+        let subject = KeyKind::Component.generate().public_key();
+        let options = SignOptions {
+            name: Some(name.to_owned()),
+            ..options
+        };
+        let signed = trellis_claims::sign_component(wasm, &self.account, &subject, &options)?;
+        let path = self.dir.path().join(format!("{name}_s.wasm"));
+        std::fs::write(&path, signed)?;
+        Ok(path)
+    }
+
+    /// Builds the example component `package` from source and signs it.
+    pub fn sign_example(&self, package: &str) -> anyhow::Result<PathBuf> {
+        let built = trellis_test_support::example_component(package)?;
+        let wasm = std::fs::read(&built)?;
+        self.sign_bytes(package, &wasm, SignOptions::default())
+    }
+
+    /// Copies an artifact into this signer's folder under a new name.
+    pub fn place(&self, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes)?;
+        Ok(path)
+    }
+}
+
+/// A `file://` URL for `path`.
+pub fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// A lattice name no other test uses.
+pub fn unique_lattice(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid_like()[..8])
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:016x}{:08x}", nanos, std::process::id())
+        .chars()
+        .rev()
+        .collect()
+}

@@ -1,0 +1,37 @@
+//! Shared test plumbing: a control client and event waits.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use trellis_lattice::client::CtlClient;
+use trellis_lattice::event::{CloudEvent, EventKind};
+
+/// A control client on `lattice` with a timeout generous enough for a
+/// debug-build host to compile a component.
+pub async fn client(nats_url: &str, lattice: &str) -> CtlClient {
+    let nats = async_nats::connect(nats_url).await.unwrap();
+    CtlClient::new(nats, lattice)
+        .unwrap()
+        .with_timeout(Duration::from_secs(30))
+}
+
+/// Collects events of `kind` until `matches` accepts one, or panics after
+/// `timeout`.
+pub async fn wait_for_event(
+    events: &mut (impl futures::Stream<Item = CloudEvent> + Unpin),
+    kind: EventKind,
+    timeout: Duration,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let wait = async {
+        while let Some(event) = events.next().await {
+            if event.kind().ok() == Some(kind) && matches(&event.data) {
+                return event.data;
+            }
+        }
+        panic!("event stream ended before a {} event", kind.as_str());
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no matching {} event within {timeout:?}", kind.as_str()))
+}

@@ -1,0 +1,142 @@
+//! Hosts joining a lattice, and a signed component's life on one of them.
+
+use std::time::Duration;
+
+use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice, wash_ok};
+use trellis_lattice::event::EventKind;
+use trellis_test_support::NatsServer;
+
+use crate::common::{client, wait_for_event};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_are_listed_with_their_labels() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("hosts");
+    let east = HostProcess::start(&nats.url(), &lattice, &["--label", "zone=east"]).unwrap();
+    let west = HostProcess::start(&nats.url(), &lattice, &["--label", "zone=west"]).unwrap();
+
+    let out = wash_ok(&nats.url(), &lattice, &["get", "hosts", "-o", "json"]).unwrap();
+    let hosts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(hosts.len(), 2, "{out}");
+    for (host, zone) in [(&east, "east"), (&west, "west")] {
+        let listed = hosts
+            .iter()
+            .find(|h| h["id"] == host.id())
+            .unwrap_or_else(|| panic!("{} missing: {out}", host.id()));
+        assert_eq!(listed["labels"]["zone"], zone);
+        assert_eq!(listed["labels"]["hostcore.os"], std::env::consts::OS);
+        assert_eq!(listed["labels"]["hostcore.arch"], std::env::consts::ARCH);
+    }
+
+    let table = wash_ok(&nats.url(), &lattice, &["get", "hosts"]).unwrap();
+    assert!(
+        table.contains(east.id()) && table.contains(west.id()),
+        "{table}"
+    );
+    assert!(table.contains("zone=east"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_component_scales_answers_calls_and_stops() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("scale");
+    let signer = Signer::new().unwrap();
+    let hello = file_url(&signer.sign_example("http-hello").unwrap());
+    let host = HostProcess::start(
+        &nats.url(),
+        &lattice,
+        &["--allowed-issuers", &signer.issuer()],
+    )
+    .unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let mut events = ctl.subscribe_events().await.unwrap();
+
+    wash_ok(
+        &nats.url(),
+        &lattice,
+        &[
+            "scale",
+            "component",
+            host.id(),
+            "hello",
+            &hello,
+            "--max-instances",
+            "3",
+        ],
+    )
+    .unwrap();
+    let scaled = wait_for_event(
+        &mut events,
+        EventKind::ComponentScaled,
+        Duration::from_secs(30),
+        |data| data["component_id"] == "hello",
+    )
+    .await;
+    assert_eq!(scaled["max_instances"], 3);
+    assert_eq!(scaled["host_id"], host.id());
+    assert_eq!(scaled["claims"]["issuer"], signer.issuer());
+
+    let inventory = wash_ok(
+        &nats.url(),
+        &lattice,
+        &["get", "inventory", host.id(), "-o", "json"],
+    )
+    .unwrap();
+    assert!(inventory.contains("\"hello\""), "{inventory}");
+    let inventory = ctl.get_inventory(host.id()).await.unwrap();
+    let hello_entry = inventory
+        .components
+        .iter()
+        .find(|c| c.id == "hello")
+        .unwrap();
+    assert_eq!(hello_entry.max_instances, 3);
+    assert_eq!(hello_entry.name.as_deref(), Some("http-hello"));
+
+    let answer = wash_ok(
+        &nats.url(),
+        &lattice,
+        &["call", "hello", "wasi:http/incoming-handler.handle"],
+    )
+    .unwrap();
+    assert!(answer.contains("Hello from Trellis"), "{answer}");
+
+    wash_ok(
+        &nats.url(),
+        &lattice,
+        &["stop", "component", host.id(), "hello"],
+    )
+    .unwrap();
+    let stopped = wait_for_event(
+        &mut events,
+        EventKind::ComponentScaled,
+        Duration::from_secs(30),
+        |data| data["component_id"] == "hello" && data["max_instances"] == 0,
+    )
+    .await;
+    assert_eq!(stopped["host_id"], host.id());
+    let inventory = ctl.get_inventory(host.id()).await.unwrap();
+    assert!(inventory.components.is_empty(), "{inventory:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_host_says_so_and_exits() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("stop");
+    let mut host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let mut events = ctl.subscribe_events().await.unwrap();
+    ctl.stop_host(host.id(), None).await.unwrap();
+    let id = host.id().to_owned();
+    wait_for_event(
+        &mut events,
+        EventKind::HostStopped,
+        Duration::from_secs(20),
+        |data| data["host_id"] == id.as_str(),
+    )
+    .await;
+    let status = host
+        .wait_exit(Duration::from_secs(20))
+        .expect("host exits after host.stop");
+    assert!(status.success(), "{status:?}\n{}", host.log());
+    assert!(ctl.ping_hosts().await.unwrap().is_empty());
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the host: real `trellis-host` processes and the real
+//! `wash` against a private `nats-server`, running signed components built
+//! from `examples/`. One test binary, one module per concern.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+mod compat;
+mod hosts;
+mod isolation;
+mod limits;
+mod policy;
+mod state;

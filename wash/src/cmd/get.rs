@@ -1,0 +1,221 @@
+//! `wash get`: what the lattice is running, read through the control interface.
+
+use anyhow::Context;
+use clap::Subcommand;
+use trellis_lattice::Link;
+use trellis_lattice::client::CtlClient;
+use trellis_lattice::ctl::{ClaimsSummary, Host, HostInventory};
+
+use super::lattice::{LatticeArgs, list, pairs, print_columns};
+use crate::output::{Format, OutputArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// List the hosts that answer a ping.
+    Hosts {
+        #[command(flatten)]
+        lattice: LatticeArgs,
+        #[command(flatten)]
+        format: OutputArgs,
+    },
+    /// Show what a host runs (every host if no id is given).
+    Inventory {
+        /// The host to ask [default: all hosts].
+        host_id: Option<String>,
+        #[command(flatten)]
+        lattice: LatticeArgs,
+        #[command(flatten)]
+        format: OutputArgs,
+    },
+    /// List the links of the lattice.
+    Links {
+        #[command(flatten)]
+        lattice: LatticeArgs,
+        #[command(flatten)]
+        format: OutputArgs,
+    },
+    /// List the claims of everything running.
+    Claims {
+        #[command(flatten)]
+        lattice: LatticeArgs,
+        #[command(flatten)]
+        format: OutputArgs,
+    },
+}
+
+pub async fn run(command: GetCommand) -> anyhow::Result<()> {
+    match command {
+        GetCommand::Hosts { lattice, format } => {
+            hosts(&lattice.connect().await?, format.output).await
+        }
+        GetCommand::Inventory {
+            host_id,
+            lattice,
+            format,
+        } => inventory(&lattice.connect().await?, host_id.as_deref(), format.output).await,
+        GetCommand::Links { lattice, format } => {
+            links(&lattice.connect().await?, format.output).await
+        }
+        GetCommand::Claims { lattice, format } => {
+            claims(&lattice.connect().await?, format.output).await
+        }
+    }
+}
+
+async fn hosts(ctl: &CtlClient, format: Format) -> anyhow::Result<()> {
+    let hosts = ctl.ping_hosts().await.context("pinging hosts")?;
+    if hosts.is_empty() {
+        eprintln!("no host answered in lattice `{}`", ctl.lattice());
+    }
+    let rows: Vec<Vec<String>> = hosts.iter().map(host_row).collect();
+    print_columns(
+        format,
+        &hosts,
+        &["HOST ID", "NAME", "LABELS", "UPTIME", "VERSION"],
+        &rows,
+    )
+}
+
+fn host_row(host: &Host) -> Vec<String> {
+    vec![
+        host.id.clone(),
+        host.friendly_name.clone(),
+        pairs(&host.labels),
+        host.uptime_human
+            .clone()
+            .unwrap_or_else(|| format!("{}s", host.uptime_seconds)),
+        host.version.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+async fn inventory(ctl: &CtlClient, host_id: Option<&str>, format: Format) -> anyhow::Result<()> {
+    let inventories = match host_id {
+        Some(host_id) => vec![
+            ctl.get_inventory(host_id)
+                .await
+                .with_context(|| format!("getting the inventory of host {host_id}"))?,
+        ],
+        None => ctl
+            .get_hosts_inventories()
+            .await
+            .context("getting the inventories of all hosts")?,
+    };
+    if format == Format::Json {
+        return crate::output::print(format, &inventories, &[]);
+    }
+    if inventories.is_empty() {
+        eprintln!("no host answered in lattice `{}`", ctl.lattice());
+    }
+    for (i, inventory) in inventories.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_inventory(inventory)?;
+    }
+    Ok(())
+}
+
+fn print_inventory(inventory: &HostInventory) -> anyhow::Result<()> {
+    println!("Host {} ({})", inventory.host_id, inventory.friendly_name);
+    println!("Labels: {}", pairs(&inventory.labels));
+    println!();
+    let components: Vec<Vec<String>> = inventory
+        .components
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.clone(),
+                c.image_ref.clone(),
+                c.max_instances.to_string(),
+                c.annotations.as_ref().map_or("-".into(), pairs),
+            ]
+        })
+        .collect();
+    print_columns(
+        Format::Text,
+        &(),
+        &["COMPONENT ID", "IMAGE", "MAX INSTANCES", "ANNOTATIONS"],
+        &components,
+    )?;
+    if inventory.providers.is_empty() {
+        return Ok(());
+    }
+    println!();
+    let providers: Vec<Vec<String>> = inventory
+        .providers
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.clone(),
+                p.image_ref.clone().unwrap_or_else(|| "-".into()),
+                p.name.clone().unwrap_or_else(|| "-".into()),
+                p.annotations.as_ref().map_or("-".into(), pairs),
+            ]
+        })
+        .collect();
+    print_columns(
+        Format::Text,
+        &(),
+        &["PROVIDER ID", "IMAGE", "NAME", "ANNOTATIONS"],
+        &providers,
+    )
+}
+
+/// Lists links; shared with `wash link get`.
+pub async fn links(ctl: &CtlClient, format: Format) -> anyhow::Result<()> {
+    let links = ctl.get_links().await.context("listing links")?;
+    let rows: Vec<Vec<String>> = links.iter().map(link_row).collect();
+    print_columns(
+        format,
+        &links,
+        &[
+            "SOURCE",
+            "TARGET",
+            "NAME",
+            "INTERFACES",
+            "SOURCE CONFIG",
+            "TARGET CONFIG",
+        ],
+        &rows,
+    )
+}
+
+fn link_row(link: &Link) -> Vec<String> {
+    vec![
+        link.source_id.clone(),
+        link.target.clone(),
+        link.name.clone(),
+        format!(
+            "{}:{}/{{{}}}",
+            link.wit_namespace,
+            link.wit_package,
+            link.interfaces.join(",")
+        ),
+        list(&link.source_config),
+        list(&link.target_config),
+    ]
+}
+
+async fn claims(ctl: &CtlClient, format: Format) -> anyhow::Result<()> {
+    let entries = ctl.get_claims().await.context("listing claims")?;
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            let claims = ClaimsSummary::from_entry(entry);
+            vec![
+                claims.subject,
+                claims.name,
+                claims.issuer,
+                claims.version,
+                claims.revision,
+            ]
+        })
+        .collect();
+    // JSON keeps wasmCloud's flat maps, so scripts written for it still work.
+    print_columns(
+        format,
+        &entries,
+        &["SUBJECT", "NAME", "ISSUER", "VERSION", "REVISION"],
+        &rows,
+    )
+}
