@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds Trellis and the example app from source and signs the example
-# components with your development account ($TRELLIS_HOME/keys, default
-# ~/.trellis/keys, created on first use). Installs what is missing first.
+# Starts a working Trellis node on this machine with the example app:
+# installs what is missing, builds Trellis and the example components from
+# source, signs them with your development account ($TRELLIS_HOME/keys,
+# default ~/.trellis/keys, created on first use), starts a node in the
+# background (`wash up --detach`: NATS if none answers, plus a host), runs
+# the signed http-hello component on it and calls it once.
 #
-# The host node is not part of the tree yet (issue #3); until it lands this
-# command stops after building and signing, and prints the signed claims.
+# Running it again is safe: a node that is already up is reused.
 source "$(dirname "$0")/lib.sh"
 
 need_cargo
@@ -24,6 +26,21 @@ for wasm in "$ROOT"/examples/target/$WASM_TARGET/release/*.wasm; do
     "$WASH" claims sign "$wasm" --name "${name//_/-}" -o "$SIGNED/${name}_s.wasm" >/dev/null
 done
 
-say "signed components are in examples/build/:"
-"$WASH" claims inspect "$SIGNED/http_hello_s.wasm"
-say "the host node lands with issue #3; this command will then start a node running the example app."
+say "starting a node (wash up --detach)"
+"$WASH" up --detach
+
+say "running http-hello on it"
+"$WASH" start component "$SIGNED/http_hello_s.wasm" http-hello --timeout-ms 30000 >/dev/null
+"$WASH" get inventory
+
+say "calling it: wash call http-hello wasi:http/incoming-handler.handle"
+"$WASH" call http-hello wasi:http/incoming-handler.handle
+
+cat >&2 <<MSG
+
+The node is up. Try:
+  export PATH="$ROOT/target/release:\$PATH"
+  wash get hosts
+  wash call http-hello wasi:http/incoming-handler.handle --path /anything
+  wash down            # stop the node
+MSG

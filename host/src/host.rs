@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
-use trellis_claims::{KeyKind, KeyPair};
+use trellis_claims::KeyKind;
 use trellis_lattice::ctl::{ComponentDescription, Host as HostSummary, HostInventory};
 use trellis_lattice::event::LatticeEvent;
 use trellis_lattice::event::{
@@ -90,7 +90,9 @@ impl Host {
         labels.extend(config.labels.clone());
         labels.extend(state.labels(&id).await?);
         let inner = Arc::new(HostInner {
-            issuer: cluster_issuer(&key),
+            // wasmCloud reports the key of the host's cluster as its issuer;
+            // a standalone host is its own cluster of one.
+            issuer: KeyKind::Cluster.generate().public_key(),
             events: EventPublisher::new(nats.clone(), subjects.clone(), id.clone()),
             id,
             config,
@@ -203,14 +205,6 @@ async fn connect(config: &HostConfig) -> Result<async_nats::Client, HostError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(client)
-}
-
-fn cluster_issuer(host_key: &KeyPair) -> String {
-    // One cluster key per host process; hosts that share a signer would
-    // pass it in. Derived from nothing secret, so only the public half is
-    // kept.
-    let _ = host_key;
-    KeyKind::Cluster.generate().public_key()
 }
 
 async fn heartbeat(inner: Arc<HostInner>) {

@@ -30,6 +30,33 @@ mod rpc;
 mod state;
 pub mod value;
 
+pub use component::{ComponentSpec, RunningComponent};
 pub use config::{HostConfig, builtin_labels};
 pub use error::HostError;
 pub use host::{Host, HostInner, VERSION};
+
+/// Logs to stderr through `tracing`, filtered by `TRELLIS_LOG` (e.g.
+/// `info,trellis_host=debug`; default `info`). For binaries that run a host.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM: how a host process is asked to stop.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

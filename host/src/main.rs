@@ -62,13 +62,7 @@ fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    trellis_host::init_logging();
     let args = Args::parse();
     let config = HostConfig {
         lattice: args.lattice,
@@ -87,22 +81,8 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", host.id());
     let reason = tokio::select! {
         () = host.stop_requested() => "stop requested over the control interface",
-        () = shutdown_signal() => "signal received",
+        () = trellis_host::shutdown_signal() => "signal received",
     };
     host.stop(reason).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = tokio::signal::ctrl_c() => return,
-            }
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

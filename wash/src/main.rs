@@ -54,6 +54,10 @@ enum Command {
     Label(cmd::label::LabelArgs),
     /// Call a function of a running component.
     Call(cmd::call::CallArgs),
+    /// Start a node on this machine: NATS (if none answers) and a host.
+    Up(cmd::up::UpArgs),
+    /// Stop the node `wash up --detach` started.
+    Down,
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +73,8 @@ fn main() -> std::process::ExitCode {
         Command::Config(command) => block_on(cmd::config::run(command)),
         Command::Label(args) => block_on(cmd::label::run(args)),
         Command::Call(args) => block_on(cmd::call::run(args)),
+        Command::Up(args) => cmd::up::up(args),
+        Command::Down => cmd::up::down(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

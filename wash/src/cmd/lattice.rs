@@ -34,8 +34,8 @@ pub struct LatticeArgs {
     /// Lattice name: the subject prefix that separates lattices on one NATS.
     #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
     pub lattice: String,
-    /// How long to wait for NATS and for replies, in milliseconds; listings
-    /// of all hosts collect answers for this long.
+    /// How long to wait for NATS and for replies, in milliseconds (listings
+    /// of all hosts collect answers for one second).
     #[arg(
         long = "timeout-ms",
         env = "TRELLIS_TIMEOUT_MS",

@@ -10,3 +10,4 @@ pub mod keys;
 pub mod label;
 pub mod lattice;
 pub mod link;
+pub mod up;

@@ -140,3 +140,126 @@ async fn a_stopped_host_says_so_and_exits() {
     assert!(status.success(), "{status:?}\n{}", host.log());
     assert!(ctl.ping_hosts().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_swaps_the_image_without_dropping_calls() {
+    use trellis_lattice::ctl::{ScaleComponentCommand, UpdateComponentCommand};
+    use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
+    use trellis_lattice::rpc::{self, CallHeaders};
+    use trellis_lattice::wit::WitFunction;
+
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("update");
+    let signer = Signer::new().unwrap();
+    let v1 = file_url(&signer.sign_example("http-hello").unwrap());
+    let wasm =
+        std::fs::read(trellis_test_support::example_component("http-hello").unwrap()).unwrap();
+    let options = trellis_claims::SignOptions {
+        ver: Some("2.0.0".into()),
+        ..Default::default()
+    };
+    let v2 = file_url(&signer.sign_bytes("hello-v2", &wasm, options).unwrap());
+    let host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    ctl.scale_component(&ScaleComponentCommand {
+        component_id: "hello".into(),
+        component_ref: v1.clone(),
+        max_instances: 4,
+        host_id: host.id().into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let handle = WitFunction::parse(INCOMING_HANDLER).unwrap();
+    let body = rpc::encode(&HttpRequest::get("/")).unwrap();
+    let headers = CallHeaders {
+        source_id: "test".into(),
+        link_name: "default".into(),
+        traceparent: None,
+        tracestate: None,
+    };
+    let mut callers = Vec::new();
+    for _ in 0..4 {
+        let (ctl, handle, body, headers) =
+            (ctl.clone(), handle.clone(), body.clone(), headers.clone());
+        callers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for _ in 0..40 {
+                let reply = ctl.call("hello", &handle, body.clone(), &headers).await;
+                match reply.map(|bytes| rpc::decode_reply::<HttpResponse>(&bytes)) {
+                    Ok(Ok(response)) if response.status == 200 => {}
+                    other => failures.push(format!("{other:?}")),
+                }
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ctl.update_component(&UpdateComponentCommand {
+        component_id: "hello".into(),
+        host_id: host.id().into(),
+        new_component_ref: v2.clone(),
+        annotations: None,
+    })
+    .await
+    .unwrap();
+    let mut failures = Vec::new();
+    for caller in callers {
+        failures.extend(caller.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} calls failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    let inventory = ctl.get_inventory(host.id()).await.unwrap();
+    assert_eq!(inventory.components[0].image_ref, v2);
+    assert_eq!(inventory.components[0].max_instances, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_carry_the_inventory() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("beat");
+    let signer = Signer::new().unwrap();
+    let hello = file_url(&signer.sign_example("http-hello").unwrap());
+    let host = HostProcess::start(
+        &nats.url(),
+        &lattice,
+        &["--heartbeat-secs", "1", "--label", "role=edge"],
+    )
+    .unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let mut events = ctl.subscribe_events().await.unwrap();
+    wash_ok(
+        &nats.url(),
+        &lattice,
+        &[
+            "scale",
+            "component",
+            host.id(),
+            "hello",
+            &hello,
+            "--max-instances",
+            "2",
+        ],
+    )
+    .unwrap();
+    let id = host.id().to_owned();
+    let beat = wait_for_event(
+        &mut events,
+        EventKind::HostHeartbeat,
+        Duration::from_secs(15),
+        |data| {
+            data["host_id"] == id.as_str()
+                && data["components"].as_array().is_some_and(|c| !c.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(beat["components"][0]["id"], "hello");
+    assert_eq!(beat["components"][0]["max_instances"], 2);
+    assert_eq!(beat["labels"]["role"], "edge");
+    assert!(beat["uptime_seconds"].is_u64());
+}

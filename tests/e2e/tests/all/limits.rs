@@ -16,7 +16,7 @@ use crate::common::client;
 /// A component exporting `trellis:test/limits` with a function that spins
 /// forever, one that grows memory by a number of 64 KiB pages, and one
 /// that answers at once.
-const LIMITS_COMPONENT: &str = r#"
+pub const LIMITS_COMPONENT: &str = r#"
 (component
   (core module $m
     (memory (export "memory") 1)

@@ -9,5 +9,6 @@ mod compat;
 mod hosts;
 mod isolation;
 mod limits;
+mod links;
 mod policy;
 mod state;

@@ -1,0 +1,316 @@
+//! `wash up` and `wash down`: a working node on this machine in one
+//! command. `up` reuses a NATS server that already answers at the URL, or
+//! starts `nats-server -js` as a child; then it runs a host in-process (the
+//! same `trellis-host` library the binary uses) until Ctrl-C, SIGTERM,
+//! `wash down` or a `host.stop` command. With `--detach` it re-runs itself
+//! in the background, waits until the host answers, and returns.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use trellis_host::{Host, HostConfig};
+
+use crate::cmd::lattice::parse_pairs;
+use crate::keystore::trellis_home;
+
+/// How long `--detach` waits for the background node to come up.
+const DETACH_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// NATS server of the lattice; started here if nothing answers.
+    #[arg(
+        long = "nats-url",
+        env = "TRELLIS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// Lattice name.
+    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
+    lattice: String,
+    /// Host label as key=value; repeat for more.
+    #[arg(long = "label", short = 'l')]
+    labels: Vec<String>,
+    /// Accounts allowed to sign components (comma separated A… keys).
+    #[arg(long, value_delimiter = ',')]
+    allowed_issuers: Vec<String>,
+    /// Run unsigned components. For local development only.
+    #[arg(long)]
+    allow_unsigned: bool,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_secs: u64,
+    /// Run in the background and return once the node answers.
+    #[arg(long, short = 'd')]
+    detach: bool,
+}
+
+/// Files `up` leaves for `down` under `$TRELLIS_HOME`.
+struct RunFiles {
+    pid: PathBuf,
+    nats_pid: PathBuf,
+    log: PathBuf,
+    nats_store: PathBuf,
+}
+
+impl RunFiles {
+    fn new() -> anyhow::Result<Self> {
+        let home = trellis_home()?;
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        Ok(RunFiles {
+            pid: home.join("wash-up.pid"),
+            nats_pid: home.join("nats-server.pid"),
+            log: home.join("wash-up.log"),
+            nats_store: home.join("nats"),
+        })
+    }
+}
+
+pub fn up(args: UpArgs) -> anyhow::Result<()> {
+    let files = RunFiles::new()?;
+    if let Some(pid) = running_pid(&files.pid) {
+        println!("a node is already up (pid {pid}); `wash down` stops it");
+        return Ok(());
+    }
+    if args.detach {
+        return detach(&files);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run(args, files))
+}
+
+async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
+    trellis_host::init_logging();
+    let mut nats = NatsChild::ensure(&args.nats_url, &files)?;
+    let config = HostConfig {
+        lattice: args.lattice.clone(),
+        nats_url: args.nats_url.clone(),
+        labels: parse_pairs("--label", &args.labels)?,
+        allowed_issuers: args.allowed_issuers,
+        allow_unsigned: args.allow_unsigned,
+        heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
+        ..HostConfig::default()
+    };
+    let host = match Host::start(config).await {
+        Ok(host) => host,
+        Err(err) => {
+            nats.stop(&files);
+            return Err(err).context("starting the host");
+        }
+    };
+    std::fs::write(&files.pid, std::process::id().to_string())
+        .with_context(|| format!("writing {}", files.pid.display()))?;
+    println!(
+        "NATS        {} ({})",
+        args.nats_url,
+        if nats.started() {
+            "started by wash up"
+        } else {
+            "already running"
+        }
+    );
+    println!("lattice     {}", args.lattice);
+    println!("host        {}", host.id());
+    println!("stop with   wash down (or Ctrl-C)");
+    let reason = tokio::select! {
+        () = host.stop_requested() => "stop requested over the control interface",
+        () = trellis_host::shutdown_signal() => "signal received",
+    };
+    host.stop(reason).await;
+    nats.stop(&files);
+    let _ = std::fs::remove_file(&files.pid);
+    println!("stopped: {reason}");
+    Ok(())
+}
+
+fn detach(files: &RunFiles) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the wash executable")?;
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--detach" && a != "-d")
+        .collect();
+    let log = std::fs::File::create(&files.log)
+        .with_context(|| format!("creating {}", files.log.display()))?;
+    let mut child = Command::new(exe)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the background node")?;
+    let started = Instant::now();
+    while started.elapsed() < DETACH_WAIT {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&files.log).unwrap_or_default();
+            bail!(
+                "the background node exited ({status}); its log ({}):\n{log}",
+                files.log.display()
+            );
+        }
+        if running_pid(&files.pid).is_some() {
+            print!(
+                "{}",
+                std::fs::read_to_string(&files.log).unwrap_or_default()
+            );
+            println!("log         {}", files.log.display());
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    bail!(
+        "the background node did not come up within {DETACH_WAIT:?}; see {}",
+        files.log.display()
+    )
+}
+
+pub fn down() -> anyhow::Result<()> {
+    let files = RunFiles::new()?;
+    let Some(pid) = running_pid(&files.pid) else {
+        println!("no node started by `wash up` is running");
+        let _ = std::fs::remove_file(&files.pid);
+        return Ok(());
+    };
+    terminate(pid)?;
+    let started = Instant::now();
+    while process_alive(pid) {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the node (pid {pid}) did not stop within 30 s; kill it by hand");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A node killed abruptly cannot stop its NATS child; do it here.
+    if let Some(nats_pid) = running_pid(&files.nats_pid) {
+        terminate(nats_pid)?;
+    }
+    let _ = std::fs::remove_file(&files.pid);
+    let _ = std::fs::remove_file(&files.nats_pid);
+    println!("stopped the node (pid {pid})");
+    Ok(())
+}
+
+/// The `nats-server` child, if `up` had to start one.
+struct NatsChild(Option<Child>);
+
+impl NatsChild {
+    fn ensure(url: &str, files: &RunFiles) -> anyhow::Result<Self> {
+        let (host, port) = host_port(url)?;
+        if answers(&host, port) {
+            return Ok(NatsChild(None));
+        }
+        if !["127.0.0.1", "localhost", "::1", "0.0.0.0"].contains(&host.as_str()) {
+            bail!(
+                "no NATS server answers at {url}, and wash up only starts one on this machine; start it there or pass a local --nats-url"
+            );
+        }
+        let binary = which_nats_server().context(
+            "no NATS server answers and `nats-server` is not installed; install it (Debian: apt-get install nats-server) or pass --nats-url",
+        )?;
+        let child = Command::new(binary)
+            .args(["-js", "-a", &host, "-p", &port.to_string(), "-sd"])
+            .arg(&files.nats_store)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nats-server")?;
+        std::fs::write(&files.nats_pid, child.id().to_string())?;
+        let started = Instant::now();
+        while !answers(&host, port) {
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("nats-server did not answer on {host}:{port} within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(NatsChild(Some(child)))
+    }
+
+    fn started(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn stop(&mut self, files: &RunFiles) {
+        if let Some(mut child) = self.0.take() {
+            let _ = terminate(child.id());
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&files.nats_pid);
+        }
+    }
+}
+
+fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    match rest.rsplit_once(':') {
+        Some((host, port)) => Ok((
+            host.trim_matches(['[', ']']).to_owned(),
+            port.parse()
+                .with_context(|| format!("bad port in NATS URL {url}"))?,
+        )),
+        None => Ok((rest.to_owned(), 4222)),
+    }
+}
+
+fn answers(host: &str, port: u16) -> bool {
+    let Ok(mut addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addrs.any(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok())
+}
+
+fn which_nats_server() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+fn running_pid(file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    process_alive(pid).then_some(pid)
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+}
+
+fn terminate(pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() && process_alive(pid) {
+        bail!("could not signal process {pid}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_urls_split_into_host_and_port() {
+        assert_eq!(
+            host_port("nats://127.0.0.1:4222").unwrap(),
+            ("127.0.0.1".into(), 4222)
+        );
+        assert_eq!(
+            host_port("nats://user:pw@localhost:5000").unwrap(),
+            ("localhost".into(), 5000)
+        );
+        assert_eq!(
+            host_port("tls://nats.example.com").unwrap(),
+            ("nats.example.com".into(), 4222)
+        );
+        assert!(host_port("nats://127.0.0.1:x").is_err());
+    }
+}
