@@ -194,3 +194,32 @@ fn engine_config(pool_memory: Option<u64>) -> Config {
     }
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest component there is: it exports nothing.
+    const EMPTY_COMPONENT: &str = "(component)";
+
+    #[tokio::test]
+    async fn a_component_is_compiled_once_per_hash() {
+        let runtime = Runtime::new(16 * 1024 * 1024).unwrap();
+        let wasm = Arc::new(wat::parse_str(EMPTY_COMPONENT).unwrap());
+        runtime.compile("HASH", Arc::clone(&wasm)).await.unwrap();
+        runtime.compile("HASH", Arc::clone(&wasm)).await.unwrap();
+        assert_eq!(runtime.compile_count(), 1);
+        runtime.compile("OTHER", wasm).await.unwrap();
+        assert_eq!(runtime.compile_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_a_component_are_refused_clearly() {
+        let runtime = Runtime::new(16 * 1024 * 1024).unwrap();
+        let err = runtime
+            .compile("BAD", Arc::new(b"not wasm".to_vec()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HostError::InvalidComponent(_)), "{err}");
+    }
+}

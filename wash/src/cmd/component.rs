@@ -214,10 +214,7 @@ async fn auction(
         component_id: component_id.to_owned(),
         constraints: parse_pairs("--constraint", constraints)?,
     };
-    eprintln!(
-        "holding an auction for `{component_id}` ({} ms)…",
-        ctl.timeout().as_millis()
-    );
+    eprintln!("holding an auction for `{component_id}`…");
     let acks = ctl
         .auction_component(&request)
         .await
