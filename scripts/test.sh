@@ -12,6 +12,11 @@ ensure_server redis-server redis-server
 build_examples
 
 cd "$ROOT"
+# End-to-end tests run the real trellis-host and wash binaries; build them
+# up front rather than from inside the first tests that need them.
+say "building the binaries the end-to-end tests run"
+cargo build --workspace --bins --quiet
+
 if cargo nextest --version >/dev/null 2>&1; then
     say "running the tests with cargo-nextest"
     cargo nextest run --workspace --no-fail-fast

@@ -54,7 +54,7 @@ pub async fn serve(inner: Arc<HostInner>) -> Result<JoinHandle<()>, HostError> {
         shared(format!("{prefix}.config.*.*")).await?,
         shared(format!("{prefix}.claims.get")).await?,
     ];
-    inner.nats.flush().await.map_err(HostError::nats)?;
+    confirm_subscriptions(&inner.nats).await?;
     let mut messages = futures::stream::select_all(subscriptions);
     Ok(tokio::spawn(async move {
         while let Some(message) = messages.next().await {
@@ -62,6 +62,28 @@ pub async fn serve(inner: Arc<HostInner>) -> Result<JoinHandle<()>, HostError> {
             tokio::spawn(async move { answer(inner, message).await });
         }
     }))
+}
+
+/// Returns once the server has registered every subscription made so far
+/// on `nats`. `flush` only empties the socket; a message sent to ourselves
+/// and received back proves the server processed the earlier SUBs, since
+/// it handles one connection's protocol in order. Without this, a client
+/// that sees the host start could ask before the host can hear.
+async fn confirm_subscriptions(nats: &async_nats::Client) -> Result<(), HostError> {
+    let inbox = nats.new_inbox();
+    let mut echo = nats
+        .subscribe(inbox.clone())
+        .await
+        .map_err(HostError::nats)?;
+    nats.publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(HostError::nats)?;
+    match tokio::time::timeout(std::time::Duration::from_secs(10), echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(HostError::Nats(
+            "the NATS server did not confirm the host's subscriptions within 10 s".into(),
+        )),
+    }
 }
 
 async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
