@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use trellis_lattice::client::CtlClient;
+use trellis_lattice::ctl::ScaleComponentCommand;
 use trellis_lattice::event::{CloudEvent, EventKind};
 
 /// A control client on `lattice` with a timeout generous enough for a
@@ -13,6 +14,22 @@ pub async fn client(nats_url: &str, lattice: &str) -> CtlClient {
     CtlClient::new(nats, lattice)
         .unwrap()
         .with_timeout(Duration::from_secs(30))
+}
+
+/// A scale command for `component_id` running `image` on `host_id`.
+pub fn scale_command(
+    host_id: &str,
+    component_id: &str,
+    image: &str,
+    max_instances: u32,
+) -> ScaleComponentCommand {
+    ScaleComponentCommand {
+        component_id: component_id.into(),
+        component_ref: image.into(),
+        max_instances,
+        host_id: host_id.into(),
+        ..Default::default()
+    }
 }
 
 /// Collects events of `kind` until `matches` accepts one, or panics after

@@ -6,7 +6,7 @@ use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice, wash_ok};
 use trellis_lattice::event::EventKind;
 use trellis_test_support::NatsServer;
 
-use crate::common::{client, wait_for_event};
+use crate::common::{client, scale_command, wait_for_event};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hosts_are_listed_with_their_labels() {
@@ -143,7 +143,7 @@ async fn a_stopped_host_says_so_and_exits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_update_swaps_the_image_without_dropping_calls() {
-    use trellis_lattice::ctl::{ScaleComponentCommand, UpdateComponentCommand};
+    use trellis_lattice::ctl::UpdateComponentCommand;
     use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
     use trellis_lattice::rpc::{self, CallHeaders};
     use trellis_lattice::wit::WitFunction;
@@ -161,15 +161,9 @@ async fn an_update_swaps_the_image_without_dropping_calls() {
     let v2 = file_url(&signer.sign_bytes("hello-v2", &wasm, options).unwrap());
     let host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
     let ctl = client(&nats.url(), &lattice).await;
-    ctl.scale_component(&ScaleComponentCommand {
-        component_id: "hello".into(),
-        component_ref: v1.clone(),
-        max_instances: 4,
-        host_id: host.id().into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    ctl.scale_component(&scale_command(host.id(), "hello", &v1, 4))
+        .await
+        .unwrap();
 
     let handle = WitFunction::parse(INCOMING_HANDLER).unwrap();
     let body = rpc::encode(&HttpRequest::get("/")).unwrap();

@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 use trellis_claims::SignOptions;
 use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice};
 use trellis_lattice::client::CtlClient;
-use trellis_lattice::ctl::ScaleComponentCommand;
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_lattice::wit::WitFunction;
 use trellis_test_support::NatsServer;
 
-use crate::common::client;
+use crate::common::{client, scale_command};
 
 /// A component exporting `trellis:test/limits` with a function that spins
 /// forever, one that grows memory by a number of 64 KiB pages, and one
@@ -62,15 +61,9 @@ async fn start(call_timeout_ms: &str, max_memory_mib: &str) -> Limits {
     )
     .unwrap();
     let ctl = client(&nats.url(), &lattice).await;
-    ctl.scale_component(&ScaleComponentCommand {
-        component_id: "limits".into(),
-        component_ref: image,
-        max_instances: 4,
-        host_id: host.id().into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    ctl.scale_component(&scale_command(host.id(), "limits", &image, 4))
+        .await
+        .unwrap();
     Limits {
         _nats: nats,
         _host: host,

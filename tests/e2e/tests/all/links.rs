@@ -7,12 +7,11 @@ use std::time::Duration;
 use trellis_claims::SignOptions;
 use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice};
 use trellis_lattice::Link;
-use trellis_lattice::ctl::ScaleComponentCommand;
 use trellis_lattice::rpc::{self, CallHeaders, RpcErrorKind};
 use trellis_lattice::wit::WitFunction;
 use trellis_test_support::NatsServer;
 
-use crate::common::client;
+use crate::common::{client, scale_command};
 use crate::limits::LIMITS_COMPONENT;
 
 /// Imports `trellis:test/limits` and exports `relay`, which calls the
@@ -60,15 +59,9 @@ async fn an_import_follows_its_link_across_hosts() {
     let back = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
     let ctl = client(&nats.url(), &lattice).await;
     for (host, id, image) in [(&front, "relay", &relay), (&back, "pinger", &limits)] {
-        ctl.scale_component(&ScaleComponentCommand {
-            component_id: id.into(),
-            component_ref: image.clone(),
-            max_instances: 2,
-            host_id: host.id().into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        ctl.scale_component(&scale_command(host.id(), id, image, 2))
+            .await
+            .unwrap();
     }
     let function = WitFunction::parse("trellis:test/relay.relay").unwrap();
     let headers = CallHeaders {

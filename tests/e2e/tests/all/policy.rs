@@ -7,24 +7,17 @@ use std::time::Duration;
 use trellis_claims::SignOptions;
 use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice};
 use trellis_lattice::client::ClientError;
-use trellis_lattice::ctl::ScaleComponentCommand;
 use trellis_lattice::event::EventKind;
 use trellis_test_support::NatsServer;
 
-use crate::common::{client, wait_for_event};
+use crate::common::{client, scale_command, wait_for_event};
 
 /// Scales `image` on `host` and returns the refusal message, after checking
 /// that a matching `component_scale_failed` event carried the same reason.
 async fn refusal(nats: &NatsServer, lattice: &str, host: &HostProcess, image: &str) -> String {
     let ctl = client(&nats.url(), lattice).await;
     let mut events = ctl.subscribe_events().await.unwrap();
-    let command = ScaleComponentCommand {
-        component_id: "candidate".into(),
-        component_ref: image.into(),
-        max_instances: 1,
-        host_id: host.id().into(),
-        ..Default::default()
-    };
+    let command = scale_command(host.id(), "candidate", image, 1);
     let err = ctl.scale_component(&command).await.unwrap_err();
     let ClientError::Refused { message, .. } = err else {
         panic!("expected a refusal, got {err}");
@@ -70,13 +63,7 @@ async fn an_unsigned_component_runs_with_allow_unsigned() {
     let signer = Signer::new().unwrap();
     let host = HostProcess::start(&nats.url(), &lattice, &["--allow-unsigned"]).unwrap();
     let ctl = client(&nats.url(), &lattice).await;
-    let command = ScaleComponentCommand {
-        component_id: "dev".into(),
-        component_ref: unsigned_hello(&signer),
-        max_instances: 1,
-        host_id: host.id().into(),
-        ..Default::default()
-    };
+    let command = scale_command(host.id(), "dev", &unsigned_hello(&signer), 1);
     ctl.scale_component(&command).await.unwrap();
     let inventory = ctl.get_inventory(host.id()).await.unwrap();
     assert_eq!(inventory.components.len(), 1);
