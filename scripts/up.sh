@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # Starts a working Trellis node on this machine with the example app:
 # installs what is missing, builds Trellis and the example components from
-# source, signs them with your development account ($TRELLIS_HOME/keys,
-# default ~/.trellis/keys, created on first use), starts a node in the
-# background (`wash up --detach`: NATS if none answers, plus a host), runs
-# the signed http-hello component on it and calls it once.
+# source, signs the components and providers with your development account
+# ($TRELLIS_HOME/keys, default ~/.trellis/keys, created on first use),
+# starts a node in the background (`wash up --detach`: NATS if none
+# answers, plus a host), and runs the counter app on it: the kv-counter
+# component behind the http-server provider on 127.0.0.1:8080, counting in
+# SQLite through keyvalue-sqlite (the app examples/manifests/dev.yaml
+# describes). Then it asks the counter once.
 #
-# Running it again is safe: a node that is already up is reused.
+# Running it again is safe: a node that is already up is reused, and the
+# providers, component, config and links are put again (idempotently).
 source "$(dirname "$0")/lib.sh"
+
+ADDRESS="${TRELLIS_COUNTER_ADDRESS:-127.0.0.1:8080}"
 
 need_cargo
 ensure_wasm_target
 ensure_server nats-server nats-server
 
 say "building Trellis (release)"
-(cd "$ROOT" && cargo build --release --workspace --quiet)
-WASH="$ROOT/target/release/wash"
+(cd "$ROOT" && cargo build --release --workspace --bins --quiet)
+BIN="$ROOT/target/release"
+WASH="$BIN/wash"
 
 build_examples
 SIGNED="$ROOT/examples/build"
@@ -25,22 +32,43 @@ for wasm in "$ROOT"/examples/target/$WASM_TARGET/release/*.wasm; do
     say "signing ${name//_/-}"
     "$WASH" claims sign "$wasm" --name "${name//_/-}" -o "$SIGNED/${name}_s.wasm" >/dev/null
 done
+for provider in trellis-keyvalue-sqlite trellis-keyvalue-redis trellis-http-server trellis-messaging-nats; do
+    # A copy, so a later `cargo build` cannot change the signed bytes.
+    if ! cmp -s "$BIN/$provider" "$SIGNED/$provider"; then
+        cp "$BIN/$provider" "$SIGNED/$provider"
+    fi
+    say "signing the ${provider#trellis-} provider"
+    "$WASH" claims sign-provider "$SIGNED/$provider" --name "${provider#trellis-}" >/dev/null
+done
 
 say "starting a node (wash up --detach)"
 "$WASH" up --detach
 
-say "running http-hello on it"
-"$WASH" start component "$SIGNED/http_hello_s.wasm" http-hello --timeout-ms 30000 >/dev/null
+say "starting the counter app (dev: SQLite)"
+"$WASH" start provider "$SIGNED/trellis-keyvalue-sqlite" keyvalue-sqlite >/dev/null
+"$WASH" start provider "$SIGNED/trellis-http-server" http-server >/dev/null
+"$WASH" start component "$SIGNED/kv_counter_s.wasm" kv-counter --max-instances 64 --timeout-ms 30000 >/dev/null
+"$WASH" config put counter-http "address=$ADDRESS" >/dev/null
+"$WASH" link put kv-counter keyvalue-sqlite wasi keyvalue --interface store --interface atomics >/dev/null
+"$WASH" link put http-server kv-counter wasi http --interface incoming-handler --source-config counter-http >/dev/null
 "$WASH" get inventory
 
-say "calling it: wash call http-hello wasi:http/incoming-handler.handle"
-"$WASH" call http-hello wasi:http/incoming-handler.handle
+say "asking the counter: curl http://$ADDRESS/"
+for _ in $(seq 1 50); do
+    if count=$(curl -fsS "http://$ADDRESS/" 2>/dev/null); then
+        printf 'count: %s\n' "$count"
+        break
+    fi
+    sleep 0.2
+done
+[ -n "${count:-}" ] || die "the counter did not answer on http://$ADDRESS/; see 'wash get inventory' and the node's log in ${TRELLIS_HOME:-$HOME/.trellis}"
 
 cat >&2 <<MSG
 
-The node is up. Try:
+The node is up, running the counter app on http://$ADDRESS/. Try:
   export PATH="$ROOT/target/release:\$PATH"
-  wash get hosts
-  wash call http-hello wasi:http/incoming-handler.handle --path /anything
-  wash down            # stop the node
+  curl http://$ADDRESS/                 # counts up, in SQLite
+  ./scripts/counter-prod.sh             # the same running component, now on Redis
+  wash get inventory
+  wash down                             # stop the node and its providers
 MSG

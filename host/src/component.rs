@@ -57,6 +57,7 @@ pub struct RunningComponent {
     /// uses (`ns:pkg/iface@1.0.0`): subjects carry no versions.
     exports: HashMap<String, String>,
     runtime: Runtime,
+    router: ImportRouter,
     call_timeout: Duration,
 }
 
@@ -124,6 +125,7 @@ impl RunningComponent {
             proxy,
             exports,
             runtime: runtime.clone(),
+            router: router.clone(),
             call_timeout,
         })
     }
@@ -173,7 +175,11 @@ impl RunningComponent {
     fn new_store(&self) -> Store<InstanceState> {
         let mut store = Store::new(
             self.runtime.engine(),
-            InstanceState::new(&self.id, self.runtime.max_memory_bytes()),
+            InstanceState::new(
+                &self.id,
+                self.runtime.max_memory_bytes(),
+                self.router.clone(),
+            ),
         );
         store.limiter(|state| state.limits());
         // Yield to the executor on every epoch tick so a busy guest cannot

@@ -31,6 +31,15 @@ pub struct HostConfig {
     pub max_memory_bytes: u64,
     /// How long a graceful stop waits for calls in flight.
     pub drain_timeout: Duration,
+    /// Where the host keeps files: verified provider executables and one
+    /// directory per provider (handed to it as its `data_dir`).
+    pub data_dir: PathBuf,
+    /// How long a new provider process has to answer its first health check.
+    pub provider_start_timeout: Duration,
+    /// How often running providers are asked for their health.
+    pub provider_health_interval: Duration,
+    /// How long a provider asked to shut down may take before it is killed.
+    pub provider_stop_grace: Duration,
 }
 
 impl Default for HostConfig {
@@ -47,7 +56,25 @@ impl Default for HostConfig {
             call_timeout: Duration::from_secs(10),
             max_memory_bytes: 64 * 1024 * 1024,
             drain_timeout: Duration::from_secs(10),
+            data_dir: default_data_dir(),
+            provider_start_timeout: Duration::from_secs(10),
+            provider_health_interval: Duration::from_secs(30),
+            provider_stop_grace: Duration::from_secs(5),
         }
+    }
+}
+
+/// `$TRELLIS_HOME/data`, else `~/.trellis/data` (next to the keys `wash`
+/// keeps in `~/.trellis/keys`), so a provider's files (the dev SQLite
+/// store, say) survive a restart of `wash up`. Without either variable,
+/// a `trellis-data` folder in the temporary directory.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("TRELLIS_HOME") {
+        return PathBuf::from(home).join("data");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".trellis").join("data"),
+        None => std::env::temp_dir().join("trellis-data"),
     }
 }
 

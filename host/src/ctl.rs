@@ -20,7 +20,8 @@ use tokio::task::JoinHandle;
 use trellis_lattice::ctl::{
     self, ComponentAuctionAck, ComponentAuctionRequest, CtlResponse,
     DeleteInterfaceLinkDefinitionRequest, HostLabel, ProviderAuctionAck, ProviderAuctionRequest,
-    ScaleComponentCommand, UpdateComponentCommand, constraints_match,
+    ScaleComponentCommand, StartProviderCommand, StopProviderCommand, UpdateComponentCommand,
+    constraints_match,
 };
 use trellis_lattice::event::LatticeEvent;
 use trellis_lattice::event::{ConfigChanged, LinkdefDeleted};
@@ -123,7 +124,11 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
             let Ok(request) = parse::<ProviderAuctionRequest>(body) else {
                 return;
             };
-            if constraints_match(&request.constraints, &inner.labels()) {
+            // A host running the provider already does not bid: one
+            // process per provider id per host.
+            if constraints_match(&request.constraints, &inner.labels())
+                && !inner.providers.runs(&request.provider_id)
+            {
                 let ack = ProviderAuctionAck {
                     host_id: inner.id.clone(),
                     provider_ref: request.provider_ref,
@@ -160,11 +165,19 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
             };
             respond_message(&inner, reply, result).await;
         }
-        CtlOperation::ProviderStart { .. } | CtlOperation::ProviderStop { .. } => {
-            let refusal = HostError::BadRequest(
-                "this host cannot run capability providers yet (they land with the providers issue)".into(),
-            );
-            respond(&inner, reply, Err::<Option<()>, _>(refusal)).await;
+        CtlOperation::ProviderStart { .. } => {
+            let result = match parse::<StartProviderCommand>(body) {
+                Ok(cmd) => inner.providers.start(cmd).await,
+                Err(err) => Err(err),
+            };
+            respond_message(&inner, reply, result).await;
+        }
+        CtlOperation::ProviderStop { .. } => {
+            let result = match parse::<StopProviderCommand>(body) {
+                Ok(cmd) => inner.providers.stop(&cmd.provider_id).await,
+                Err(err) => Err(err),
+            };
+            respond_message(&inner, reply, result).await;
         }
         CtlOperation::LinkPut => {
             let result = match parse::<Link>(body) {
@@ -234,6 +247,7 @@ struct LabelKey {
 
 async fn put_link(inner: &HostInner, link: Link) -> Result<String, HostError> {
     inner.state.put_link(&link).await?;
+    inner.providers.links_forwarded().await;
     let message = format!(
         "link `{}` from `{}` to `{}` for {}:{}/{{{}}} stored",
         link.name,
@@ -252,6 +266,7 @@ async fn delete_link(
     request: DeleteInterfaceLinkDefinitionRequest,
 ) -> Result<String, HostError> {
     let removed = inner.state.delete_link(&request).await?;
+    inner.providers.links_forwarded().await;
     let Some(link) = removed else {
         return Ok(format!(
             "no link `{}` from `{}` for {}:{}; nothing to delete",

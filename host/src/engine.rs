@@ -21,6 +21,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::HostError;
+use crate::imports::ImportRouter;
+use crate::keyvalue::KeyvalueView;
 
 /// How often the epoch advances: how often a running guest yields, and the
 /// resolution of call deadlines.
@@ -36,6 +38,9 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    /// Where calls to lattice imports go; the keyvalue bindings need it
+    /// inside the store because they run behind generated traits.
+    router: ImportRouter,
     /// The component this instance belongs to, for routing its imports.
     pub component_id: String,
 }
@@ -43,7 +48,8 @@ pub struct InstanceState {
 impl InstanceState {
     /// Fresh state for one call of `component_id`, with named config exposed
     /// as environment variables and stdout/stderr going to the host's log.
-    pub fn new(component_id: &str, max_memory_bytes: u64) -> Self {
+    /// Its lattice imports are sent through `router`.
+    pub fn new(component_id: &str, max_memory_bytes: u64, router: ImportRouter) -> Self {
         let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
@@ -54,6 +60,7 @@ impl InstanceState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits,
+            router,
             component_id: component_id.to_owned(),
         }
     }
@@ -61,6 +68,12 @@ impl InstanceState {
     /// The limiter wasmtime consults on every memory or table growth.
     pub fn limits(&mut self) -> &mut StoreLimits {
         &mut self.limits
+    }
+
+    /// What the `wasi:keyvalue` bindings work on: the resource table that
+    /// holds open buckets and the route to the linked provider.
+    pub fn keyvalue(&mut self) -> KeyvalueView<'_> {
+        KeyvalueView::new(&mut self.table, &self.router, &self.component_id)
     }
 }
 

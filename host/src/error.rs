@@ -32,6 +32,25 @@ pub enum HostError {
         /// The claims check that failed.
         source: trellis_claims::ClaimsError,
     },
+    /// A provider has no claims and the host does not run unsigned code.
+    #[error(
+        "refused to run provider `{reference}`: it is not signed (no claims at {claims_path}); put \
+         its signed claims JWT there, or run the host with --allow-unsigned for local development"
+    )]
+    ProviderUnsigned {
+        /// The reference as given.
+        reference: String,
+        /// Where its claims were looked for.
+        claims_path: String,
+    },
+    /// A provider process could not be started or did not come up.
+    #[error("provider `{provider_id}` {reason}")]
+    Provider {
+        /// The provider's lattice id.
+        provider_id: String,
+        /// What went wrong, as a predicate: "exited with status 1 …".
+        reason: String,
+    },
     /// The bytes are not a component this host can run.
     #[error("invalid component: {0}")]
     InvalidComponent(String),

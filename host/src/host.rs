@@ -1,7 +1,7 @@
 //! The host itself: connects to NATS, opens lattice state, answers the
-//! control interface, serves component calls, and publishes events. The
-//! pieces live in their own modules; this one owns their shared state and
-//! the lifecycle (start, heartbeat, graceful stop).
+//! control interface, serves component calls, supervises providers, and
+//! publishes events. The pieces live in their own modules; this one owns
+//! their shared state and the lifecycle (start, heartbeat, graceful stop).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -23,6 +23,7 @@ use crate::engine::Runtime;
 use crate::events::EventPublisher;
 use crate::imports::ImportRouter;
 use crate::policy::RunPolicy;
+use crate::provider::ProviderSupervisor;
 use crate::state::LatticeState;
 use crate::{HostError, ctl, rpc};
 
@@ -48,6 +49,7 @@ pub struct HostInner {
     pub(crate) router: ImportRouter,
     pub(crate) state: LatticeState,
     pub(crate) events: EventPublisher,
+    pub(crate) providers: ProviderSupervisor,
     started: Instant,
     labels: RwLock<BTreeMap<String, String>>,
     components: RwLock<HashMap<String, ComponentSlot>>,
@@ -89,11 +91,22 @@ impl Host {
         let mut labels = builtin_labels();
         labels.extend(config.labels.clone());
         labels.extend(state.labels(&id).await?);
+        let events = EventPublisher::new(nats.clone(), subjects.clone(), id.clone());
+        let providers = ProviderSupervisor::new(
+            &id,
+            &config,
+            nats.clone(),
+            subjects.clone(),
+            events.clone(),
+            state.clone(),
+            policy.clone(),
+        );
         let inner = Arc::new(HostInner {
             // wasmCloud reports the key of the host's cluster as its issuer;
             // a standalone host is its own cluster of one.
             issuer: KeyKind::Cluster.generate().public_key(),
-            events: EventPublisher::new(nats.clone(), subjects.clone(), id.clone()),
+            events,
+            providers,
             id,
             config,
             nats,
@@ -110,6 +123,8 @@ impl Host {
         });
         let mut tasks = vec![ctl::serve(Arc::clone(&inner)).await?];
         tasks.push(tokio::spawn(inner.state.clone().watch_links()));
+        tasks.push(tokio::spawn(inner.providers.clone().forward_link_changes()));
+        tasks.push(tokio::spawn(inner.providers.clone().check_health()));
         tasks.push(tokio::spawn(heartbeat(Arc::clone(&inner))));
         inner
             .events
@@ -145,7 +160,8 @@ impl Host {
     }
 
     /// Graceful stop: stop taking calls and commands, let calls in flight
-    /// finish (up to the drain timeout), publish `host_stopped`.
+    /// finish (up to the drain timeout), stop the providers, publish
+    /// `host_stopped`.
     pub async fn stop(self, reason: &str) {
         for task in &self.tasks {
             task.abort();
@@ -167,6 +183,8 @@ impl Host {
                 tracing::warn!(component = %slot.current.id, "calls still running after the drain timeout");
             }
         }
+        // After the components: calls draining above may still use them.
+        self.inner.providers.stop_all().await;
         self.inner
             .events
             .publish(LatticeEvent::HostStopped(HostStopped {
@@ -236,7 +254,7 @@ fn claims_of(component: &RunningComponent) -> Option<ComponentClaims> {
     })
 }
 
-fn human_time(secs: u64) -> String {
+pub(crate) fn human_time(secs: u64) -> String {
     i64::try_from(secs)
         .ok()
         .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
@@ -320,7 +338,7 @@ impl HostInner {
         components.sort_by(|a, b| a.id.cmp(&b.id));
         HostInventory {
             components,
-            providers: Vec::new(),
+            providers: self.providers.inventory(),
             host_id: self.id.clone(),
             friendly_name: self.friendly_name(),
             labels: self.labels(),

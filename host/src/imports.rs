@@ -1,9 +1,10 @@
 //! Imports a component needs from the lattice. WASI's local interfaces
 //! (cli, clocks, io, random, filesystem, sockets, http) are served by
-//! wasmtime-wasi inside the host; every other imported interface is bound
-//! here to a function that forwards the call over NATS to whichever target
-//! the component's link names, so the component never knows where its
-//! dependency runs.
+//! wasmtime-wasi inside the host; `wasi:keyvalue` is served by
+//! [`crate::keyvalue`], which keeps the `bucket` resource here and forwards
+//! its methods; every other imported interface is bound here to a function
+//! that forwards the call over NATS to whichever target the component's
+//! link names, so the component never knows where its dependency runs.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Component, Linker, Val};
 
 use crate::engine::InstanceState;
-use crate::{HostError, value};
+use crate::{HostError, keyvalue, value};
 
 /// WASI packages the host implements itself.
 const LOCAL_PACKAGES: &[&str] = &[
@@ -65,8 +66,18 @@ impl ImportRouter {
         component: &Component,
     ) -> Result<(), HostError> {
         let engine = component.engine();
+        let mut keyvalue_linked = false;
         for (name, item) in component.component_type().imports(engine) {
             if LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            if keyvalue::serves(name) {
+                // One definition covers store, atomics and batch together,
+                // since they share the `bucket` resource.
+                if !keyvalue_linked {
+                    keyvalue::add_to_linker(linker)?;
+                    keyvalue_linked = true;
+                }
                 continue;
             }
             let ComponentItem::ComponentInstance(instance) = item.ty else {
@@ -74,16 +85,28 @@ impl ImportRouter {
                     "component imports `{name}`, which is not an interface; only interface imports can be linked"
                 )));
             };
+            let mut functions = Vec::new();
+            for (function, item) in instance.exports(engine) {
+                match item.ty {
+                    ComponentItem::ComponentFunc(func) => functions.push((function, func)),
+                    // Types (records, variants, ...) a component `use`s from
+                    // an interface have no runtime definition to supply.
+                    ComponentItem::Type(_) => {}
+                    _ => {
+                        return Err(HostError::InvalidComponent(format!(
+                            "`{name}` exports `{function}`, which is not a function (resources cannot cross the lattice yet)"
+                        )));
+                    }
+                }
+            }
+            if functions.is_empty() {
+                continue;
+            }
             let interface = WitInterface::parse(name)?;
             let mut bound = linker
                 .instance(name)
                 .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
-            for (function, item) in instance.exports(engine) {
-                let ComponentItem::ComponentFunc(func) = item.ty else {
-                    return Err(HostError::InvalidComponent(format!(
-                        "`{name}` exports `{function}`, which is not a function (resources cannot cross the lattice yet)"
-                    )));
-                };
+            for (function, func) in functions {
                 let forward = Forward::new(self.clone(), &interface, function, &func)?;
                 bound
                     .func_new_async(function, move |store, _ty, params, results| {
@@ -95,6 +118,86 @@ impl ImportRouter {
             }
         }
         Ok(())
+    }
+
+    /// The target that `source`'s default link names for `interface`, or
+    /// an error that says which link to put.
+    pub fn target(&self, source: &str, interface: &WitInterface) -> Result<String, RpcError> {
+        let links = self.links.read().unwrap_or_else(|p| p.into_inner());
+        match find_route(links.iter(), source, DEFAULT_LINK_NAME, interface) {
+            Some(link) => Ok(link.target.clone()),
+            None => Err(RpcError::new(
+                RpcErrorKind::NoLink,
+                format!(
+                    "component `{source}` has no link named `{DEFAULT_LINK_NAME}` for {interface}; put one with `wash link put {source} <target> {} {} --interface {}`",
+                    interface.namespace, interface.package, interface.interface,
+                ),
+            )),
+        }
+    }
+
+    /// Sends `body` (the encoded parameters of `function`) from `source` to
+    /// the target its link names, and returns the raw reply for the caller
+    /// to decode by the function's own result type.
+    pub async fn send(
+        &self,
+        source: &str,
+        function: &WitFunction,
+        body: Vec<u8>,
+    ) -> Result<bytes::Bytes, RpcError> {
+        let target = self.target(source, &function.interface)?;
+        let subject = self
+            .subjects
+            .rpc(&target, function)
+            .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let mut headers = async_nats::HeaderMap::new();
+        let call = CallHeaders {
+            source_id: source.to_owned(),
+            link_name: DEFAULT_LINK_NAME.to_owned(),
+            traceparent: None,
+            tracestate: None,
+        };
+        for (name, value) in call.to_pairs() {
+            headers.insert(name, value.as_str());
+        }
+        // The request carries the router's timeout itself: the client's
+        // default (10 s) would otherwise cut longer calls short.
+        let request = self.nats.send_request(
+            subject,
+            async_nats::Request::new()
+                .headers(headers)
+                .payload(body.into())
+                .timeout(Some(self.timeout)),
+        );
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(RpcError::new(
+                RpcErrorKind::Timeout,
+                format!(
+                    "`{target}` did not answer {function} within {:?}",
+                    self.timeout
+                ),
+            )),
+            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
+                Err(RpcError::new(
+                    RpcErrorKind::NoTarget,
+                    format!(
+                        "nothing on the lattice serves `{target}` (linked from `{source}` for {})",
+                        function.interface
+                    ),
+                ))
+            }
+            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::TimedOut => {
+                Err(RpcError::new(
+                    RpcErrorKind::Timeout,
+                    format!(
+                        "`{target}` did not answer {function} within {:?}",
+                        self.timeout
+                    ),
+                ))
+            }
+            Ok(Err(err)) => Err(RpcError::new(RpcErrorKind::NoTarget, err.to_string())),
+            Ok(Ok(message)) => Ok(message.payload),
+        }
     }
 }
 
@@ -151,71 +254,10 @@ impl Forward {
     }
 
     async fn request(&self, source: &str, params: &[Val]) -> Result<rmpv::Value, RpcError> {
-        let router = &self.router;
-        let target = {
-            let links = router.links.read().unwrap_or_else(|p| p.into_inner());
-            find_route(
-                links.iter(),
-                source,
-                DEFAULT_LINK_NAME,
-                &self.function.interface,
-            )
-            .map(|link| link.target.clone())
-        };
-        let Some(target) = target else {
-            return Err(RpcError::new(
-                RpcErrorKind::NoLink,
-                format!(
-                    "component `{source}` has no link named `{DEFAULT_LINK_NAME}` for {}; put one with `wash link put {source} <target> {} {} --interface {}`",
-                    self.function.interface,
-                    self.function.interface.namespace,
-                    self.function.interface.package,
-                    self.function.interface.interface,
-                ),
-            ));
-        };
         let codec = |e: &dyn std::fmt::Display| RpcError::new(RpcErrorKind::Codec, e.to_string());
         let args = value::encode_vals(params).map_err(|e| codec(&e))?;
         let body = rpc::encode(&args).map_err(|e| codec(&e))?;
-        let subject = router
-            .subjects
-            .rpc(&target, &self.function)
-            .map_err(|e| codec(&e))?;
-        let mut headers = async_nats::HeaderMap::new();
-        let call = CallHeaders {
-            source_id: source.to_owned(),
-            link_name: DEFAULT_LINK_NAME.to_owned(),
-            traceparent: None,
-            tracestate: None,
-        };
-        for (name, value) in call.to_pairs() {
-            headers.insert(name, value.as_str());
-        }
-        let request = router
-            .nats
-            .request_with_headers(subject, headers, body.into());
-        let message = match tokio::time::timeout(router.timeout, request).await {
-            Err(_) => {
-                return Err(RpcError::new(
-                    RpcErrorKind::Timeout,
-                    format!(
-                        "`{target}` did not answer {} within {:?}",
-                        self.function, router.timeout
-                    ),
-                ));
-            }
-            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
-                return Err(RpcError::new(
-                    RpcErrorKind::NoTarget,
-                    format!(
-                        "nothing on the lattice serves `{target}` (linked from `{source}` for {})",
-                        self.function.interface
-                    ),
-                ));
-            }
-            Ok(Err(err)) => return Err(RpcError::new(RpcErrorKind::NoTarget, err.to_string())),
-            Ok(Ok(message)) => message,
-        };
-        rpc::decode_reply::<rmpv::Value>(&message.payload)
+        let reply = self.router.send(source, &self.function, body).await?;
+        rpc::decode_reply::<rmpv::Value>(&reply)
     }
 }

@@ -47,6 +47,20 @@ struct Args {
     /// Mebibytes of linear memory one instance may use.
     #[arg(long, env = "TRELLIS_MAX_MEMORY_MIB", default_value_t = 64)]
     max_memory_mib: u64,
+    /// Where the host keeps provider executables and provider data
+    /// [default: $TRELLIS_HOME/data, else ~/.trellis/data].
+    #[arg(long, env = "TRELLIS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Seconds between health checks of running providers.
+    #[arg(long, env = "TRELLIS_PROVIDER_HEALTH_SECS", default_value_t = 30)]
+    provider_health_secs: u64,
+    /// Seconds a new provider has to answer its first health check.
+    #[arg(
+        long,
+        env = "TRELLIS_PROVIDER_START_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    provider_start_timeout_secs: u64,
 }
 
 fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -75,7 +89,13 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
         call_timeout: Duration::from_millis(args.call_timeout_ms.max(1)),
         max_memory_bytes: args.max_memory_mib.max(1) * 1024 * 1024,
+        provider_health_interval: Duration::from_secs(args.provider_health_secs.max(1)),
+        provider_start_timeout: Duration::from_secs(args.provider_start_timeout_secs.max(1)),
         ..HostConfig::default()
+    };
+    let config = match args.data_dir {
+        Some(data_dir) => HostConfig { data_dir, ..config },
+        None => config,
     };
     let host = Host::start(config).await.context("starting the host")?;
     println!("{}", host.id());

@@ -1,8 +1,8 @@
-//! Which components this host will run. The claims crate answers "is this
+//! Which components and providers this host will run. The claims crate answers "is this
 //! signature valid and trusted"; this module adds the one host-level rule,
 //! that unsigned code runs only when the operator asked for it.
 
-use trellis_claims::{ClaimsError, ComponentMetadata, Policy, Token, now_unix};
+use trellis_claims::{ClaimsError, ComponentMetadata, Policy, ProviderMetadata, Token, now_unix};
 
 /// The host's trust rules.
 #[derive(Debug, Clone)]
@@ -33,6 +33,24 @@ impl RunPolicy {
             Ok(token) => Ok(Some(token)),
             Err(ClaimsError::NoClaims) if self.allow_unsigned => Ok(None),
             Err(err) => Err(err),
+        }
+    }
+
+    /// The same rules for a provider executable built for `target`, whose
+    /// claims JWT (if it has one) sits beside it.
+    pub fn admit_provider(
+        &self,
+        jwt: Option<&str>,
+        target: &str,
+        executable: &[u8],
+    ) -> Result<Option<Token<ProviderMetadata>>, ClaimsError> {
+        match jwt {
+            Some(jwt) => {
+                trellis_claims::verify_provider(jwt, target, executable, &self.trust, now_unix())
+                    .map(Some)
+            }
+            None if self.allow_unsigned => Ok(None),
+            None => Err(ClaimsError::NoClaims),
         }
     }
 }

@@ -7,15 +7,25 @@
 //! Keys: `link.{source}.{name}.{namespace}.{package}`, `labels.{host}`,
 //! `claims.{subject}`; config under its own name. Ids never contain dots
 //! (the lattice crate refuses them), so keys cannot collide.
+//!
+//! Every reload of the link table is compared with the table it replaces,
+//! and the differences go out as numbered [`LinkNotice`]s to whoever
+//! subscribed (the provider supervisor, which forwards them to provider
+//! processes). Diffing rather than reading watch entries means a change
+//! made while the watch was down is still reported, and a deleted link is
+//! reported with its full content. The numbers let a caller wait until a
+//! subscriber has handled every change made so far.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
+use tokio::sync::broadcast;
 use trellis_lattice::Link;
-use trellis_lattice::config::NamedConfig;
+use trellis_lattice::config::{self, NamedConfig};
 use trellis_lattice::ctl::{ClaimsEntry, DeleteInterfaceLinkDefinitionRequest};
 use trellis_lattice::subject::Subjects;
 
@@ -25,6 +35,8 @@ use crate::imports::LinkTable;
 const LINK_PREFIX: &str = "link.";
 const LABELS_PREFIX: &str = "labels.";
 const CLAIMS_PREFIX: &str = "claims.";
+/// Link changes not yet taken by a slow subscriber before it misses some.
+const LINK_CHANGE_BACKLOG: usize = 256;
 
 /// The two buckets, plus the in-memory copy of the links that routes calls.
 #[derive(Clone)]
@@ -32,6 +44,61 @@ pub struct LatticeState {
     data: kv::Store,
     config: kv::Store,
     links: LinkTable,
+    link_changes: broadcast::Sender<LinkNotice>,
+    /// How many link changes have been sent; only changed while the link
+    /// table is locked for writing, so numbers follow the table's order.
+    link_changes_sent: Arc<AtomicU64>,
+}
+
+/// A link change and its number: the first change is 1, and each one
+/// after counts up by one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkNotice {
+    /// The change's number.
+    pub seq: u64,
+    /// What changed.
+    pub change: LinkChange,
+}
+
+/// A link that appeared, changed or went away in lattice state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The link is new, or replaced the one in its slot.
+    Put(Link),
+    /// The link is gone (deleted, or replaced by one with another target).
+    Deleted(Link),
+}
+
+/// What changed from `old` to `new`, slot by slot. A slot whose target
+/// changed reports the old link deleted before the new one put, so the old
+/// target hears that it lost the link.
+pub fn diff_links(old: &[Link], new: &[Link]) -> Vec<LinkChange> {
+    let slot = |l: &Link| {
+        (
+            l.source_id.clone(),
+            l.name.clone(),
+            l.wit_namespace.clone(),
+            l.wit_package.clone(),
+        )
+    };
+    let old_by_slot: BTreeMap<_, &Link> = old.iter().map(|l| (slot(l), l)).collect();
+    let new_by_slot: BTreeMap<_, &Link> = new.iter().map(|l| (slot(l), l)).collect();
+    let mut changes = Vec::new();
+    for (key, before) in &old_by_slot {
+        match new_by_slot.get(key) {
+            None => changes.push(LinkChange::Deleted((*before).clone())),
+            Some(after) if after.target != before.target => {
+                changes.push(LinkChange::Deleted((*before).clone()));
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, after) in &new_by_slot {
+        if old_by_slot.get(key) != Some(after) {
+            changes.push(LinkChange::Put((*after).clone()));
+        }
+    }
+    changes
 }
 
 fn link_key(source: &str, name: &str, namespace: &str, package: &str) -> String {
@@ -81,6 +148,8 @@ impl LatticeState {
             data,
             config,
             links: Arc::new(RwLock::new(Vec::new())),
+            link_changes: broadcast::channel(LINK_CHANGE_BACKLOG).0,
+            link_changes_sent: Arc::new(AtomicU64::new(0)),
         };
         state.reload_links().await?;
         Ok(state)
@@ -113,9 +182,38 @@ impl LatticeState {
         Ok(links)
     }
 
+    /// Every link change from now on (see the module docs), and the number
+    /// of the last change before them.
+    pub fn subscribe_link_changes(&self) -> (broadcast::Receiver<LinkNotice>, u64) {
+        // Under the table lock, so no change falls between the two.
+        let _table = self.links.write().unwrap_or_else(|p| p.into_inner());
+        (self.link_changes.subscribe(), self.link_changes_sent())
+    }
+
+    /// The number of the last link change sent.
+    pub fn link_changes_sent(&self) -> u64 {
+        self.link_changes_sent.load(Ordering::SeqCst)
+    }
+
+    /// The links whose source or target is `id`.
+    pub fn links_involving(&self, id: &str) -> Vec<Link> {
+        let links = self.links.read().unwrap_or_else(|p| p.into_inner());
+        links
+            .iter()
+            .filter(|l| l.source_id == id || l.target == id)
+            .cloned()
+            .collect()
+    }
+
     async fn reload_links(&self) -> Result<(), HostError> {
         let links = self.read_links().await?;
-        *self.links.write().unwrap_or_else(|p| p.into_inner()) = links;
+        let mut table = self.links.write().unwrap_or_else(|p| p.into_inner());
+        for change in diff_links(&table, &links) {
+            let seq = self.link_changes_sent.fetch_add(1, Ordering::SeqCst) + 1;
+            // No subscriber is not an error: nothing needs to hear of it.
+            let _ = self.link_changes.send(LinkNotice { seq, change });
+        }
+        *table = links;
         Ok(())
     }
 
@@ -196,6 +294,20 @@ impl LatticeState {
         serde_json::from_slice(&value)
             .map(Some)
             .map_err(HostError::state)
+    }
+
+    /// The named configs `names` merged, right-most winning. A name with no
+    /// config contributes nothing: config may be put after the thing that
+    /// reads it, and the reader then runs with what exists.
+    pub async fn resolve_config(&self, names: &[String]) -> Result<NamedConfig, HostError> {
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            match self.get_config(name).await? {
+                Some(values) => found.push(values),
+                None => tracing::warn!(config = %name, "named config does not exist; using none"),
+            }
+        }
+        Ok(config::merge(&found))
     }
 
     /// Deletes named config; says whether it existed.
@@ -282,5 +394,64 @@ impl LatticeState {
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(source: &str, target: &str, config: &[&str]) -> Link {
+        Link {
+            source_id: source.into(),
+            target: target.into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "keyvalue".into(),
+            interfaces: vec!["store".into()],
+            target_config: config.iter().map(|c| (*c).to_owned()).collect(),
+            ..Link::default()
+        }
+    }
+
+    #[test]
+    fn an_unchanged_table_reports_nothing() {
+        let links = [link("counter", "kv", &[])];
+        assert!(diff_links(&links, &links).is_empty());
+    }
+
+    #[test]
+    fn new_and_removed_links_are_reported() {
+        let old = [link("counter", "kv", &[])];
+        let new = [link("echo", "kv", &[])];
+        assert_eq!(
+            diff_links(&old, &new),
+            [
+                LinkChange::Deleted(link("counter", "kv", &[])),
+                LinkChange::Put(link("echo", "kv", &[])),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_changed_config_is_a_put_only() {
+        let old = [link("counter", "kv", &["a"])];
+        let new = [link("counter", "kv", &["b"])];
+        assert_eq!(
+            diff_links(&old, &new),
+            [LinkChange::Put(link("counter", "kv", &["b"]))]
+        );
+    }
+
+    #[test]
+    fn a_new_target_deletes_the_link_from_the_old_one_first() {
+        let old = [link("counter", "kv-sqlite", &[])];
+        let new = [link("counter", "kv-redis", &[])];
+        assert_eq!(
+            diff_links(&old, &new),
+            [
+                LinkChange::Deleted(link("counter", "kv-sqlite", &[])),
+                LinkChange::Put(link("counter", "kv-redis", &[])),
+            ]
+        );
     }
 }

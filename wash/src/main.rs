@@ -35,15 +35,15 @@ enum Command {
     /// Show hosts, inventories, links and claims of a lattice.
     #[command(subcommand)]
     Get(cmd::get::GetCommand),
-    /// Start a component.
+    /// Start a component or a provider.
     #[command(subcommand)]
-    Start(cmd::component::StartCommand),
+    Start(cmd::StartCommand),
     /// Scale a running component.
     #[command(subcommand)]
     Scale(cmd::component::ScaleCommand),
-    /// Stop a component.
+    /// Stop a component or a provider.
     #[command(subcommand)]
-    Stop(cmd::component::StopCommand),
+    Stop(cmd::StopCommand),
     /// Put, delete and list links.
     #[command(subcommand)]
     Link(cmd::link::LinkCommand),
@@ -66,9 +66,9 @@ fn main() -> std::process::ExitCode {
         Command::Keys(command) => cmd::keys::run(command),
         Command::Claims(command) => cmd::claims::run(command),
         Command::Get(command) => block_on(cmd::get::run(command)),
-        Command::Start(command) => block_on(cmd::component::start(command)),
+        Command::Start(command) => block_on(cmd::start(command)),
         Command::Scale(command) => block_on(cmd::component::scale(command)),
-        Command::Stop(command) => block_on(cmd::component::stop(command)),
+        Command::Stop(command) => block_on(cmd::stop(command)),
         Command::Link(command) => block_on(cmd::link::run(command)),
         Command::Config(command) => block_on(cmd::config::run(command)),
         Command::Label(args) => block_on(cmd::label::run(args)),

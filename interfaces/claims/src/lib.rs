@@ -37,4 +37,7 @@ pub use jwt::{Claims, Token, WASCAP_REVISION, now_unix};
 pub use keys::{KeyKind, key_pair_from_seed};
 pub use nkeys::KeyPair;
 pub use policy::Policy;
-pub use provider::{ProviderMetadata, ProviderSignOptions, sign_provider, verify_provider};
+pub use provider::{
+    ProviderMetadata, ProviderSignOptions, native_target, provider_claims_path, sign_provider,
+    verify_provider,
+};

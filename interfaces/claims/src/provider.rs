@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Claims, ClaimsError, KeyKind, Policy, Token, sha256_hex};
 
+/// The target name of the machine this code runs on, as provider claims
+/// and provider archives name targets: `{arch}-{os}`, e.g. `x86_64-linux`
+/// (wasmCloud's provider-archive convention).
+pub fn native_target() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// The detached claims of a provider executable at `path`: `path` + `.jwt`.
+pub fn provider_claims_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".jwt");
+    std::path::PathBuf::from(name)
+}
+
 /// The `wascap` section of a provider's claims.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProviderMetadata {

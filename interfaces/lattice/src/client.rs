@@ -245,7 +245,10 @@ impl CtlClient {
         self.gather(&CtlOperation::ProviderAuction, body).await
     }
 
-    /// Starts a provider process on `command.host_id`.
+    /// Starts a provider process on `command.host_id`. A Trellis host
+    /// answers once the provider is up (or could not be started), which
+    /// may take longer than a plain request; see
+    /// [`CtlClient::start_provider_and_wait`].
     pub async fn start_provider(&self, command: &StartProviderCommand) -> Result<(), ClientError> {
         validate_token("provider id", &command.provider_id)?;
         let op = CtlOperation::ProviderStart {
@@ -259,7 +262,114 @@ impl CtlClient {
             .await
     }
 
-    /// Stops a provider process on `command.host_id`.
+    /// Starts a provider and waits up to `wait` until it runs: the host's
+    /// `provider_started` event, or the provider listed in the host's
+    /// inventory (when it ran already). A `provider_start_failed` event
+    /// ends the wait with [`ClientError::ProviderStartFailed`].
+    pub async fn start_provider_and_wait(
+        &self,
+        command: &StartProviderCommand,
+        wait: Duration,
+    ) -> Result<(), ClientError> {
+        let mut events = self.subscribe_events().await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        // The reply may come only once the provider is up.
+        self.clone()
+            .with_timeout(wait.max(self.timeout))
+            .start_provider(command)
+            .await?;
+        if self
+            .runs_provider(&command.host_id, &command.provider_id)
+            .await?
+        {
+            return Ok(());
+        }
+        let is_ours = |host_id: &str, provider_id: &str| {
+            host_id == command.host_id && provider_id == command.provider_id
+        };
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
+            match event.parse() {
+                Ok(LatticeEvent::ProviderStarted(started))
+                    if is_ours(&started.host_id, &started.provider_id) =>
+                {
+                    return Ok(());
+                }
+                Ok(LatticeEvent::ProviderStartFailed(failed))
+                    if is_ours(&failed.host_id, &failed.provider_id) =>
+                {
+                    return Err(ClientError::ProviderStartFailed {
+                        host_id: failed.host_id,
+                        provider_id: failed.provider_id,
+                        error: failed.error,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Err(ClientError::Timeout {
+            waiting_for: format!(
+                "host {} to report provider `{}` started",
+                command.host_id, command.provider_id
+            ),
+            timeout: wait,
+            hint: format!(
+                "the host accepted the command but published no provider_started event; check \
+                 `wash get inventory {}`, or wait longer",
+                command.host_id
+            ),
+        })
+    }
+
+    /// Stops a provider and waits up to `wait` until its process is gone:
+    /// the host's `provider_stopped` event, or the provider absent from the
+    /// host's inventory.
+    pub async fn stop_provider_and_wait(
+        &self,
+        command: &StopProviderCommand,
+        wait: Duration,
+    ) -> Result<(), ClientError> {
+        let mut events = self.subscribe_events().await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        // The reply may come only once the process has exited.
+        self.clone()
+            .with_timeout(wait.max(self.timeout))
+            .stop_provider(command)
+            .await?;
+        if !self
+            .runs_provider(&command.host_id, &command.provider_id)
+            .await?
+        {
+            return Ok(());
+        }
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
+            if let Ok(LatticeEvent::ProviderStopped(stopped)) = event.parse()
+                && stopped.host_id == command.host_id
+                && stopped.provider_id == command.provider_id
+            {
+                return Ok(());
+            }
+        }
+        Err(ClientError::Timeout {
+            waiting_for: format!(
+                "host {} to report provider `{}` stopped",
+                command.host_id, command.provider_id
+            ),
+            timeout: wait,
+            hint: format!(
+                "check `wash get inventory {}`, or wait longer",
+                command.host_id
+            ),
+        })
+    }
+
+    async fn runs_provider(&self, host_id: &str, provider_id: &str) -> Result<bool, ClientError> {
+        let inventory = self.get_inventory(host_id).await?;
+        Ok(inventory.providers.iter().any(|p| p.id == provider_id))
+    }
+
+    /// Stops a provider process on `command.host_id`. A Trellis host
+    /// answers once the process has exited, which may take the provider's
+    /// shutdown grace period; see [`CtlClient::stop_provider_and_wait`].
     pub async fn stop_provider(&self, command: &StopProviderCommand) -> Result<(), ClientError> {
         let op = CtlOperation::ProviderStop {
             host_id: command.host_id.clone(),

@@ -81,6 +81,11 @@ pub struct HostData {
     /// How long the provider should wait for a call it makes, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_rpc_timeout_ms: Option<u64>,
+    /// A directory the provider may keep files in (e.g. the default SQLite
+    /// database), owned by the host. A Trellis extension; absent from
+    /// wasmCloud's host data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
 }
 
 impl HostData {

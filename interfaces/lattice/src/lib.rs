@@ -10,7 +10,9 @@
 //! - [`event`]: CloudEvents published on `wasmbus.evt.{lattice}.{kind}`.
 //! - [`link`] and [`config`]: the lattice state that routes calls.
 //! - [`rpc`]: the MessagePack codec, headers and error reply of calls.
-//! - [`host_data`]: the document a host hands a provider on stdin.
+//! - [`host_data`]: the document a host hands a provider on stdin, and
+//!   [`provider`]: what they say afterwards (links, health, shutdown).
+//! - [`keyvalue`] and [`messaging`]: the capability contracts providers serve.
 //! - [`http`]: HTTP requests and responses as they cross the lattice.
 //! - [`wit`]: WIT interface and function names as links and subjects use them.
 //! - `client` (feature `client`): an async control-interface client over
@@ -41,9 +43,9 @@
 //! assert!(reply.into_result()?.is_none());
 //!
 //! // A call from the counter to its key-value store.
-//! let get = WitFunction::parse("wasi:keyvalue/store.[method]bucket.get")?;
+//! let get = WitFunction::parse("wasi:keyvalue/store.get")?;
 //! let subject = subjects.rpc("kv-sqlite", &get)?;
-//! assert_eq!(subject, "default.kv-sqlite.rpc.wasi:keyvalue/store.[method]bucket.get");
+//! assert_eq!(subject, "default.kv-sqlite.rpc.wasi:keyvalue/store.get");
 //! assert_eq!(subjects.parse_rpc(&subject)?.target, "kv-sqlite");
 //!
 //! // Ids that would change the subject are refused.
@@ -59,7 +61,10 @@ pub mod error;
 pub mod event;
 pub mod host_data;
 pub mod http;
+pub mod keyvalue;
 pub mod link;
+pub mod messaging;
+pub mod provider;
 pub mod rpc;
 pub mod subject;
 pub mod wit;

@@ -122,6 +122,36 @@ impl RpcError {
     }
 }
 
+/// A WIT `result<T, E>` as the value codec puts it on the wire:
+/// `{"ok": x}` or `{"err": e}`. (Rust's own `Result` would serialize as
+/// `{"Ok": x}`, which is what the RPC envelope around it uses.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WitResult<T, E> {
+    /// `ok(x)`.
+    Ok(T),
+    /// `err(e)`.
+    Err(E),
+}
+
+impl<T, E> From<Result<T, E>> for WitResult<T, E> {
+    fn from(r: Result<T, E>) -> Self {
+        match r {
+            Ok(v) => Self::Ok(v),
+            Err(e) => Self::Err(e),
+        }
+    }
+}
+
+impl<T, E> From<WitResult<T, E>> for Result<T, E> {
+    fn from(r: WitResult<T, E>) -> Self {
+        match r {
+            WitResult::Ok(v) => Ok(v),
+            WitResult::Err(e) => Err(e),
+        }
+    }
+}
+
 /// The headers of one call, so hosts and providers read and write them alike.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallHeaders {

@@ -358,6 +358,7 @@ fn host_data() -> HostData {
         link_definitions: vec![kv_link()],
         log_level: Some(LogLevel::Info),
         default_rpc_timeout_ms: Some(2000),
+        data_dir: Some("/var/lib/trellis/providers/kv-sqlite".into()),
     }
 }
 
@@ -506,4 +507,51 @@ fn wasmcloud_host_data_decodes() {
     assert_eq!(data.link_definitions[0].target, "http-hello-world");
     assert!(data.link_definitions[0].involves("http-server"));
     assert_eq!(data.rpc_timeout_ms(), 5000);
+}
+
+#[test]
+fn provider_link_carries_resolved_config() {
+    use trellis_lattice::provider::ProviderLink;
+    let link = ProviderLink {
+        link: Link {
+            source_id: "http-server".into(),
+            target: "counter".into(),
+            name: "default".into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "http".into(),
+            interfaces: vec!["incoming-handler".into()],
+            source_config: vec!["counter-address".into()],
+            target_config: vec![],
+        },
+        source_config_values: [("address".to_string(), "127.0.0.1:8080".to_string())].into(),
+        target_config_values: BTreeMap::new(),
+    };
+    golden("provider_link.json", &link);
+}
+
+#[test]
+fn provider_health_and_shutdown() {
+    use trellis_lattice::provider::{HealthCheckResponse, ShutdownRequest};
+    golden(
+        "provider_health_failed.json",
+        &HealthCheckResponse {
+            healthy: false,
+            message: Some(
+                "link counter → keyvalue-redis: cannot connect to redis://127.0.0.1:1/".into(),
+            ),
+        },
+    );
+    golden(
+        "provider_health_ok.json",
+        &HealthCheckResponse {
+            healthy: true,
+            message: None,
+        },
+    );
+    golden(
+        "provider_shutdown.json",
+        &ShutdownRequest {
+            host_id: HOST_ID.into(),
+        },
+    );
 }

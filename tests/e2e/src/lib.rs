@@ -1,6 +1,8 @@
 //! Helpers for Trellis's end-to-end tests: start real `trellis-host`
-//! processes, run the real `wash`, and sign real example components, all
-//! against a private `nats-server` from `trellis-test-support`.
+//! processes, run the real `wash`, and sign real example components and
+//! providers, all against a private `nats-server` from
+//! `trellis-test-support`. The package's `test-provider` binary is a
+//! provider that speaks the protocol by hand ([`test_provider`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
-use trellis_claims::{KeyKind, KeyPair, SignOptions};
+use trellis_claims::{KeyKind, KeyPair, ProviderSignOptions, SignOptions};
+
+pub mod app;
 
 /// How long a host may take to join the lattice.
 const HOST_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,7 +30,7 @@ pub struct HostProcess {
 impl HostProcess {
     /// Starts a host on `lattice` at `nats_url` with extra flags, and waits
     /// until it prints its id (it does once it answers the control
-    /// interface).
+    /// interface). Its data directory is private to it.
     pub fn start(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Self> {
         let binary = trellis_test_support::workspace_binary("trellis-host", "trellis-host")?;
         let dir = TempDir::new()?;
@@ -35,6 +39,7 @@ impl HostProcess {
             .args(["--nats-url", nats_url, "--lattice", lattice])
             .args(args)
             .env("TRELLIS_LOG", "info,trellis_host=debug")
+            .env("TRELLIS_DATA_DIR", dir.path().join("data"))
             .env_remove("TRELLIS_ALLOWED_ISSUERS")
             .env_remove("TRELLIS_ALLOW_UNSIGNED")
             .stdin(Stdio::null())
@@ -68,6 +73,11 @@ impl HostProcess {
     /// The host's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The host's process id (its providers are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the host has logged so far.
@@ -173,12 +183,59 @@ impl Signer {
         self.sign_bytes(package, &wasm, SignOptions::default())
     }
 
+    /// Copies the provider `executable` into this signer's folder, signs it
+    /// for this machine's target with its claims beside it (`X.jwt`), and
+    /// returns the copy's path. Copies keep tests that sign the same
+    /// binary with different accounts apart.
+    pub fn sign_provider(&self, executable: &Path) -> anyhow::Result<PathBuf> {
+        self.sign_provider_with(executable, ProviderSignOptions::default())
+    }
+
+    /// [`Signer::sign_provider`] with explicit options (expiry, name, …).
+    pub fn sign_provider_with(
+        &self,
+        executable: &Path,
+        options: ProviderSignOptions,
+    ) -> anyhow::Result<PathBuf> {
+        let copy = self.copy_executable(executable)?;
+        let bytes = std::fs::read(&copy)?;
+        let subject = KeyKind::Provider.generate().public_key();
+        let target = trellis_claims::native_target();
+        let token = trellis_claims::sign_provider(
+            [(target.as_str(), bytes.as_slice())],
+            &self.account,
+            &subject,
+            &options,
+        )?;
+        std::fs::write(trellis_claims::provider_claims_path(&copy), token.jwt)?;
+        Ok(copy)
+    }
+
+    /// Copies an executable into this signer's folder, unsigned.
+    pub fn copy_executable(&self, executable: &Path) -> anyhow::Result<PathBuf> {
+        let name = executable
+            .file_name()
+            .with_context(|| format!("{} has no file name", executable.display()))?;
+        let copy = self.dir.path().join(name);
+        std::fs::copy(executable, &copy)
+            .with_context(|| format!("copying {}", executable.display()))?;
+        Ok(copy)
+    }
+
     /// Copies an artifact into this signer's folder under a new name.
     pub fn place(&self, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
         let path = self.dir.path().join(name);
         std::fs::write(&path, bytes)?;
         Ok(path)
     }
+}
+
+/// The `test-provider` binary of this package, built if needed.
+pub fn test_provider() -> anyhow::Result<PathBuf> {
+    Ok(trellis_test_support::workspace_binary(
+        "trellis-e2e",
+        "test-provider",
+    )?)
 }
 
 /// A `file://` URL for `path`.

@@ -1,6 +1,6 @@
 //! The workspace's own binaries (`trellis-host`, `wash`) for end-to-end
 //! tests in any crate. Cargo only promises a package's binaries to that
-//! package's tests, so this builds the one asked for (a no-op when fresh)
+//! package's tests, so this builds them all (a no-op when fresh)
 //! and finds it next to the running test executable.
 
 use std::path::PathBuf;
@@ -12,7 +12,8 @@ use crate::examples::workspace_root;
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
-/// Builds `binary` from `package` in the test's profile and returns its path.
+/// Builds the workspace's binaries in the test's profile (a no-op when
+/// fresh) and returns the path of `binary` from `package`.
 pub fn workspace_binary(package: &str, binary: &str) -> Result<PathBuf, SupportError> {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // Test executables live in target/<profile>/deps; binaries one up.
@@ -27,7 +28,10 @@ pub fn workspace_binary(package: &str, binary: &str) -> Result<PathBuf, SupportE
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", package, "--bin", binary]);
+        // The same command scripts/test.sh runs first, so here it is a
+        // no-op; building one package alone would resolve features
+        // differently and relink every binary test after test.
+        .args(["build", "--quiet", "--workspace", "--bins"]);
     if release {
         command.arg("--release");
     }
@@ -42,7 +46,7 @@ pub fn workspace_binary(package: &str, binary: &str) -> Result<PathBuf, SupportE
     let path = profile_dir.join(binary);
     if !path.is_file() {
         return Err(SupportError::Build(format!(
-            "{} was not built",
+            "{} was not built; is `{binary}` a binary of package `{package}`?",
             path.display()
         )));
     }

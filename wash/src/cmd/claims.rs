@@ -21,6 +21,9 @@ const DEFAULT_ACCOUNT: &str = "default";
 pub enum ClaimsCommand {
     /// Sign a component, replacing any claims it already carries.
     Sign(Box<SignArgs>),
+    /// Sign a provider executable for this machine's target; the claims
+    /// go next to it in `<file>.jwt`, where hosts look for them.
+    SignProvider(Box<SignProviderArgs>),
     /// Show a component's claims and whether they verify.
     Inspect {
         /// The .wasm file to inspect.
@@ -69,11 +72,36 @@ pub struct SignArgs {
     not_before_days: Option<u64>,
 }
 
+#[derive(Debug, Args)]
+pub struct SignProviderArgs {
+    /// The provider executable to sign.
+    input: PathBuf,
+    /// Account seed, or a file holding one [default: the `default` account].
+    #[arg(long, env = "TRELLIS_ISSUER")]
+    issuer: Option<String>,
+    /// Friendly name [default: the file name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Who publishes the provider.
+    #[arg(long, default_value = "trellis")]
+    vendor: String,
+    /// Version string.
+    #[arg(long)]
+    ver: Option<String>,
+    /// The target triple the executable is for [default: this machine's, e.g. x86_64-linux].
+    #[arg(long)]
+    target: Option<String>,
+    /// Days until the claims expire [default: never].
+    #[arg(long)]
+    expires_in_days: Option<u64>,
+}
+
 pub fn run(command: ClaimsCommand) -> anyhow::Result<()> {
     match command {
         // `-o` names the signed file here, as in `wash claims sign in.wasm
         // -o out.wasm`, so the summary is printed as text.
         ClaimsCommand::Sign(args) => sign(*args, Format::Text),
+        ClaimsCommand::SignProvider(args) => sign_provider_file(*args),
         ClaimsCommand::Inspect { file, format } => inspect(&file, format.output),
     }
 }
@@ -110,6 +138,42 @@ fn sign(args: SignArgs, format: Format) -> anyhow::Result<()> {
         destination.display()
     );
     inspect(&destination, format)
+}
+
+fn sign_provider_file(args: SignProviderArgs) -> anyhow::Result<()> {
+    let executable =
+        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let name = args.name.clone().unwrap_or_else(|| file_stem(&args.input));
+    let issuer = match &args.issuer {
+        Some(value) => keystore::seed_or_file(value, KeyKind::Account, "issuer")?,
+        None => announce(keystore::load_or_create(DEFAULT_ACCOUNT, KeyKind::Account)?),
+    };
+    let subject = announce(keystore::load_or_create(&name, KeyKind::Provider)?).public_key();
+    let target = args.target.unwrap_or_else(trellis_claims::native_target);
+    let options = trellis_claims::ProviderSignOptions {
+        name: Some(name),
+        vendor: args.vendor,
+        ver: args.ver,
+        rev: None,
+        expires_at: args.expires_in_days.map(|days| now_unix() + days * DAY),
+    };
+    let token = trellis_claims::sign_provider(
+        [(target.as_str(), executable.as_slice())],
+        &issuer,
+        &subject,
+        &options,
+    )
+    .with_context(|| format!("signing {}", args.input.display()))?;
+    let destination = trellis_claims::provider_claims_path(&args.input);
+    std::fs::write(&destination, &token.jwt)
+        .with_context(|| format!("writing {}", destination.display()))?;
+    eprintln!(
+        "signed {} for {target} -> {}",
+        args.input.display(),
+        destination.display()
+    );
+    println!("{subject}");
+    Ok(())
 }
 
 /// Keeps a component's identity stable across rebuilds: an explicit

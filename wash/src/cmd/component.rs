@@ -20,21 +20,9 @@ use super::lattice::{LatticeArgs, parse_pairs};
 use crate::output::{self, Format, OutputArgs};
 
 #[derive(Debug, Subcommand)]
-pub enum StartCommand {
-    /// Start a component on a host (chosen by auction if not given).
-    Component(StartComponentArgs),
-}
-
-#[derive(Debug, Subcommand)]
 pub enum ScaleCommand {
     /// Change how many calls a running component may serve at once.
     Component(ScaleComponentArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum StopCommand {
-    /// Stop a component on a host (scale it to 0).
-    Component(StopComponentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,8 +120,7 @@ struct Scaled {
     confirmed: bool,
 }
 
-pub async fn start(command: StartCommand) -> anyhow::Result<()> {
-    let StartCommand::Component(args) = command;
+pub async fn start(args: StartComponentArgs) -> anyhow::Result<()> {
     let image_ref = image_url(&args.image_ref)?;
     let ctl = args.lattice.connect().await?;
     let host_id = match args.host_id {
@@ -152,8 +139,7 @@ pub async fn scale(command: ScaleCommand) -> anyhow::Result<()> {
     send(&ctl, command, &args.wait, args.format.output).await
 }
 
-pub async fn stop(command: StopCommand) -> anyhow::Result<()> {
-    let StopCommand::Component(args) = command;
+pub async fn stop(args: StopComponentArgs) -> anyhow::Result<()> {
     let ctl = args.lattice.connect().await?;
     // The host knows the component by id; sending its current image too
     // keeps the command the same as a scale to 0 from wadm.
@@ -285,7 +271,7 @@ async fn send(
 /// URL. A relative path only means something here, so it must exist here;
 /// an absolute one is passed on unchecked, as the host may see another
 /// filesystem.
-fn image_url(image_ref: &str) -> anyhow::Result<String> {
+pub(crate) fn image_url(image_ref: &str) -> anyhow::Result<String> {
     if image_ref.contains("://") {
         return Ok(image_ref.to_owned());
     }
@@ -294,7 +280,7 @@ fn image_url(image_ref: &str) -> anyhow::Result<String> {
         .with_context(|| format!("making {image_ref} an absolute path"))?;
     if path.is_relative() && !absolute.is_file() {
         bail!(
-            "{} is not a file; image references are .wasm file paths for now",
+            "{} is not a file; references are file paths (or file:// URLs) for now",
             absolute.display()
         );
     }

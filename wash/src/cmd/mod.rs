@@ -1,5 +1,8 @@
 //! One module per `wash` command group, plus [`lattice`]: the connection
-//! options and table helpers the lattice commands share.
+//! options and table helpers the lattice commands share. `start` and
+//! `stop` cover components and providers, so they are dispatched here.
+
+use clap::Subcommand;
 
 pub mod call;
 pub mod claims;
@@ -10,4 +13,36 @@ pub mod keys;
 pub mod label;
 pub mod lattice;
 pub mod link;
+pub mod provider;
 pub mod up;
+
+#[derive(Debug, Subcommand)]
+pub enum StartCommand {
+    /// Start a component on a host (chosen by auction if not given).
+    Component(component::StartComponentArgs),
+    /// Start a capability provider process on a host (chosen by auction if
+    /// not given).
+    Provider(provider::StartProviderArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StopCommand {
+    /// Stop a component on a host (scale it to 0).
+    Component(component::StopComponentArgs),
+    /// Stop a capability provider process.
+    Provider(provider::StopProviderArgs),
+}
+
+pub async fn start(command: StartCommand) -> anyhow::Result<()> {
+    match command {
+        StartCommand::Component(args) => component::start(args).await,
+        StartCommand::Provider(args) => provider::start(args).await,
+    }
+}
+
+pub async fn stop(command: StopCommand) -> anyhow::Result<()> {
+    match command {
+        StopCommand::Component(args) => component::stop(args).await,
+        StopCommand::Provider(args) => provider::stop(args).await,
+    }
+}

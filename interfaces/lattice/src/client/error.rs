@@ -4,7 +4,8 @@
 //! ([`ClientError::Invalid`]), start or find a host
 //! ([`ClientError::NoResponders`]), wait longer or look at the host
 //! ([`ClientError::Timeout`]), read what the host said
-//! ([`ClientError::Refused`], [`ClientError::ScaleFailed`]), or suspect a
+//! ([`ClientError::Refused`], [`ClientError::ScaleFailed`],
+//! [`ClientError::ProviderStartFailed`]), or suspect a
 //! version mismatch or the network ([`ClientError::Decode`],
 //! [`ClientError::Nats`]). Every message ends with what to try next.
 
@@ -72,6 +73,20 @@ pub enum ClientError {
         host_id: String,
         /// The component it tried to scale.
         component_id: String,
+        /// The host's reason.
+        error: String,
+    },
+
+    /// A host accepted a provider start and then reported that it failed.
+    #[error(
+        "host {host_id} could not start provider `{provider_id}`: {error}; fix the cause and \
+         run the command again"
+    )]
+    ProviderStartFailed {
+        /// The host that tried.
+        host_id: String,
+        /// The provider it tried to start.
+        provider_id: String,
         /// The host's reason.
         error: String,
     },

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod capabilities;
 mod common;
 mod compat;
 mod hosts;
@@ -11,4 +12,5 @@ mod isolation;
 mod limits;
 mod links;
 mod policy;
+mod providers;
 mod state;

@@ -1,0 +1,232 @@
+//! Loading a provider executable and deciding whether to run it.
+//!
+//! A provider file `X` is signed by a detached claims JWT beside it at
+//! `X.jwt`, which records the SHA-256 of the executable per target; the
+//! host checks the hash for its own target
+//! ([`trellis_claims::native_target`], e.g. `x86_64-linux`) and applies the same policy as for components (allowed issuers,
+//! validity, `--allow-unsigned` for a missing JWT only).
+//!
+//! The bytes that passed the check are what runs: they are copied into the
+//! host's data directory (`bin/{sha256}/{file name}`, so `ps` still shows
+//! the provider's name) and executed from there, so replacing the file
+//! after the check (or between restarts) cannot swap in unsigned code.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use trellis_claims::{ClaimsError, ProviderMetadata, Token};
+
+use crate::HostError;
+use crate::policy::RunPolicy;
+
+/// A provider executable that passed the host's policy.
+pub(crate) struct ProviderArtifact {
+    /// The verified copy to execute.
+    pub(crate) executable: PathBuf,
+    /// Its claims, if it is signed.
+    pub(crate) claims: Option<Token<ProviderMetadata>>,
+}
+
+/// Reads `reference`, checks it against `policy`, and stages the verified
+/// bytes under `bin_dir`.
+pub(crate) async fn load(
+    reference: &str,
+    policy: &RunPolicy,
+    bin_dir: &Path,
+) -> Result<ProviderArtifact, HostError> {
+    let fail = |reason: String| HostError::Fetch {
+        reference: reference.to_owned(),
+        reason,
+    };
+    let path = local_path(reference)?;
+    let bytes = tokio::fs::read(&path).await.map_err(|e| {
+        fail(format!(
+            "{e} (providers load from a file path or a file:// URL for now)"
+        ))
+    })?;
+    let claims_path = trellis_claims::provider_claims_path(&path);
+    let jwt = match tokio::fs::read_to_string(&claims_path).await {
+        Ok(text) => Some(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            return Err(fail(format!(
+                "reading its claims {}: {err}",
+                claims_path.display()
+            )));
+        }
+    };
+    let claims = policy
+        .admit_provider(
+            jwt.as_deref().map(str::trim),
+            &trellis_claims::native_target(),
+            &bytes,
+        )
+        .map_err(|source| match source {
+            ClaimsError::NoClaims => HostError::ProviderUnsigned {
+                reference: reference.to_owned(),
+                claims_path: claims_path.display().to_string(),
+            },
+            source => HostError::Refused {
+                reference: reference.to_owned(),
+                source,
+            },
+        })?;
+    let name = path.file_name().unwrap_or(OsStr::new("provider"));
+    let executable = stage(&bytes, name, bin_dir)
+        .await
+        .map_err(|e| fail(format!("staging it under {}: {e}", bin_dir.display())))?;
+    Ok(ProviderArtifact { executable, claims })
+}
+
+/// A file path from a path or `file://` URL; other schemes are refused.
+fn local_path(reference: &str) -> Result<PathBuf, HostError> {
+    if let Some(path) = reference.strip_prefix("file://") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = reference.split_once("://") {
+        return Err(HostError::Fetch {
+            reference: reference.to_owned(),
+            reason: format!(
+                "`{scheme}://` references are not supported for providers yet; pass a file path \
+                 or a file:// URL"
+            ),
+        });
+    }
+    Ok(PathBuf::from(reference))
+}
+
+/// Writes `bytes` to `bin_dir/{sha256}/{name}` as an executable only this
+/// user may change. Written to a temporary name and renamed, so a host that
+/// runs the same file meanwhile keeps its copy and sees no half-written one.
+async fn stage(bytes: &[u8], name: &OsStr, bin_dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = bin_dir.join(trellis_claims::sha256_hex(bytes).to_ascii_lowercase());
+    tokio::fs::create_dir_all(&dir).await?;
+    let target = dir.join(name);
+    let temporary = dir.join(format!(".staging-{}", uuid::Uuid::new_v4()));
+    tokio::fs::write(&temporary, bytes).await?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o700)).await?;
+    }
+    if let Err(err) = tokio::fs::rename(&temporary, &target).await {
+        let _ = tokio::fs::remove_file(&temporary).await;
+        return Err(err);
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use trellis_claims::{KeyKind, ProviderSignOptions, sign_provider};
+
+    use super::*;
+
+    const EXECUTABLE: &[u8] = b"#!/bin/sh\nexit 0\n";
+
+    fn signed(dir: &Path, options: &ProviderSignOptions) -> (PathBuf, String) {
+        let account = KeyKind::Account.generate();
+        let subject = KeyKind::Provider.generate().public_key();
+        let token = sign_provider(
+            [(trellis_claims::native_target().as_str(), EXECUTABLE)],
+            &account,
+            &subject,
+            options,
+        )
+        .unwrap();
+        let path = dir.join("provider");
+        std::fs::write(&path, EXECUTABLE).unwrap();
+        std::fs::write(trellis_claims::provider_claims_path(&path), token.jwt).unwrap();
+        (path, account.public_key())
+    }
+
+    fn policy(allow_unsigned: bool) -> RunPolicy {
+        RunPolicy::new(&[], allow_unsigned).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_signed_provider_is_staged_with_its_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, issuer) = signed(dir.path(), &ProviderSignOptions::default());
+        let reference = format!("file://{}", path.display());
+        let artifact = load(&reference, &policy(false), &dir.path().join("bin"))
+            .await
+            .unwrap();
+        assert_eq!(artifact.claims.unwrap().claims.iss, issuer);
+        assert_eq!(std::fs::read(&artifact.executable).unwrap(), EXECUTABLE);
+        assert!(artifact.executable.starts_with(dir.path().join("bin")));
+        assert!(artifact.executable.ends_with("provider"), "keeps its name");
+    }
+
+    #[tokio::test]
+    async fn a_missing_jwt_is_refused_unless_unsigned_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provider");
+        std::fs::write(&path, EXECUTABLE).unwrap();
+        let reference = path.display().to_string();
+        let bin = dir.path().join("bin");
+        let err = load(&reference, &policy(false), &bin)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not signed"), "{err}");
+        assert!(err.contains("provider.jwt"), "{err}");
+        assert!(err.contains("--allow-unsigned"), "{err}");
+        let artifact = load(&reference, &policy(true), &bin).await.unwrap();
+        assert!(artifact.claims.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_changed_executable_is_refused_even_when_unsigned_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = signed(dir.path(), &ProviderSignOptions::default());
+        std::fs::write(&path, b"#!/bin/sh\nexit 1\n").unwrap();
+        let err = load(
+            &path.display().to_string(),
+            &policy(true),
+            &dir.path().join("bin"),
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("changed after signing"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn expired_claims_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ProviderSignOptions {
+            expires_at: Some(trellis_claims::now_unix() - 60),
+            ..Default::default()
+        };
+        let (path, _) = signed(dir.path(), &options);
+        let err = load(
+            &path.display().to_string(),
+            &policy(false),
+            &dir.path().join("bin"),
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("expired"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn registry_references_are_refused_with_what_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(
+            "oci://ghcr.io/acme/kv:1",
+            &policy(true),
+            &dir.path().join("bin"),
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("not supported for providers yet"), "{err}");
+        assert!(err.contains("file://"), "{err}");
+    }
+}

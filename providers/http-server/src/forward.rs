@@ -1,0 +1,316 @@
+//! One HTTP request, one call: the bridge between hyper's types and the
+//! lattice's [`HttpRequest`] / [`HttpResponse`], and the plain-text answers
+//! a client gets when the call fails.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use trellis_lattice::http::{HttpRequest, HttpResponse};
+use trellis_lattice::rpc::{RpcError, RpcErrorKind};
+use trellis_provider_sdk::ProviderHandle;
+
+use crate::MAX_BODY_BYTES;
+
+/// Where a listener's requests go. A link put that keeps the address
+/// replaces it in place, so the listener keeps its port and connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// The component called.
+    pub component: String,
+    /// The link the calls travel under.
+    pub link_name: String,
+    /// How long a request waits for the component.
+    pub timeout: Duration,
+}
+
+/// Forwards requests along the current [`Route`]; one per listener, shared
+/// by its connections.
+#[derive(Clone)]
+pub(crate) struct Forwarder {
+    pub handle: ProviderHandle,
+    pub route: Arc<RwLock<Route>>,
+}
+
+impl Forwarder {
+    /// Answers one request; every failure becomes a response, so the
+    /// connection stays usable.
+    pub async fn respond(&self, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+        let route = self.route.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let (parts, body) = request.into_parts();
+        let body = match read_body(&parts.headers, body).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let request = lattice_request(&parts, body);
+        let result = self
+            .handle
+            .call_http(&route.component, &route.link_name, &request, route.timeout)
+            .await;
+        match result {
+            Ok(response) => client_response(response, &route),
+            Err(err) => {
+                tracing::warn!(
+                    component = %route.component,
+                    link = %route.link_name,
+                    method = %request.method,
+                    path = %request.path_with_query,
+                    error = %err,
+                    "request not served"
+                );
+                failure_response(&err, &route)
+            }
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with `413`.
+async fn read_body(
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<Vec<u8>, Response<Full<Bytes>>> {
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than the {MAX_BODY_BYTES} bytes this server accepts"
+            ),
+        )
+    };
+    // A declared length answers before a byte of the body is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(err) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {err}"),
+        )),
+    }
+}
+
+/// The request as the component will see it.
+pub(crate) fn lattice_request(parts: &http::request::Parts, body: Vec<u8>) -> HttpRequest {
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    HttpRequest {
+        method: parts.method.as_str().to_owned(),
+        path_with_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+        scheme: "http".to_owned(),
+        authority,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect(),
+        body,
+    }
+}
+
+/// The component's answer as the client will see it; a status or header
+/// that HTTP cannot carry becomes a `502` naming it.
+pub(crate) fn client_response(response: HttpResponse, route: &Route) -> Response<Full<Bytes>> {
+    let bad = |what: String| {
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("component `{}` answered with {what}", route.component),
+        )
+    };
+    let Ok(status) = StatusCode::from_u16(response.status) else {
+        return bad(format!("the invalid status {}", response.status));
+    };
+    let mut builder = Response::builder().status(status);
+    for (name, value) in response.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) else {
+            return bad(format!("the invalid header {name:?}"));
+        };
+        // The body is sent whole, so hyper frames it; the component's own
+        // framing headers would contradict that.
+        if is_framing(&name) {
+            continue;
+        }
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(response.body)))
+        .unwrap_or_else(|e| bad(format!("a response hyper refused: {e}")))
+}
+
+fn is_framing(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
+        || name.as_str() == "keep-alive"
+}
+
+/// What the client gets when the call failed.
+pub(crate) fn failure_response(err: &RpcError, route: &Route) -> Response<Full<Bytes>> {
+    let component = &route.component;
+    match err.kind {
+        RpcErrorKind::NoTarget => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no instance of component `{component}` is running on the lattice; \
+                 start it (wash start component) or point link `{}` at a running one",
+                route.link_name
+            ),
+        ),
+        RpcErrorKind::Timeout => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "component `{component}` did not answer within {} ms",
+                route.timeout.as_millis()
+            ),
+        ),
+        RpcErrorKind::Application => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("component `{component}` failed: {}", err.message),
+        ),
+        RpcErrorKind::NoLink | RpcErrorKind::Codec | RpcErrorKind::Refused => text(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "cannot call component `{component}` ({}): {}",
+                err.kind, err.message
+            ),
+        ),
+    }
+}
+
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn route() -> Route {
+        Route {
+            component: "hello".into(),
+            link_name: "default".into(),
+            timeout: Duration::from_millis(750),
+        }
+    }
+
+    async fn body_text(response: Response<Full<Bytes>>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn request_carries_method_path_authority_and_headers() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/counter?x=1")
+            .header("host", "127.0.0.1:8080")
+            .header("x-two", "a")
+            .header("x-two", "b")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let request = lattice_request(&parts, b"hi".to_vec());
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path_with_query, "/counter?x=1");
+        assert_eq!(request.scheme, "http");
+        assert_eq!(request.authority, "127.0.0.1:8080");
+        assert_eq!(
+            request.headers,
+            vec![
+                ("host".to_owned(), b"127.0.0.1:8080".to_vec()),
+                ("x-two".to_owned(), b"a".to_vec()),
+                ("x-two".to_owned(), b"b".to_vec()),
+            ]
+        );
+        assert_eq!(request.body, b"hi");
+    }
+
+    #[tokio::test]
+    async fn component_response_keeps_status_headers_and_body_but_not_framing() {
+        let response = client_response(
+            HttpResponse {
+                status: 201,
+                headers: vec![
+                    ("x-made-by".into(), b"hello".to_vec()),
+                    ("transfer-encoding".into(), b"chunked".to_vec()),
+                ],
+                body: b"made".to_vec(),
+            },
+            &route(),
+        );
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()["x-made-by"], "hello");
+        assert!(!response.headers().contains_key("transfer-encoding"));
+        assert_eq!(body_text(response).await, "made");
+    }
+
+    #[tokio::test]
+    async fn impossible_status_is_a_bad_gateway() {
+        let response = client_response(
+            HttpResponse {
+                status: 1000,
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            &route(),
+        );
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert!(body_text(response).await.contains("1000"));
+    }
+
+    #[tokio::test]
+    async fn failures_map_to_statuses_that_say_why() {
+        let cases = [
+            (
+                RpcErrorKind::NoTarget,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no instance",
+            ),
+            (RpcErrorKind::Timeout, StatusCode::GATEWAY_TIMEOUT, "750 ms"),
+            (
+                RpcErrorKind::Application,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "trap",
+            ),
+            (RpcErrorKind::Codec, StatusCode::BAD_GATEWAY, "trap"),
+        ];
+        for (kind, status, says) in cases {
+            let response = failure_response(&RpcError::new(kind, "trap"), &route());
+            assert_eq!(response.status(), status, "{kind}");
+            let body = body_text(response).await;
+            assert!(
+                body.contains("`hello`") && body.contains(says),
+                "{kind}: {body}"
+            );
+        }
+    }
+}

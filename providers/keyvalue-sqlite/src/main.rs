@@ -1,0 +1,19 @@
+//! `trellis-keyvalue-sqlite`: the provider process. A Trellis host starts
+//! it with host data on stdin; see the library's documentation for the
+//! link config it reads.
+
+use std::process::ExitCode;
+
+use trellis_keyvalue_sqlite::SqliteBackend;
+use trellis_provider_sdk::keyvalue::KeyValueProvider;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    trellis_provider_sdk::run(|handle| async move {
+        Ok(KeyValueProvider::new(
+            &handle,
+            SqliteBackend::new(handle.data_dir()),
+        ))
+    })
+    .await
+}

@@ -1,0 +1,262 @@
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use trellis_lattice::Link;
+use trellis_lattice::ctl::CtlResponse;
+use trellis_lattice::provider::{HealthCheckResponse, ProviderLink, ShutdownRequest};
+use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
+use trellis_lattice::subject::ProviderOperation;
+
+use crate::{IncomingCall, Provider, ProviderHandle, SdkError};
+
+/// Links that could not be applied, by slot, with the reason: what health
+/// checks report until the link is put again successfully or deleted.
+type FailedLinks = Arc<Mutex<BTreeMap<String, String>>>;
+
+/// Serves `provider` on `handle`'s lattice until `stop` resolves or a host
+/// asks it to shut down; then calls [`Provider::shutdown`] and drains NATS
+/// so replies already sent are delivered.
+pub async fn serve<P: Provider>(
+    handle: ProviderHandle,
+    provider: P,
+    stop: impl Future<Output = &'static str>,
+) -> Result<(), SdkError> {
+    let provider = Arc::new(provider);
+    let failed: FailedLinks = Arc::default();
+    let id = handle.provider_id().to_owned();
+    let subjects = handle.subjects().clone();
+    let nats = handle.nats().clone();
+
+    let subscribe_error = |subject: &str, e: &dyn std::fmt::Display| SdkError::Subscribe {
+        subject: subject.to_owned(),
+        message: e.to_string(),
+    };
+    let rpc_subject = subjects.rpc_wildcard(&id)?;
+    let calls = nats
+        .queue_subscribe(rpc_subject.clone(), subjects.rpc_queue_group(&id)?)
+        .await
+        .map_err(|e| subscribe_error(&rpc_subject, &e))?;
+    let mut ops = Vec::new();
+    for op in ProviderOperation::ALL {
+        let subject = subjects.provider(&id, op)?;
+        let sub = nats
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| subscribe_error(&subject, &e))?;
+        ops.push(sub);
+    }
+    let [link_puts, link_dels, shutdowns, healths]: [async_nats::Subscriber; 4] = ops
+        .try_into()
+        .map_err(|_| SdkError::Build("provider operations changed".into()))?;
+    // The host's first health check must find every subscription in place.
+    nats.flush()
+        .await
+        .map_err(|e| subscribe_error(&rpc_subject, &e))?;
+    tracing::info!(provider_id = %id, lattice = %subjects.lattice(), "provider serving");
+
+    let tasks = [
+        tokio::spawn(serve_calls(
+            nats.clone(),
+            subjects.clone(),
+            Arc::clone(&provider),
+            calls,
+        )),
+        tokio::spawn(serve_links(
+            nats.clone(),
+            Arc::clone(&provider),
+            Arc::clone(&failed),
+            link_puts,
+            link_dels,
+        )),
+        tokio::spawn(serve_health(
+            nats.clone(),
+            Arc::clone(&provider),
+            Arc::clone(&failed),
+            healths,
+        )),
+    ];
+    let reason = tokio::select! {
+        reason = stop => reason,
+        reason = wait_for_shutdown(nats.clone(), handle.host_id().to_owned(), shutdowns) => reason,
+    };
+    tracing::info!(provider_id = %id, reason, "provider stopping");
+    for task in &tasks {
+        task.abort();
+    }
+    provider.shutdown().await;
+    if let Err(err) = nats.drain().await {
+        tracing::debug!(error = %err, "draining NATS on stop");
+    }
+    Ok(())
+}
+
+async fn serve_calls<P: Provider>(
+    nats: async_nats::Client,
+    subjects: trellis_lattice::Subjects,
+    provider: Arc<P>,
+    mut calls: async_nats::Subscriber,
+) {
+    let incoming = |message: &async_nats::Message| -> Result<IncomingCall, RpcError> {
+        let call = subjects
+            .parse_rpc(&message.subject)
+            .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let headers = CallHeaders::from_lookup(|name| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        });
+        Ok(IncomingCall {
+            function: call.function,
+            headers,
+            body: message.payload.clone(),
+        })
+    };
+    while let Some(message) = calls.next().await {
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let call = incoming(&message);
+        let provider = Arc::clone(&provider);
+        let nats = nats.clone();
+        tokio::spawn(async move {
+            let result = match call {
+                Ok(call) => provider.call(call).await,
+                Err(err) => Err(err),
+            };
+            let bytes = match result {
+                Ok(bytes) => bytes,
+                Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
+            };
+            if let Err(err) = nats.publish(reply_to, bytes.into()).await {
+                tracing::warn!(error = %err, "cannot send a call's reply");
+            }
+        });
+    }
+}
+
+/// Applies link puts and deletes one at a time, in arrival order.
+async fn serve_links<P: Provider>(
+    nats: async_nats::Client,
+    provider: Arc<P>,
+    failed: FailedLinks,
+    mut puts: async_nats::Subscriber,
+    mut dels: async_nats::Subscriber,
+) {
+    loop {
+        let (message, is_put) = tokio::select! {
+            Some(m) = puts.next() => (m, true),
+            Some(m) = dels.next() => (m, false),
+            else => return,
+        };
+        let outcome = if is_put {
+            match serde_json::from_slice::<ProviderLink>(&message.payload) {
+                Err(e) => Err(format!("the link put is not valid JSON: {e}")),
+                Ok(link) => {
+                    let slot = slot(&link.link);
+                    let result = provider.link_put(&link).await;
+                    let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+                    match &result {
+                        Ok(()) => {
+                            tracing::info!(link = %slot, "link applied");
+                            failed.remove(&slot);
+                        }
+                        Err(reason) => {
+                            tracing::warn!(link = %slot, reason, "link cannot be served");
+                            failed.insert(slot.clone(), reason.clone());
+                        }
+                    }
+                    result.map_err(|reason| format!("link {slot}: {reason}"))
+                }
+            }
+        } else {
+            match serde_json::from_slice::<Link>(&message.payload) {
+                Err(e) => Err(format!("the link delete is not valid JSON: {e}")),
+                Ok(link) => {
+                    provider.link_del(&link).await;
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&slot(&link));
+                    Ok(())
+                }
+            }
+        };
+        let response = match outcome {
+            Ok(()) => CtlResponse::<()>::success(""),
+            Err(message) => CtlResponse::<()>::error(message),
+        };
+        respond_json(&nats, &message, &response).await;
+    }
+}
+
+async fn serve_health<P: Provider>(
+    nats: async_nats::Client,
+    provider: Arc<P>,
+    failed: FailedLinks,
+    mut checks: async_nats::Subscriber,
+) {
+    while let Some(message) = checks.next().await {
+        let mut problems: Vec<String> = failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(slot, reason)| format!("link {slot}: {reason}"))
+            .collect();
+        if let Err(reason) = provider.health().await {
+            problems.push(reason);
+        }
+        let response = HealthCheckResponse {
+            healthy: problems.is_empty(),
+            message: (!problems.is_empty()).then(|| problems.join("; ")),
+        };
+        respond_json(&nats, &message, &response).await;
+    }
+}
+
+/// Resolves when a host asks this process to stop: a request naming this
+/// process's host, or naming no host at all.
+async fn wait_for_shutdown(
+    nats: async_nats::Client,
+    host_id: String,
+    mut requests: async_nats::Subscriber,
+) -> &'static str {
+    while let Some(message) = requests.next().await {
+        let request: ShutdownRequest = serde_json::from_slice(&message.payload).unwrap_or_default();
+        if !request.host_id.is_empty() && request.host_id != host_id {
+            continue;
+        }
+        respond_json(&nats, &message, &CtlResponse::<()>::success("stopping")).await;
+        return "shutdown requested by the host";
+    }
+    std::future::pending().await
+}
+
+async fn respond_json<T: serde::Serialize>(
+    nats: &async_nats::Client,
+    message: &async_nats::Message,
+    body: &T,
+) {
+    let Some(reply) = message.reply.clone() else {
+        return;
+    };
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            if let Err(err) = nats.publish(reply, bytes.into()).await {
+                tracing::warn!(error = %err, "cannot answer the host");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot encode an answer to the host"),
+    }
+}
+
+/// A link's slot, as people read it: `source → target (ns:pkg, name)`.
+pub(crate) fn slot(link: &Link) -> String {
+    format!(
+        "{} → {} ({}:{}, link `{}`)",
+        link.source_id, link.target, link.wit_namespace, link.wit_package, link.name
+    )
+}

@@ -1,0 +1,397 @@
+//! Capability providers as real processes: the kv-counter example behind
+//! the http-server provider, stored through keyvalue-sqlite and then,
+//! relinked without a restart, keyvalue-redis; a provider killed under
+//! traffic; messaging-echo through messaging-nats; and bad link config
+//! reported as failed health checks.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use trellis_e2e::app::{
+    COUNTER, HTTP, LinkConfig, MESSAGING, REDIS, SQLITE, TestLattice, increment,
+};
+use trellis_e2e::unique_lattice;
+use trellis_lattice::event::EventKind;
+use trellis_test_support::{RedisServer, free_port};
+
+use crate::common::wait_for_event;
+
+/// Sends `n` requests at once; every one must succeed, and the values they
+/// return must be distinct (no two requests saw the same increment).
+async fn concurrent_increments(url: &str, n: usize) -> BTreeSet<u64> {
+    let results = join_all((0..n).map(|_| increment(url))).await;
+    let values: Vec<u64> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("a concurrent request failed: {e}")))
+        .collect();
+    let distinct: BTreeSet<u64> = values.iter().copied().collect();
+    assert_eq!(distinct.len(), n, "two requests returned the same count");
+    distinct
+}
+
+fn sqlite_count(path: &Path, key: &str) -> Option<String> {
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for table in tables {
+        let sql = format!("SELECT value FROM \"{table}\" WHERE bucket = ?1 AND key = ?2");
+        if let Ok(mut statement) = db.prepare(&sql) {
+            let value: Option<Vec<u8>> =
+                statement.query_row(["default", key], |row| row.get(0)).ok();
+            if let Some(value) = value {
+                return Some(String::from_utf8_lossy(&value).into_owned());
+            }
+        }
+    }
+    None
+}
+
+fn redis_get(url: &str, key: &str) -> Option<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    redis::cmd("GET").arg(key).query(&mut connection).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counter_moves_from_sqlite_to_redis_by_relinking() {
+    let lattice = TestLattice::start("counter").await.unwrap();
+    let redis = RedisServer::start().unwrap();
+    for provider in [SQLITE, REDIS, HTTP] {
+        lattice.start_provider(provider).await.unwrap();
+    }
+    let db = lattice.dir.path().join("counter.sqlite3");
+    lattice
+        .config("counter-sqlite", &[("path", db.to_str().unwrap())])
+        .await
+        .unwrap();
+    lattice
+        .config("counter-redis", &[("url", &redis.url())])
+        .await
+        .unwrap();
+
+    // Dev: SQLite. The first answer (polled for) was 1.
+    let url = lattice
+        .counter_app(SQLITE.0, "counter-sqlite", 64)
+        .await
+        .unwrap();
+    assert_eq!(increment(&url).await.unwrap(), 2);
+    let seen = concurrent_increments(&url, 200).await;
+    assert_eq!(seen, (3..=202).collect());
+    assert_eq!(sqlite_count(&db, "counter").as_deref(), Some("202"));
+
+    // Prod: the same running component, relinked to Redis.
+    lattice
+        .link_counter_store(REDIS.0, "counter-redis")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let value = increment(&url).await.unwrap();
+        // Until every host has seen the new link, SQLite may still answer.
+        if value < 203 || Instant::now() > deadline {
+            break value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(first, 1, "the relinked counter starts from Redis's count");
+    assert_eq!(
+        redis_get(&redis.url(), "default:counter").as_deref(),
+        Some("1")
+    );
+    let seen = concurrent_increments(&url, 200).await;
+    assert_eq!(seen, (2..=201).collect());
+    assert_eq!(
+        redis_get(&redis.url(), "default:counter").as_deref(),
+        Some("201")
+    );
+
+    // The dev data stayed where it was written.
+    let kept: u64 = sqlite_count(&db, "counter").unwrap().parse().unwrap();
+    assert!(kept >= 202, "the SQLite count went from 202 to {kept}");
+    let inventory = lattice.ctl.get_inventory(lattice.host.id()).await.unwrap();
+    assert_eq!(
+        inventory.components.len(),
+        1,
+        "the component was not restarted"
+    );
+}
+
+/// The pids of `host`'s children whose command line mentions `name`.
+fn child_pids(host_pid: u32, name: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The parent pid is the second field after the parenthesised name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(host_pid) && String::from_utf8_lossy(&cmdline).contains(name) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_keyvalue_provider_is_restarted_and_loses_no_acknowledged_increment() {
+    let lattice = TestLattice::start("kill").await.unwrap();
+    for provider in [SQLITE, HTTP] {
+        lattice.start_provider(provider).await.unwrap();
+    }
+    let db = lattice.dir.path().join("counter.sqlite3");
+    lattice
+        .config("counter-sqlite", &[("path", db.to_str().unwrap())])
+        .await
+        .unwrap();
+    let mut events = lattice.ctl.subscribe_events().await.unwrap();
+    let url = lattice
+        .counter_app(SQLITE.0, "counter-sqlite", 64)
+        .await
+        .unwrap();
+
+    // Traffic from 8 clients while the provider is killed once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut acked, mut failures) = (Vec::new(), Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match increment(&url).await {
+                        Ok(value) => acked.push(value),
+                        Err(e) => failures.push(e),
+                    }
+                }
+                (acked, failures)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pids = child_pids(lattice.host.pid(), "trellis-keyvalue-sqlite");
+    assert_eq!(pids.len(), 1, "one keyvalue-sqlite child: {pids:?}");
+    std::process::Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    wait_for_event(
+        &mut events,
+        EventKind::ProviderStopped,
+        Duration::from_secs(10),
+        |e| e["provider_id"] == SQLITE.0,
+    )
+    .await;
+    wait_for_event(
+        &mut events,
+        EventKind::ProviderStarted,
+        Duration::from_secs(30),
+        |e| e["provider_id"] == SQLITE.0,
+    )
+    .await;
+    // Traffic recovers: a request after the restart succeeds.
+    lattice
+        .wait_until_ok(&url, Duration::from_secs(30))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut acked = Vec::new();
+    let mut failures = Vec::new();
+    for client in clients {
+        let (a, f) = client.await.unwrap();
+        acked.extend(a);
+        failures.extend(f);
+    }
+    let distinct: BTreeSet<u64> = acked.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        acked.len(),
+        "an increment was acknowledged twice"
+    );
+    let stored: u64 = sqlite_count(&db, "counter").unwrap().parse().unwrap();
+    let highest = *distinct.last().unwrap();
+    // Every acknowledged value is in the store: the count is at least the
+    // highest one acknowledged, and at least as many increments happened as
+    // were acknowledged (a request cut off after its commit adds one more).
+    assert!(
+        stored >= highest,
+        "stored {stored} < acknowledged {highest}"
+    );
+    assert!(stored >= acked.len() as u64);
+    if !failures.is_empty() {
+        assert!(
+            failures
+                .iter()
+                .all(|f| f.starts_with("500") || f.starts_with("50")),
+            "{failures:?}"
+        );
+        assert!(
+            failures.iter().any(|f| f.contains(SQLITE.0)),
+            "failures name the missing provider: {failures:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messaging_echo_answers_requests_through_messaging_nats() {
+    let lattice = TestLattice::start("echo").await.unwrap();
+    lattice.start_provider(MESSAGING).await.unwrap();
+    lattice
+        .start_component("messaging-echo", "echo", 8)
+        .await
+        .unwrap();
+    let subject = format!("{}.echo", unique_lattice("subject"));
+    lattice
+        .config("echo-subscriptions", &[("subscriptions", &subject)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            "echo",
+            MESSAGING.0,
+            ("trellis", "messaging", &["consumer"]),
+            LinkConfig::None,
+        )
+        .await
+        .unwrap();
+    lattice
+        .link(
+            MESSAGING.0,
+            "echo",
+            ("trellis", "messaging", &["handler"]),
+            LinkConfig::Source("echo-subscriptions"),
+        )
+        .await
+        .unwrap();
+    let nats = async_nats::connect(lattice.nats.url()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(2),
+            nats.request(subject.clone(), "hello lattice".into()),
+        )
+        .await;
+        match reply {
+            Ok(Ok(message)) => {
+                assert_eq!(&message.payload[..], b"hello lattice");
+                break;
+            }
+            _ if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!(
+                "no echo on {subject}: {other:?}\nhost log:\n{}",
+                lattice.host.log()
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_link_config_fails_health_checks_and_names_the_problem() {
+    let lattice = TestLattice::start("badlink").await.unwrap();
+    for provider in [SQLITE, REDIS, HTTP] {
+        lattice.start_provider(provider).await.unwrap();
+    }
+    lattice
+        .start_component("kv-counter", COUNTER, 4)
+        .await
+        .unwrap();
+    let mut events = lattice.ctl.subscribe_events().await.unwrap();
+
+    let closed = format!("redis://127.0.0.1:{}/", free_port().unwrap());
+    lattice
+        .config("bad-redis", &[("url", &closed)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            COUNTER,
+            REDIS.0,
+            ("wasi", "keyvalue", &["store"]),
+            LinkConfig::Target("bad-redis"),
+        )
+        .await
+        .unwrap();
+    let event = wait_for_event(
+        &mut events,
+        EventKind::HealthCheckFailed,
+        Duration::from_secs(30),
+        |e| e["provider_id"] == REDIS.0,
+    )
+    .await;
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&closed), "{message}");
+
+    let unwritable = Path::new("/proc/trellis-nope/counter.sqlite3");
+    lattice
+        .config("bad-sqlite", &[("path", unwritable.to_str().unwrap())])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            COUNTER,
+            SQLITE.0,
+            ("wasi", "keyvalue", &["atomics"]),
+            LinkConfig::Target("bad-sqlite"),
+        )
+        .await
+        .unwrap();
+    let event = wait_for_event(
+        &mut events,
+        EventKind::HealthCheckFailed,
+        Duration::from_secs(30),
+        |e| e["provider_id"] == SQLITE.0,
+    )
+    .await;
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.contains("/proc/trellis-nope"), "{message}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    lattice
+        .config("bad-http", &[("address", &address)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            HTTP.0,
+            COUNTER,
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("bad-http"),
+        )
+        .await
+        .unwrap();
+    let event = wait_for_event(
+        &mut events,
+        EventKind::HealthCheckFailed,
+        Duration::from_secs(30),
+        |e| e["provider_id"] == HTTP.0,
+    )
+    .await;
+    let message = event["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&address), "{message}");
+
+    // The host and every provider keep running.
+    assert_eq!(lattice.ctl.ping_hosts().await.unwrap().len(), 1);
+    let inventory = lattice.ctl.get_inventory(lattice.host.id()).await.unwrap();
+    let running: BTreeSet<&str> = inventory.providers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(running, BTreeSet::from([SQLITE.0, REDIS.0, HTTP.0]));
+}

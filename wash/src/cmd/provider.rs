@@ -1,0 +1,220 @@
+//! `wash start|stop provider`: run capability provider processes on hosts.
+//!
+//! A provider is an executable the host starts, signed by a claims JWT
+//! beside it (`X.jwt`). Without `--host-id`, `start` holds a provider
+//! auction and uses the first host that bids; `stop` looks for the one
+//! host that runs the provider. Both wait until the host reports the
+//! provider up (or gone), so a script can use it as soon as they return.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Serialize;
+use trellis_lattice::client::CtlClient;
+use trellis_lattice::ctl::{ProviderAuctionRequest, StartProviderCommand, StopProviderCommand};
+
+use super::component::image_url;
+use super::lattice::{LatticeArgs, parse_pairs};
+use crate::output::{self, OutputArgs};
+
+#[derive(Debug, Args)]
+pub struct StartProviderArgs {
+    /// The provider executable: a file path (sent as an absolute file://
+    /// URL); its claims are read from the same path plus `.jwt`.
+    provider_ref: String,
+    /// The id the provider runs under in the lattice (the target links name).
+    provider_id: String,
+    /// The host to run it on [default: the first host to bid in an auction].
+    #[arg(long)]
+    host_id: Option<String>,
+    /// Only hosts with this label may bid (`key=value`; repeatable).
+    #[arg(
+        long = "constraint",
+        value_name = "KEY=VALUE",
+        conflicts_with = "host_id"
+    )]
+    constraints: Vec<String>,
+    /// A named config the provider reads (repeatable; later ones win).
+    #[arg(long = "config", value_name = "NAME")]
+    configs: Vec<String>,
+    /// A tag reported back in inventory and events (`key=value`; repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
+    #[command(flatten)]
+    wait: WaitArgs,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StopProviderArgs {
+    /// The provider's lattice id.
+    provider_id: String,
+    /// The host running it [default: the one host whose inventory lists it].
+    #[arg(long)]
+    host_id: Option<String>,
+    #[command(flatten)]
+    wait: WaitArgs,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+struct WaitArgs {
+    /// How long to wait for the host to report the provider started or
+    /// stopped, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    wait_timeout_ms: u64,
+}
+
+/// What these commands report, in both formats.
+#[derive(Serialize)]
+struct ProviderReport {
+    host_id: String,
+    provider_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_ref: Option<String>,
+    status: &'static str,
+}
+
+pub async fn start(args: StartProviderArgs) -> anyhow::Result<()> {
+    let provider_ref = image_url(&args.provider_ref)?;
+    let ctl = args.lattice.connect().await?;
+    let host_id = match args.host_id {
+        Some(host_id) => host_id,
+        None => auction(&ctl, &provider_ref, &args.provider_id, &args.constraints).await?,
+    };
+    let annotations = parse_pairs("--annotation", &args.annotations)?;
+    let command = StartProviderCommand {
+        provider_id: args.provider_id,
+        provider_ref,
+        host_id,
+        config: args.configs,
+        annotations: (!annotations.is_empty()).then_some(annotations),
+    };
+    eprintln!(
+        "asking host {} to start provider `{}` and waiting for it…",
+        command.host_id, command.provider_id
+    );
+    ctl.start_provider_and_wait(&command, Duration::from_millis(args.wait.wait_timeout_ms))
+        .await
+        .with_context(|| {
+            format!(
+                "starting provider `{}` on host {}",
+                command.provider_id, command.host_id
+            )
+        })?;
+    report(
+        args.format,
+        ProviderReport {
+            host_id: command.host_id,
+            provider_id: command.provider_id,
+            provider_ref: Some(command.provider_ref),
+            status: "started",
+        },
+    )
+}
+
+pub async fn stop(args: StopProviderArgs) -> anyhow::Result<()> {
+    let ctl = args.lattice.connect().await?;
+    let host_id = match args.host_id {
+        Some(host_id) => host_id,
+        None => host_running(&ctl, &args.provider_id).await?,
+    };
+    let command = StopProviderCommand {
+        host_id,
+        provider_id: args.provider_id,
+    };
+    ctl.stop_provider_and_wait(&command, Duration::from_millis(args.wait.wait_timeout_ms))
+        .await
+        .with_context(|| {
+            format!(
+                "stopping provider `{}` on host {}",
+                command.provider_id, command.host_id
+            )
+        })?;
+    report(
+        args.format,
+        ProviderReport {
+            host_id: command.host_id,
+            provider_id: command.provider_id,
+            provider_ref: None,
+            status: "stopped",
+        },
+    )
+}
+
+fn report(format: OutputArgs, report: ProviderReport) -> anyhow::Result<()> {
+    let mut rows = vec![
+        ("Host", report.host_id.clone()),
+        ("Provider", report.provider_id.clone()),
+    ];
+    if let Some(provider_ref) = &report.provider_ref {
+        rows.push(("Reference", provider_ref.clone()));
+    }
+    rows.push(("Status", report.status.to_owned()));
+    output::print(format.output, &report, &rows)
+}
+
+/// Holds an auction and returns the first bidder.
+async fn auction(
+    ctl: &CtlClient,
+    provider_ref: &str,
+    provider_id: &str,
+    constraints: &[String],
+) -> anyhow::Result<String> {
+    let request = ProviderAuctionRequest {
+        provider_ref: provider_ref.to_owned(),
+        provider_id: provider_id.to_owned(),
+        constraints: parse_pairs("--constraint", constraints)?,
+    };
+    eprintln!("holding an auction for provider `{provider_id}`…");
+    let acks = ctl
+        .auction_provider(&request)
+        .await
+        .context("holding an auction for a host")?;
+    match acks.into_iter().next() {
+        Some(ack) => Ok(ack.host_id),
+        None => bail!(
+            "no host in lattice `{}` bid to run provider `{provider_id}`{}; check `wash get \
+             hosts`, or pass --host-id",
+            ctl.lattice(),
+            if request.constraints.is_empty() {
+                String::new()
+            } else {
+                " with those constraints".into()
+            }
+        ),
+    }
+}
+
+/// The one host whose inventory lists `provider_id`.
+async fn host_running(ctl: &CtlClient, provider_id: &str) -> anyhow::Result<String> {
+    let inventories = ctl
+        .get_hosts_inventories()
+        .await
+        .with_context(|| format!("looking for the host that runs provider `{provider_id}`"))?;
+    let hosts: Vec<String> = inventories
+        .into_iter()
+        .filter(|inventory| inventory.providers.iter().any(|p| p.id == provider_id))
+        .map(|inventory| inventory.host_id)
+        .collect();
+    match hosts.as_slice() {
+        [host_id] => Ok(host_id.clone()),
+        [] => bail!(
+            "no host in lattice `{}` runs provider `{provider_id}`; see what runs where with \
+             `wash get inventory`",
+            ctl.lattice()
+        ),
+        several => bail!(
+            "provider `{provider_id}` runs on {} hosts ({}); pass --host-id to pick one",
+            several.len(),
+            several.join(", ")
+        ),
+    }
+}
