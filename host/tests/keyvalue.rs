@@ -91,6 +91,11 @@ impl Lattice {
             .map(|_| ())
     }
 
+    async fn scale_counter(&self) {
+        let wasm = example_component("kv-counter").unwrap();
+        self.scale(COUNTER, &wasm).await.unwrap();
+    }
+
     async fn link_counter_to(&self, target: &str) {
         self.ctl
             .put_link(&Link {
@@ -179,6 +184,22 @@ fn answer(
     }
 }
 
+/// Runs the counter with its keyvalue link to `target` (or none) and
+/// returns the body of the 500 its first request must get.
+async fn counter_failure(target: Option<&str>) -> String {
+    let lattice = Lattice::start().await;
+    if let Some(target) = target {
+        lattice.link_counter_to(target).await;
+    }
+    lattice.scale_counter().await;
+
+    let response = lattice.get("/").await;
+
+    assert_eq!(response.status, 500);
+    lattice.host.stop("test done").await;
+    text(&response)
+}
+
 fn text(response: &HttpResponse) -> String {
     String::from_utf8_lossy(&response.body).into_owned()
 }
@@ -188,10 +209,7 @@ async fn every_increment_reaches_the_linked_provider() {
     let lattice = Lattice::start().await;
     let store = lattice.serve_keyvalue().await;
     lattice.link_counter_to(PROVIDER).await;
-    lattice
-        .scale(COUNTER, &example_component("kv-counter").unwrap())
-        .await
-        .unwrap();
+    lattice.scale_counter().await;
 
     for expected in ["1\n", "2\n", "3\n"] {
         let response = lattice.get("/").await;
@@ -214,43 +232,22 @@ async fn every_increment_reaches_the_linked_provider() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_link_the_component_is_told_which_link_to_put() {
-    let lattice = Lattice::start().await;
-    lattice
-        .scale(COUNTER, &example_component("kv-counter").unwrap())
-        .await
-        .unwrap();
-
-    let response = lattice.get("/").await;
-
-    assert_eq!(response.status, 500);
-    let body = text(&response);
+    let body = counter_failure(None).await;
     assert!(
         body.contains("component `counter` has no link named `default` for wasi:keyvalue/store"),
         "{body}"
     );
     assert!(body.contains("wash link put counter"), "{body}");
-    lattice.host.stop("test done").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_link_to_a_target_nobody_serves_is_reported_not_trapped() {
-    let lattice = Lattice::start().await;
-    lattice.link_counter_to("nobody").await;
-    lattice
-        .scale(COUNTER, &example_component("kv-counter").unwrap())
-        .await
-        .unwrap();
-
-    let response = lattice.get("/").await;
-
-    assert_eq!(response.status, 500);
-    let body = text(&response);
+    let body = counter_failure(Some("nobody")).await;
     assert!(
         body.contains("nothing on the lattice serves `nobody`"),
         "{body}"
     );
     assert!(body.contains("wasi:keyvalue/atomics"), "{body}");
-    lattice.host.stop("test done").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

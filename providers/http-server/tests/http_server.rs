@@ -15,196 +15,95 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use trellis_http_server::HttpServerProvider;
-use trellis_lattice::ctl::CtlResponse;
 use trellis_lattice::http::{HttpRequest, HttpResponse};
-use trellis_lattice::provider::HealthCheckResponse;
 use trellis_lattice::rpc::{self, RpcError};
-use trellis_lattice::subject::ProviderOperation;
-use trellis_lattice::{HostData, Link, Subjects};
-use trellis_provider_sdk::{ProviderHandle, ProviderLink};
-use trellis_test_support::{NatsServer, free_port};
+use trellis_provider_sdk::ProviderLink;
+use trellis_provider_sdk::testing::{self, ServedProvider, TestLattice};
+use trellis_test_support::free_port;
 
 const PROVIDER_ID: &str = "http-server";
 const LATTICE: &str = "test";
 
-/// A private lattice with the provider serving on it.
-struct Lattice {
-    _nats: NatsServer,
-    client: async_nats::Client,
-    subjects: Subjects,
-    stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<()>,
+/// The provider served on a private lattice.
+async fn start() -> ServedProvider {
+    start_with(async_nats::ConnectOptions::new()).await
 }
 
-impl Lattice {
-    async fn start() -> Lattice {
-        Lattice::start_with(async_nats::ConnectOptions::new()).await
-    }
+/// Serves the provider on a connection made with `options`.
+async fn start_with(options: async_nats::ConnectOptions) -> ServedProvider {
+    let lattice = TestLattice::start(LATTICE).await;
+    let handle = lattice.handle_with(options, PROVIDER_ID, "NTESTHOST").await;
+    let provider = HttpServerProvider::new(handle.clone());
+    lattice.serve(handle, provider).await
+}
 
-    /// Serves the provider on a connection made with `options`.
-    async fn start_with(options: async_nats::ConnectOptions) -> Lattice {
-        let nats = NatsServer::start().unwrap();
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let host_data = HostData {
-            host_id: "NTESTHOST".into(),
-            lattice_rpc_prefix: LATTICE.into(),
-            lattice_rpc_url: nats.url(),
-            provider_key: PROVIDER_ID.into(),
-            ..HostData::default()
-        };
-        let provider_nats = options.connect(nats.url()).await.unwrap();
-        let handle = ProviderHandle::new(provider_nats, host_data).unwrap();
-        let provider = HttpServerProvider::new(handle.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(async move {
-            let stop = async move {
-                let _ = stopped.await;
-                "the test is over"
-            };
-            trellis_provider_sdk::serve(handle, provider, stop)
-                .await
-                .unwrap();
-        });
-        let lattice = Lattice {
-            _nats: nats,
-            client,
-            subjects: Subjects::new(LATTICE).unwrap(),
-            stop: Some(stop),
-            served,
-        };
-        lattice.wait_until_serving().await;
-        lattice
-    }
+/// Plays component `id`: answers each HTTP call with `answer`, or not at
+/// all when it returns `None`.
+async fn component(
+    lattice: &ServedProvider,
+    id: &str,
+    answer: impl Fn(HttpRequest) -> Option<HttpResponse> + Send + Sync + 'static,
+) {
+    slow_component(lattice, id, Duration::ZERO, answer).await;
+}
 
-    async fn wait_until_serving(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let subject = self.provider_subject(ProviderOperation::Health);
-        while self
-            .client
-            .request(subject.clone(), Bytes::new())
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the provider never answered");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// Like [`component`], answering each call after `delay`.
+async fn slow_component(
+    lattice: &ServedProvider,
+    id: &str,
+    delay: Duration,
+    answer: impl Fn(HttpRequest) -> Option<HttpResponse> + Send + Sync + 'static,
+) {
+    let mut calls = lattice
+        .subscribe(&lattice.subjects().rpc_wildcard(id).unwrap())
+        .await;
+    let client = lattice.nats().clone();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Some(call) = calls.next().await {
+            let client = client.clone();
+            let answer = std::sync::Arc::clone(&answer);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let request: HttpRequest = rpc::decode(&call.payload).unwrap();
+                if let (Some(response), Some(reply)) = (answer(request), call.reply) {
+                    let bytes = rpc::encode_reply::<HttpResponse>(&Ok(response)).unwrap();
+                    client.publish(reply, bytes.into()).await.unwrap();
+                }
+            });
         }
-    }
-
-    fn provider_subject(&self, op: ProviderOperation) -> String {
-        self.subjects.provider(PROVIDER_ID, op).unwrap()
-    }
-
-    async fn put_link(&self, link: &ProviderLink) -> CtlResponse<()> {
-        let body = serde_json::to_vec(link).unwrap();
-        let reply = self
-            .client
-            .request(
-                self.provider_subject(ProviderOperation::LinkPut),
-                body.into(),
-            )
-            .await
-            .unwrap();
-        serde_json::from_slice(&reply.payload).unwrap()
-    }
-
-    async fn del_link(&self, link: &Link) -> CtlResponse<()> {
-        let body = serde_json::to_vec(link).unwrap();
-        let reply = self
-            .client
-            .request(
-                self.provider_subject(ProviderOperation::LinkDel),
-                body.into(),
-            )
-            .await
-            .unwrap();
-        serde_json::from_slice(&reply.payload).unwrap()
-    }
-
-    async fn health(&self) -> HealthCheckResponse {
-        let reply = self
-            .client
-            .request(
-                self.provider_subject(ProviderOperation::Health),
-                Bytes::new(),
-            )
-            .await
-            .unwrap();
-        serde_json::from_slice(&reply.payload).unwrap()
-    }
-
-    /// Plays component `id`: answers each HTTP call with `answer`, or not
-    /// at all when it returns `None`.
-    async fn component(
-        &self,
-        id: &str,
-        answer: impl Fn(HttpRequest) -> Option<HttpResponse> + Send + Sync + 'static,
-    ) {
-        self.slow_component(id, Duration::ZERO, answer).await;
-    }
-
-    /// Like [`Lattice::component`], answering each call after `delay`.
-    async fn slow_component(
-        &self,
-        id: &str,
-        delay: Duration,
-        answer: impl Fn(HttpRequest) -> Option<HttpResponse> + Send + Sync + 'static,
-    ) {
-        let mut calls = self
-            .client
-            .subscribe(self.subjects.rpc_wildcard(id).unwrap())
-            .await
-            .unwrap();
-        self.client.flush().await.unwrap();
-        let client = self.client.clone();
-        let answer = std::sync::Arc::new(answer);
-        tokio::spawn(async move {
-            while let Some(call) = calls.next().await {
-                let client = client.clone();
-                let answer = std::sync::Arc::clone(&answer);
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let request: HttpRequest = rpc::decode(&call.payload).unwrap();
-                    if let (Some(response), Some(reply)) = (answer(request), call.reply) {
-                        let bytes = rpc::encode_reply::<HttpResponse>(&Ok(response)).unwrap();
-                        client.publish(reply, bytes.into()).await.unwrap();
-                    }
-                });
-            }
-        });
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.served)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    });
 }
 
 /// A link from the provider to `component`, listening on `address`.
 fn http_link(component: &str, address: SocketAddr, extra: &[(&str, &str)]) -> ProviderLink {
-    let mut source_config_values: std::collections::BTreeMap<String, String> = extra
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    source_config_values.insert("address".into(), address.to_string());
-    ProviderLink {
-        link: Link {
-            source_id: PROVIDER_ID.into(),
-            target: component.into(),
-            wit_namespace: "wasi".into(),
-            wit_package: "http".into(),
-            interfaces: vec!["incoming-handler".into()],
-            ..Link::default()
-        },
-        source_config_values,
-        target_config_values: Default::default(),
-    }
+    let link = testing::link(
+        PROVIDER_ID,
+        component,
+        "wasi",
+        "http",
+        &["incoming-handler"],
+    );
+    let mut link = testing::provider_link(link, extra, &[]);
+    link.source_config_values
+        .insert("address".into(), address.to_string());
+    link
+}
+
+/// Links the provider to `component` on a free address and returns it; the
+/// provider must accept the link.
+async fn link_on_free_address(
+    lattice: &ServedProvider,
+    component: &str,
+    extra: &[(&str, &str)],
+) -> SocketAddr {
+    let address = free_address();
+    let put = lattice
+        .put_link(&http_link(component, address, extra))
+        .await;
+    assert!(put.success, "{}", put.message);
+    address
 }
 
 fn free_address() -> SocketAddr {
@@ -262,31 +161,28 @@ fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a [u8]> {
 
 #[tokio::test]
 async fn a_request_reaches_the_component_and_its_answer_reaches_the_client() {
-    let lattice = Lattice::start().await;
-    lattice
-        .component("hello", |request| {
-            let summary = format!(
-                "{} {} {} {} x-test={} body={}",
-                request.method,
-                request.path_with_query,
-                request.scheme,
-                request.authority,
-                String::from_utf8_lossy(header(&request, "x-test").unwrap_or_default()),
-                String::from_utf8_lossy(&request.body),
-            );
-            Some(HttpResponse {
-                status: 201,
-                headers: vec![
-                    ("content-type".into(), b"text/plain".to_vec()),
-                    ("x-component".into(), b"hello".to_vec()),
-                ],
-                body: summary.into_bytes(),
-            })
+    let lattice = start().await;
+    component(&lattice, "hello", |request| {
+        let summary = format!(
+            "{} {} {} {} x-test={} body={}",
+            request.method,
+            request.path_with_query,
+            request.scheme,
+            request.authority,
+            String::from_utf8_lossy(header(&request, "x-test").unwrap_or_default()),
+            String::from_utf8_lossy(&request.body),
+        );
+        Some(HttpResponse {
+            status: 201,
+            headers: vec![
+                ("content-type".into(), b"text/plain".to_vec()),
+                ("x-component".into(), b"hello".to_vec()),
+            ],
+            body: summary.into_bytes(),
         })
-        .await;
-    let address = free_address();
-    let put = lattice.put_link(&http_link("hello", address, &[])).await;
-    assert!(put.success, "{}", put.message);
+    })
+    .await;
+    let address = link_on_free_address(&lattice, "hello", &[]).await;
 
     let mut client = Client::connect(address).await;
     let reply = client.send("POST", "/counter?x=1", "hi there").await;
@@ -308,10 +204,8 @@ async fn a_request_reaches_the_component_and_its_answer_reaches_the_client() {
 
 #[tokio::test]
 async fn no_running_component_is_a_503_that_names_it() {
-    let lattice = Lattice::start().await;
-    let address = free_address();
-    let put = lattice.put_link(&http_link("absent", address, &[])).await;
-    assert!(put.success, "{}", put.message);
+    let lattice = start().await;
+    let address = link_on_free_address(&lattice, "absent", &[]).await;
 
     let reply = Client::connect(address).await.send("GET", "/", "").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -322,13 +216,9 @@ async fn no_running_component_is_a_503_that_names_it() {
 
 #[tokio::test]
 async fn a_component_that_never_answers_is_a_504_within_the_timeout() {
-    let lattice = Lattice::start().await;
-    lattice.component("stuck", |_| None).await;
-    let address = free_address();
-    let put = lattice
-        .put_link(&http_link("stuck", address, &[("timeout_ms", "300")]))
-        .await;
-    assert!(put.success, "{}", put.message);
+    let lattice = start().await;
+    component(&lattice, "stuck", |_| None).await;
+    let address = link_on_free_address(&lattice, "stuck", &[("timeout_ms", "300")]).await;
 
     let started = Instant::now();
     let reply = Client::connect(address).await.send("GET", "/", "").await;
@@ -346,15 +236,12 @@ async fn a_slow_component_within_the_link_timeout_is_waited_for() {
     // the wait.
     let options =
         async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_millis(100)));
-    let lattice = Lattice::start_with(options).await;
-    lattice
-        .slow_component("slow", Duration::from_millis(400), |_| Some(ok_response()))
-        .await;
-    let address = free_address();
-    let put = lattice
-        .put_link(&http_link("slow", address, &[("timeout_ms", "3000")]))
-        .await;
-    assert!(put.success, "{}", put.message);
+    let lattice = start_with(options).await;
+    slow_component(&lattice, "slow", Duration::from_millis(400), |_| {
+        Some(ok_response())
+    })
+    .await;
+    let address = link_on_free_address(&lattice, "slow", &[("timeout_ms", "3000")]).await;
 
     let reply = Client::connect(address).await.send("GET", "/", "").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -363,7 +250,7 @@ async fn a_slow_component_within_the_link_timeout_is_waited_for() {
 
 #[tokio::test]
 async fn a_port_in_use_fails_the_link_naming_the_address_and_health_reports_it() {
-    let lattice = Lattice::start().await;
+    let lattice = start().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap();
 
@@ -393,8 +280,8 @@ async fn a_port_in_use_fails_the_link_naming_the_address_and_health_reports_it()
 
 #[tokio::test]
 async fn deleting_the_link_frees_the_port() {
-    let lattice = Lattice::start().await;
-    lattice.component("hello", |_| Some(ok_response())).await;
+    let lattice = start().await;
+    component(&lattice, "hello", |_| Some(ok_response())).await;
     let address = free_address();
     let link = http_link("hello", address, &[]);
     assert!(lattice.put_link(&link).await.success);
@@ -411,8 +298,8 @@ async fn deleting_the_link_frees_the_port() {
 
 #[tokio::test]
 async fn putting_the_link_with_a_new_address_moves_the_listener() {
-    let lattice = Lattice::start().await;
-    lattice.component("hello", |_| Some(ok_response())).await;
+    let lattice = start().await;
+    component(&lattice, "hello", |_| Some(ok_response())).await;
     let first = free_address();
     let second = loop {
         let candidate = free_address();
@@ -441,15 +328,9 @@ async fn putting_the_link_with_a_new_address_moves_the_listener() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_with_413() {
-    let lattice = Lattice::start().await;
-    lattice.component("hello", |_| Some(ok_response())).await;
-    let address = free_address();
-    assert!(
-        lattice
-            .put_link(&http_link("hello", address, &[]))
-            .await
-            .success
-    );
+    let lattice = start().await;
+    component(&lattice, "hello", |_| Some(ok_response())).await;
+    let address = link_on_free_address(&lattice, "hello", &[]).await;
 
     // Declaring the size is enough: the server answers before the body.
     let mut stream = TcpStream::connect(address).await.unwrap();
@@ -470,11 +351,11 @@ async fn a_body_over_the_limit_is_refused_with_413() {
 
 #[tokio::test]
 async fn the_provider_serves_no_functions_of_its_own() {
-    let lattice = Lattice::start().await;
+    let lattice = start().await;
     let function =
         trellis_lattice::WitFunction::parse("wasi:http/outgoing-handler.handle").unwrap();
-    let subject = lattice.subjects.rpc(PROVIDER_ID, &function).unwrap();
-    let reply = lattice.client.request(subject, Bytes::new()).await.unwrap();
+    let subject = lattice.subjects().rpc(PROVIDER_ID, &function).unwrap();
+    let reply = lattice.nats().request(subject, Bytes::new()).await.unwrap();
     let err: RpcError = rpc::decode_reply::<()>(&reply.payload).unwrap_err();
     assert_eq!(err.kind, rpc::RpcErrorKind::Refused);
     lattice.stop().await;

@@ -3,37 +3,19 @@
 //! failures while Redis is unreachable, and the binary serving NATS.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use trellis_keyvalue_redis::{RedisBackend, RedisStore, SCAN_PAGE_SIZE};
-use trellis_lattice::ctl::CtlResponse;
-use trellis_lattice::keyvalue::{self, KeyResponse, KvError, KvRequest, KvResponse};
-use trellis_lattice::provider::HealthCheckResponse;
-use trellis_lattice::rpc::CallHeaders;
-use trellis_lattice::subject::ProviderOperation;
-use trellis_lattice::{HostData, Link, Subjects};
+use trellis_lattice::keyvalue::{KeyResponse, KvError, KvRequest, KvResponse};
 use trellis_provider_sdk::ProviderLink;
 use trellis_provider_sdk::keyvalue::{KvBackend, KvStore};
-use trellis_test_support::{NatsServer, RedisServer, free_port};
+use trellis_provider_sdk::testing::keyvalue::{get, increment, increment_through_both, set};
+use trellis_provider_sdk::testing::{ProviderProcess, TestLattice, call_headers};
+use trellis_test_support::{RedisServer, free_port};
 
 fn link(source_id: &str, config: &[(&str, &str)]) -> ProviderLink {
-    ProviderLink {
-        link: Link {
-            source_id: source_id.into(),
-            target: "kv-redis".into(),
-            wit_namespace: keyvalue::NAMESPACE.into(),
-            wit_package: keyvalue::PACKAGE.into(),
-            interfaces: vec!["store".into(), "atomics".into(), "batch".into()],
-            ..Link::default()
-        },
-        target_config_values: config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..ProviderLink::default()
-    }
+    let interfaces = ["store", "atomics", "batch"];
+    trellis_provider_sdk::testing::keyvalue::link(source_id, "kv-redis", &interfaces, config)
 }
 
 /// A plain client, to look at Redis the way an operator would.
@@ -43,29 +25,6 @@ async fn raw(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-}
-
-fn get(bucket: &str, key: &str) -> KvRequest {
-    KvRequest::Get {
-        bucket: bucket.into(),
-        key: key.into(),
-    }
-}
-
-fn set(bucket: &str, key: &str, value: &[u8]) -> KvRequest {
-    KvRequest::Set {
-        bucket: bucket.into(),
-        key: key.into(),
-        value: value.to_vec(),
-    }
-}
-
-fn increment(key: &str, delta: u64) -> KvRequest {
-    KvRequest::Increment {
-        bucket: "default".into(),
-        key: key.into(),
-        delta,
-    }
 }
 
 #[tokio::test]
@@ -158,11 +117,11 @@ async fn every_store_function_works_against_a_real_redis() {
     assert_eq!(store.handle(empty).await, done);
 
     assert_eq!(
-        store.handle(increment("n", 5)).await,
+        store.handle(increment("default", "n", 5)).await,
         Ok(KvResponse::Counter(5))
     );
     assert_eq!(
-        store.handle(increment("n", 2)).await,
+        store.handle(increment("default", "n", 2)).await,
         Ok(KvResponse::Counter(7))
     );
     assert!(store.check().await.is_ok());
@@ -176,7 +135,10 @@ async fn data_is_kept_under_bucket_colon_key_for_operators() {
         .handle(set("default", "greeting", b"hello"))
         .await
         .unwrap();
-    store.handle(increment("hits", 41)).await.unwrap();
+    store
+        .handle(increment("default", "hits", 41))
+        .await
+        .unwrap();
 
     let mut raw = raw(&redis).await;
     let greeting: Vec<u8> = redis::cmd("GET")
@@ -199,7 +161,7 @@ async fn data_is_kept_under_bucket_colon_key_for_operators() {
         .await
         .unwrap();
     assert_eq!(
-        store.handle(increment("set-by-hand", 1)).await,
+        store.handle(increment("default", "set-by-hand", 1)).await,
         Ok(KvResponse::Counter(8))
     );
 }
@@ -252,24 +214,7 @@ async fn two_hundred_concurrent_increments_from_two_connections_count_exactly_tw
     let redis = RedisServer::start().unwrap();
     let first = RedisStore::connect(&redis.url()).await.unwrap();
     let second = RedisStore::connect(&redis.url()).await.unwrap();
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let store = if i % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            tokio::spawn(async move { store.handle(increment("hits", 1)).await })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for task in tasks {
-        let Ok(KvResponse::Counter(n)) = task.await.unwrap() else {
-            panic!("increment failed");
-        };
-        seen.push(n);
-    }
-    seen.sort_unstable();
+    let seen = increment_through_both(&first, &second, "hits", 200).await;
     assert_eq!(seen, (1..=200).collect::<Vec<u64>>());
     assert_eq!(
         first.handle(get("default", "hits")).await,
@@ -285,10 +230,16 @@ async fn incrementing_a_value_that_is_not_a_number_is_a_store_error() {
         .handle(set("default", "name", b"alice"))
         .await
         .unwrap();
-    let err = store.handle(increment("name", 1)).await.unwrap_err();
+    let err = store
+        .handle(increment("default", "name", 1))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not an unsigned decimal"), "{err}");
     assert!(err.to_string().contains("`name`"), "{err}");
-    let err = store.handle(increment("n", u64::MAX)).await.unwrap_err();
+    let err = store
+        .handle(increment("default", "n", u64::MAX))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("too large"), "{err}");
 }
 
@@ -381,103 +332,37 @@ async fn while_redis_is_down_requests_and_health_fail_naming_the_server() {
     );
 }
 
-/// Polls `subject` until something answers (the process is starting).
-async fn request_until_answered(nats: &async_nats::Client, subject: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let request = nats.request(subject.to_owned(), Vec::new().into());
-        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), request).await {
-            return reply.payload.to_vec();
-        }
-        assert!(Instant::now() < deadline, "nothing answered on {subject}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn put_link(
-    nats: &async_nats::Client,
-    subjects: &Subjects,
-    link: &ProviderLink,
-) -> CtlResponse<()> {
-    let put = subjects
-        .provider("kv-redis", ProviderOperation::LinkPut)
-        .unwrap();
-    let reply = nats
-        .request(put, serde_json::to_vec(link).unwrap().into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
-}
-
 #[tokio::test]
 async fn the_binary_serves_links_calls_and_health_and_exits_when_stdin_closes() {
-    let nats_server = NatsServer::start().unwrap();
+    let lattice = TestLattice::start("redis-bin").await;
     let redis = RedisServer::start().unwrap();
-    let host_data = HostData {
-        host_id: "NHOSTTEST".into(),
-        lattice_rpc_prefix: "redis-bin".into(),
-        lattice_rpc_url: nats_server.url(),
-        provider_key: "kv-redis".into(),
-        ..HostData::default()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trellis-keyvalue-redis"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{}", host_data.encode().unwrap()).unwrap();
+    let host_data = lattice.host_data("kv-redis", "NHOSTTEST");
+    let process = ProviderProcess::spawn(env!("CARGO_BIN_EXE_trellis-keyvalue-redis"), &host_data);
 
-    let nats = async_nats::connect(nats_server.url()).await.unwrap();
-    let subjects = Subjects::new("redis-bin").unwrap();
-    let health = subjects
-        .provider("kv-redis", ProviderOperation::Health)
-        .unwrap();
-    let reply: HealthCheckResponse =
-        serde_json::from_slice(&request_until_answered(&nats, &health).await).unwrap();
+    let provider = lattice.provider("kv-redis");
+    let reply = provider.wait_until_answering(Duration::from_secs(20)).await;
     assert!(reply.healthy, "{reply:?}");
 
     // A link to a Redis that is not there fails, and health says so.
     let dead = format!("redis://127.0.0.1:{}/", free_port().unwrap());
-    let reply = put_link(&nats, &subjects, &link("broken", &[("url", &dead)])).await;
+    let reply = provider.put_link(&link("broken", &[("url", &dead)])).await;
     assert!(!reply.success);
     assert!(reply.message.contains(&dead), "{}", reply.message);
-    let reply: HealthCheckResponse =
-        serde_json::from_slice(&request_until_answered(&nats, &health).await).unwrap();
+    let reply = provider.health().await;
     assert!(!reply.healthy);
     assert!(reply.message.unwrap_or_default().contains(&dead));
 
-    let reply = put_link(&nats, &subjects, &link("counter", &[("url", &redis.url())])).await;
+    let reply = provider
+        .put_link(&link("counter", &[("url", &redis.url())]))
+        .await;
     assert!(reply.success, "{}", reply.message);
-    let request = increment("hits", 3);
-    let headers = CallHeaders {
-        source_id: "counter".into(),
-        link_name: "default".into(),
-        ..CallHeaders::default()
-    };
-    let mut header_map = async_nats::HeaderMap::new();
-    for (name, value) in headers.to_pairs() {
-        header_map.insert(name, value.as_str());
-    }
-    let subject = subjects.rpc("kv-redis", &request.function()).unwrap();
-    let reply = nats
-        .request_with_headers(subject, header_map, request.encode().unwrap().into())
-        .await
-        .unwrap();
+    let request = increment("default", "hits", 3);
+    let headers = call_headers("counter", "default");
     assert_eq!(
-        keyvalue::decode_reply(&request, &reply.payload).unwrap(),
+        provider.call_keyvalue(&headers, &request).await.unwrap(),
         Ok(KvResponse::Counter(3))
     );
 
-    drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the provider did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = process.close_stdin_and_wait(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
 }

@@ -3,39 +3,22 @@
 //! refuse) files, and the binary serving a private NATS.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use trellis_keyvalue_sqlite::{LIST_PAGE_SIZE, SqliteBackend, SqliteStore};
-use trellis_lattice::ctl::CtlResponse;
-use trellis_lattice::keyvalue::{self, KeyResponse, KvError, KvRequest, KvResponse};
-use trellis_lattice::provider::HealthCheckResponse;
-use trellis_lattice::rpc::CallHeaders;
-use trellis_lattice::subject::ProviderOperation;
-use trellis_lattice::{HostData, Link, Subjects};
+use trellis_lattice::keyvalue::{KeyResponse, KvError, KvRequest, KvResponse};
 use trellis_provider_sdk::ProviderLink;
 use trellis_provider_sdk::keyvalue::{KvBackend, KvStore};
-use trellis_test_support::NatsServer;
+use trellis_provider_sdk::testing::keyvalue::{get, increment, increment_through_both, set};
+use trellis_provider_sdk::testing::{ProviderProcess, TestLattice, call_headers};
 
 fn link(source_id: &str, name: &str, config: &[(&str, &str)]) -> ProviderLink {
-    ProviderLink {
-        link: Link {
-            source_id: source_id.into(),
-            target: "kv-sqlite".into(),
-            name: name.into(),
-            wit_namespace: keyvalue::NAMESPACE.into(),
-            wit_package: keyvalue::PACKAGE.into(),
-            interfaces: vec!["store".into(), "atomics".into(), "batch".into()],
-            ..Link::default()
-        },
-        target_config_values: config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..ProviderLink::default()
-    }
+    let interfaces = ["store", "atomics", "batch"];
+    let mut link =
+        trellis_provider_sdk::testing::keyvalue::link(source_id, "kv-sqlite", &interfaces, config);
+    link.link.name = name.into();
+    link
 }
 
 fn open(path: &Path) -> SqliteStore {
@@ -44,29 +27,6 @@ fn open(path: &Path) -> SqliteStore {
 
 async fn call(store: &SqliteStore, request: KvRequest) -> Result<KvResponse, KvError> {
     store.handle(request).await
-}
-
-fn get(bucket: &str, key: &str) -> KvRequest {
-    KvRequest::Get {
-        bucket: bucket.into(),
-        key: key.into(),
-    }
-}
-
-fn set(bucket: &str, key: &str, value: &[u8]) -> KvRequest {
-    KvRequest::Set {
-        bucket: bucket.into(),
-        key: key.into(),
-        value: value.to_vec(),
-    }
-}
-
-fn increment(key: &str, delta: u64) -> KvRequest {
-    KvRequest::Increment {
-        bucket: "default".into(),
-        key: key.into(),
-        delta,
-    }
 }
 
 #[tokio::test]
@@ -150,11 +110,11 @@ async fn every_store_function_works_on_a_real_file() {
     );
 
     assert_eq!(
-        call(&store, increment("n", 5)).await,
+        call(&store, increment("default", "n", 5)).await,
         Ok(KvResponse::Counter(5))
     );
     assert_eq!(
-        call(&store, increment("n", 2)).await,
+        call(&store, increment("default", "n", 2)).await,
         Ok(KvResponse::Counter(7))
     );
     // Counters are ASCII decimal, readable by `get` and by Redis-minded tools.
@@ -222,7 +182,7 @@ async fn two_hundred_concurrent_increments_count_exactly_two_hundred() {
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.handle(increment("hits", 1)).await })
+            tokio::spawn(async move { store.handle(increment("default", "hits", 1)).await })
         })
         .collect();
     for task in tasks {
@@ -242,25 +202,8 @@ async fn increments_through_two_connections_on_one_file_lose_no_update() {
     let path = dir.path().join("shared.sqlite3");
     let (first, second) = (open(&path), open(&path));
     assert!(!first.shares_connection_with(&second));
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let store = if i % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            tokio::spawn(async move { store.handle(increment("hits", 1)).await })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for task in tasks {
-        let Ok(KvResponse::Counter(n)) = task.await.unwrap() else {
-            panic!("increment failed");
-        };
-        seen.push(n);
-    }
+    let seen = increment_through_both(&first, &second, "hits", 200).await;
     // Every increment saw a distinct value: no two read the same old one.
-    seen.sort_unstable();
     assert_eq!(seen, (1..=200).collect::<Vec<u64>>());
     assert_eq!(
         call(&second, get("default", "hits")).await,
@@ -275,7 +218,9 @@ async fn incrementing_a_value_that_is_not_a_number_is_a_store_error() {
     call(&store, set("default", "name", b"alice"))
         .await
         .unwrap();
-    let err = call(&store, increment("name", 1)).await.unwrap_err();
+    let err = call(&store, increment("default", "name", 1))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not an unsigned decimal"), "{err}");
     // The failed increment left the value alone.
     assert_eq!(
@@ -288,7 +233,9 @@ async fn incrementing_a_value_that_is_not_a_number_is_a_store_error() {
     )
     .await
     .unwrap();
-    let err = call(&store, increment("big", 1)).await.unwrap_err();
+    let err = call(&store, increment("default", "big", 1))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("64 bits"), "{err}");
 }
 
@@ -412,90 +359,29 @@ async fn links_to_the_same_file_share_one_connection_and_the_data() {
     assert!(!elsewhere.shares_connection_with(&a));
 }
 
-/// Polls `subject` until something answers (the process is starting).
-async fn request_until_answered(
-    nats: &async_nats::Client,
-    subject: &str,
-    body: Vec<u8>,
-) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let request = nats.request(subject.to_owned(), body.clone().into());
-        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), request).await {
-            return reply.payload.to_vec();
-        }
-        assert!(Instant::now() < deadline, "nothing answered on {subject}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_binary_serves_links_calls_and_health_and_exits_when_stdin_closes() {
-    let nats_server = NatsServer::start().unwrap();
+    let lattice = TestLattice::start("sqlite-bin").await;
     let data_dir = tempfile::tempdir().unwrap();
-    let host_data = HostData {
-        host_id: "NHOSTTEST".into(),
-        lattice_rpc_prefix: "sqlite-bin".into(),
-        lattice_rpc_url: nats_server.url(),
-        provider_key: "kv-sqlite".into(),
-        data_dir: Some(data_dir.path().display().to_string()),
-        ..HostData::default()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trellis-keyvalue-sqlite"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{}", host_data.encode().unwrap()).unwrap();
+    let mut host_data = lattice.host_data("kv-sqlite", "NHOSTTEST");
+    host_data.data_dir = Some(data_dir.path().display().to_string());
+    let process = ProviderProcess::spawn(env!("CARGO_BIN_EXE_trellis-keyvalue-sqlite"), &host_data);
 
-    let nats = async_nats::connect(nats_server.url()).await.unwrap();
-    let subjects = Subjects::new("sqlite-bin").unwrap();
-    let health = subjects
-        .provider("kv-sqlite", ProviderOperation::Health)
-        .unwrap();
-    let reply = request_until_answered(&nats, &health, Vec::new()).await;
-    let health_reply: HealthCheckResponse = serde_json::from_slice(&reply).unwrap();
+    let provider = lattice.provider("kv-sqlite");
+    let health_reply = provider.wait_until_answering(Duration::from_secs(20)).await;
     assert!(health_reply.healthy, "{health_reply:?}");
 
-    let put = subjects
-        .provider("kv-sqlite", ProviderOperation::LinkPut)
-        .unwrap();
-    let body = serde_json::to_vec(&link("counter", "default", &[])).unwrap();
-    let reply = nats.request(put, body.into()).await.unwrap();
-    let put_reply: CtlResponse<()> = serde_json::from_slice(&reply.payload).unwrap();
+    let put_reply = provider.put_link(&link("counter", "default", &[])).await;
     assert!(put_reply.success, "{}", put_reply.message);
 
-    let request = increment("hits", 3);
-    let headers = CallHeaders {
-        source_id: "counter".into(),
-        link_name: "default".into(),
-        ..CallHeaders::default()
-    };
-    let mut header_map = async_nats::HeaderMap::new();
-    for (name, value) in headers.to_pairs() {
-        header_map.insert(name, value.as_str());
-    }
-    let subject = subjects.rpc("kv-sqlite", &request.function()).unwrap();
-    let reply = nats
-        .request_with_headers(subject, header_map, request.encode().unwrap().into())
-        .await
-        .unwrap();
+    let request = increment("default", "hits", 3);
+    let headers = call_headers("counter", "default");
     assert_eq!(
-        keyvalue::decode_reply(&request, &reply.payload).unwrap(),
+        provider.call_keyvalue(&headers, &request).await.unwrap(),
         Ok(KvResponse::Counter(3))
     );
     assert!(data_dir.path().join("counter-default.sqlite3").is_file());
 
-    drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the provider did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = process.close_stdin_and_wait(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
 }

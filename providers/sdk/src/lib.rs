@@ -9,7 +9,8 @@
 //! or when stdin closes, which is how a provider notices that its host died.
 //! A provider author implements [`Provider`] (or, for `wasi:keyvalue`, just
 //! [`keyvalue::KvBackend`]) and calls components back through
-//! [`ProviderHandle`].
+//! [`ProviderHandle`]. With the `testing` feature, the `testing` module serves a
+//! provider on a private lattice for its tests, and plays its host.
 //!
 //! ```no_run
 //! use trellis_provider_sdk::{IncomingCall, Provider, ProviderHandle, ProviderLink, reply};
@@ -37,6 +38,8 @@ mod error;
 mod handle;
 pub mod keyvalue;
 mod serve;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::future::Future;
 use std::process::ExitCode;
