@@ -87,7 +87,35 @@ pub async fn start(args: StartProviderArgs) -> anyhow::Result<()> {
     let ctl = args.lattice.connect().await?;
     let host_id = match args.host_id {
         Some(host_id) => host_id,
-        None => auction(&ctl, &provider_ref, &args.provider_id, &args.constraints).await?,
+        None => match auction(&ctl, &provider_ref, &args.provider_id, &args.constraints).await? {
+            Some(host_id) => host_id,
+            // Hosts that already run the id do not bid; starting it again
+            // is then a no-op, so scripts can run twice.
+            None => {
+                let host_id = host_running(&ctl, &args.provider_id).await.with_context(|| {
+                    format!(
+                        "no host in lattice `{}` bid to run provider `{}`{}; check `wash get \
+                         hosts`, or pass --host-id",
+                        ctl.lattice(),
+                        args.provider_id,
+                        if args.constraints.is_empty() {
+                            ""
+                        } else {
+                            " with those constraints"
+                        }
+                    )
+                })?;
+                return report(
+                    args.format,
+                    ProviderReport {
+                        host_id,
+                        provider_id: args.provider_id,
+                        provider_ref: Some(provider_ref),
+                        status: "already running",
+                    },
+                );
+            }
+        },
     };
     let annotations = parse_pairs("--annotation", &args.annotations)?;
     let command = StartProviderCommand {
@@ -161,13 +189,13 @@ fn report(format: OutputArgs, report: ProviderReport) -> anyhow::Result<()> {
     output::print(format.output, &report, &rows)
 }
 
-/// Holds an auction and returns the first bidder.
+/// Holds an auction and returns the first bidder, if any.
 async fn auction(
     ctl: &CtlClient,
     provider_ref: &str,
     provider_id: &str,
     constraints: &[String],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
     let request = ProviderAuctionRequest {
         provider_ref: provider_ref.to_owned(),
         provider_id: provider_id.to_owned(),
@@ -178,19 +206,7 @@ async fn auction(
         .auction_provider(&request)
         .await
         .context("holding an auction for a host")?;
-    match acks.into_iter().next() {
-        Some(ack) => Ok(ack.host_id),
-        None => bail!(
-            "no host in lattice `{}` bid to run provider `{provider_id}`{}; check `wash get \
-             hosts`, or pass --host-id",
-            ctl.lattice(),
-            if request.constraints.is_empty() {
-                String::new()
-            } else {
-                " with those constraints".into()
-            }
-        ),
-    }
+    Ok(acks.into_iter().next().map(|ack| ack.host_id))
 }
 
 /// The one host whose inventory lists `provider_id`.
