@@ -85,36 +85,11 @@ struct ProviderReport {
 pub async fn start(args: StartProviderArgs) -> anyhow::Result<()> {
     let provider_ref = image_url(&args.provider_ref)?;
     let ctl = args.lattice.connect().await?;
-    let host_id = match args.host_id {
+    let host_id = match args.host_id.clone() {
         Some(host_id) => host_id,
         None => match auction(&ctl, &provider_ref, &args.provider_id, &args.constraints).await? {
             Some(host_id) => host_id,
-            // Hosts that already run the id do not bid; starting it again
-            // is then a no-op, so scripts can run twice.
-            None => {
-                let host_id = host_running(&ctl, &args.provider_id).await.with_context(|| {
-                    format!(
-                        "no host in lattice `{}` bid to run provider `{}`{}; check `wash get \
-                         hosts`, or pass --host-id",
-                        ctl.lattice(),
-                        args.provider_id,
-                        if args.constraints.is_empty() {
-                            ""
-                        } else {
-                            " with those constraints"
-                        }
-                    )
-                })?;
-                return report(
-                    args.format,
-                    ProviderReport {
-                        host_id,
-                        provider_id: args.provider_id,
-                        provider_ref: Some(provider_ref),
-                        status: "already running",
-                    },
-                );
-            }
+            None => return already_running(&ctl, args, provider_ref).await,
         },
     };
     let annotations = parse_pairs("--annotation", &args.annotations)?;
@@ -144,6 +119,40 @@ pub async fn start(args: StartProviderArgs) -> anyhow::Result<()> {
             provider_id: command.provider_id,
             provider_ref: Some(command.provider_ref),
             status: "started",
+        },
+    )
+}
+
+/// Hosts that already run a provider id do not bid for it, so an auction
+/// without bidders may mean "already running": then starting it again is a
+/// no-op, and scripts can run twice.
+async fn already_running(
+    ctl: &CtlClient,
+    args: StartProviderArgs,
+    provider_ref: String,
+) -> anyhow::Result<()> {
+    let host_id = host_running(ctl, &args.provider_id)
+        .await
+        .with_context(|| {
+            format!(
+                "no host in lattice `{}` bid to run provider `{}`{}; check `wash get hosts`, \
+                 or pass --host-id",
+                ctl.lattice(),
+                args.provider_id,
+                if args.constraints.is_empty() {
+                    ""
+                } else {
+                    " with those constraints"
+                }
+            )
+        })?;
+    report(
+        args.format,
+        ProviderReport {
+            host_id,
+            provider_id: args.provider_id,
+            provider_ref: Some(provider_ref),
+            status: "already running",
         },
     )
 }
