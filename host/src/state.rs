@@ -105,38 +105,12 @@ fn link_key(source: &str, name: &str, namespace: &str, package: &str) -> String 
     format!("{LINK_PREFIX}{source}.{name}.{namespace}.{package}")
 }
 
-/// Opens a KV bucket, creating its backing stream when it is missing.
-///
-/// The stream is created by hand, with the settings a KV bucket has
-/// (`KV_{bucket}` on `$KV.{bucket}.>`, one message per key, rollups,
-/// direct get), rather than with `create_key_value`: that call first reads
-/// the JetStream account info, whose reply from nats-server 2.9 (Debian's)
-/// lacks fields async-nats 0.46 requires. Creating an identical stream
-/// twice succeeds, so hosts racing here are fine.
+/// Opens a KV bucket through the lattice crate's shared helper, which
+/// works around nats-server 2.9's JetStream account info.
 async fn open_bucket(js: &jetstream::Context, bucket: String) -> Result<kv::Store, HostError> {
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
-    }
-    let config = jetstream::stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        discard: jetstream::stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        storage: jetstream::stream::StorageType::File,
-        num_replicas: 1,
-        ..Default::default()
-    };
-    js.get_or_create_stream(config).await.map_err(|e| {
-        HostError::State(format!(
-            "creating bucket {bucket}: {e} (is JetStream enabled on the NATS server? start it with -js)"
-        ))
-    })?;
-    js.get_key_value(&bucket)
+    trellis_lattice::client::open_kv_bucket(js, &bucket)
         .await
-        .map_err(|e| HostError::State(format!("opening bucket {bucket}: {e}")))
+        .map_err(|e| HostError::State(e.to_string()))
 }
 
 impl LatticeState {

@@ -13,6 +13,13 @@
 //! - [`ownership`]: the annotations and config names that mark what an
 //!   app owns, so cleanup never touches anything else.
 //!
+//! Around that core, the parts that talk to NATS:
+//!
+//! - [`store`]: manifests, versions and status in JetStream KV.
+//! - [`api`]: the request/reply API `wash app` drives, and its client.
+//! - [`lease`]: which of several wadm processes acts on the lattice.
+//! - [`reconciler`]: the loop that observes, plans and sends commands.
+//!
 //! YAML is read with `serde_norway`, the maintained fork of the archived
 //! `serde_yaml`.
 //!
@@ -53,9 +60,13 @@
 //! # Ok::<(), wadm::ManifestError>(())
 //! ```
 
+pub mod api;
+pub mod lease;
 pub mod manifest;
 pub mod ownership;
 pub mod planner;
+pub mod reconciler;
+pub mod store;
 
 pub use manifest::{Manifest, ManifestError, Problem};
 pub use planner::{Command, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};

@@ -54,6 +54,9 @@ enum Command {
     Label(cmd::label::LabelArgs),
     /// Call a function of a running component.
     Call(cmd::call::CallArgs),
+    /// Put, deploy and inspect applications (through wadm).
+    #[command(subcommand)]
+    App(cmd::app::AppCommand),
     /// Start a node on this machine: NATS (if none answers) and a host.
     Up(cmd::up::UpArgs),
     /// Stop the node `wash up --detach` started.
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(command) => block_on(cmd::config::run(command)),
         Command::Label(args) => block_on(cmd::label::run(args)),
         Command::Call(args) => block_on(cmd::call::run(args)),
+        Command::App(command) => block_on(cmd::app::run(command)),
         Command::Up(args) => cmd::up::up(args),
         Command::Down => cmd::up::down(),
     };

@@ -28,6 +28,7 @@
 //! ```
 
 mod error;
+mod kv;
 mod transport;
 
 use std::time::Duration;
@@ -50,6 +51,7 @@ use crate::subject::{CtlOperation, Subjects, validate_token};
 use crate::wit::WitFunction;
 
 pub use error::ClientError;
+pub use kv::open_kv_bucket;
 use transport::Audience;
 
 /// How long a request waits for its reply unless told otherwise.

@@ -2,7 +2,8 @@
 //! processes, run the real `wash`, and sign real example components and
 //! providers, all against a private `nats-server` from
 //! `trellis-test-support`. The package's `test-provider` binary is a
-//! provider that speaks the protocol by hand ([`test_provider`]).
+//! provider that speaks the protocol by hand ([`test_provider`]); [`wadm`]
+//! runs the `wadm` binary.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use tempfile::TempDir;
 use trellis_claims::{KeyKind, KeyPair, ProviderSignOptions, SignOptions};
 
 pub mod app;
+pub mod wadm;
 
 /// How long a host may take to join the lattice.
 const HOST_START_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,7 +1,10 @@
 #![allow(clippy::unwrap_used)]
 //! wadm's tests, in one binary: manifests read from fixture files, and the
-//! planner run against hand-built lattices (no NATS anywhere).
+//! planner run against hand-built lattices (no NATS), and the store and API
+//! against a private nats-server.
 
+mod lease;
 mod manifest;
 mod planner;
+mod store;
 mod support;

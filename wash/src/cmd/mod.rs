@@ -4,6 +4,7 @@
 
 use clap::Subcommand;
 
+pub mod app;
 pub mod call;
 pub mod claims;
 pub mod component;

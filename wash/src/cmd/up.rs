@@ -1,7 +1,8 @@
 //! `wash up` and `wash down`: a working node on this machine in one
 //! command. `up` reuses a NATS server that already answers at the URL, or
 //! starts `nats-server -js` as a child; then it runs a host in-process (the
-//! same `trellis-host` library the binary uses) until Ctrl-C, SIGTERM,
+//! same `trellis-host` library the binary uses) and wadm in-process (the
+//! `wadm` library's API server and reconcile loop) until Ctrl-C, SIGTERM,
 //! `wash down` or a `host.stop` command. With `--detach` it re-runs itself
 //! in the background, waits until the host answers, and returns.
 
@@ -102,6 +103,14 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
             return Err(err).context("starting the host");
         }
     };
+    let wadm = match start_wadm(&args.nats_url, &args.lattice).await {
+        Ok(wadm) => wadm,
+        Err(err) => {
+            host.stop("wadm could not start").await;
+            nats.stop(&files);
+            return Err(err);
+        }
+    };
     std::fs::write(&files.pid, std::process::id().to_string())
         .with_context(|| format!("writing {}", files.pid.display()))?;
     println!(
@@ -115,16 +124,33 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
     );
     println!("lattice     {}", args.lattice);
     println!("host        {}", host.id());
+    println!("wadm        running (`wash app` deploys manifests)");
     println!("stop with   wash down (or Ctrl-C)");
     let reason = tokio::select! {
         () = host.stop_requested() => "stop requested over the control interface",
         () = trellis_host::shutdown_signal() => "signal received",
     };
+    wadm.abort();
     host.stop(reason).await;
     nats.stop(&files);
     let _ = std::fs::remove_file(&files.pid);
     println!("stopped: {reason}");
     Ok(())
+}
+
+/// Runs wadm's API and reconcile loop on this runtime; a wadm that stops
+/// (the NATS connection closed) logs why, and the host keeps running.
+async fn start_wadm(nats_url: &str, lattice: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let nats = async_nats::connect(nats_url)
+        .await
+        .with_context(|| format!("connecting wadm to NATS at {nats_url}"))?;
+    let lattice = lattice.to_owned();
+    Ok(tokio::spawn(async move {
+        let settings = wadm::reconciler::ReconcilerSettings::default();
+        if let Err(err) = wadm::reconciler::run(nats, &lattice, settings).await {
+            tracing::error!(error = %err, "wadm stopped");
+        }
+    }))
 }
 
 fn detach(files: &RunFiles) -> anyhow::Result<()> {

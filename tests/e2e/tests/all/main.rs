@@ -14,3 +14,4 @@ mod links;
 mod policy;
 mod providers;
 mod state;
+mod wadm;

@@ -1,0 +1,60 @@
+//! The `wadm` process: serves the wadm API and runs the reconcile loop for
+//! one lattice. Run several for availability; one acts at a time.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use wadm::reconciler::{ReconcilerSettings, run};
+
+/// wadm: keeps a lattice running the applications deployed to it.
+#[derive(Debug, Parser)]
+#[command(name = "wadm", version)]
+struct Args {
+    /// NATS server of the lattice.
+    #[arg(
+        long = "nats-url",
+        env = "TRELLIS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// Lattice name.
+    #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
+    lattice: String,
+    /// Seconds without hearing from a host before its work is placed
+    /// elsewhere.
+    #[arg(long = "host-timeout-secs", default_value_t = 60)]
+    host_timeout_secs: u64,
+    /// Seconds between full passes when nothing happens.
+    #[arg(long = "resync-secs", default_value_t = 10)]
+    resync_secs: u64,
+    /// Seconds the acting wadm's lease lasts without renewal; another wadm
+    /// takes over this long after the acting one dies.
+    #[arg(long = "lease-secs", default_value_t = 15)]
+    lease_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr; `TRELLIS_LOG` filters them like the host's.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let nats = async_nats::connect(&args.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
+    let settings = ReconcilerSettings {
+        host_timeout: Duration::from_secs(args.host_timeout_secs),
+        resync: Duration::from_secs(args.resync_secs),
+        lease_ttl: Duration::from_secs(args.lease_secs),
+        ..ReconcilerSettings::default()
+    };
+    run(nats, &args.lattice, settings)
+        .await
+        .context("wadm stopped")
+}

@@ -1,0 +1,521 @@
+//! The reconcile loop: observe the lattice, plan every app, send commands.
+//!
+//! Each pass builds an [`ObservedLattice`] (host inventories, links, the
+//! config bucket), plans every stored app (deployed apps with [`plan`],
+//! undeployed or deleted ones with [`plan_undeploy`], found through the
+//! store and through ownership annotations in the lattice), sends the
+//! commands in plan order and writes each deployed app's status. Passes
+//! run every resync interval and soon after any lattice event that may
+//! change the picture.
+//!
+//! - Hosts: the last inventory of every host is kept with when the host was
+//!   last heard from (an inventory reply, `host_started`, `host_heartbeat`).
+//!   A host not heard from within the host timeout is planned as not alive,
+//!   so its work is placed elsewhere; one slow reply does not do that.
+//! - In flight: a command that was accepted is not sent again while it
+//!   still appears in the plans (the host has not finished it) until the
+//!   command timeout passes. A command that no longer appears is done; one
+//!   that a host reports failed (`component_scale_failed`,
+//!   `provider_start_failed`) becomes a failure.
+//! - Failures: a refused command waits before it is retried, doubling up
+//!   to [`MAX_BACKOFF`]; while it waits, its app is `failed` with the reason.
+//! - Only the holder of the [`Lease`] runs passes; the others keep their
+//!   host picture current and take over when the lease expires.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use futures::{StreamExt, TryStreamExt};
+use thiserror::Error;
+use trellis_lattice::client::{ClientError, CtlClient, open_kv_bucket};
+use trellis_lattice::config::NamedConfig;
+use trellis_lattice::ctl::HostInventory;
+use trellis_lattice::{CloudEvent, EventKind, LatticeEvent, Subjects};
+
+use crate::lease::Lease;
+use crate::ownership::{APP_ANNOTATION, MANAGED_BY_ANNOTATION, MANAGED_BY_WADM};
+use crate::planner::{Command, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};
+use crate::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
+
+/// The longest wait before a failed command is tried again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the loop wakes to renew the lease and check for work.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Why the loop stopped or a pass failed.
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The control interface failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The event subscription ended (the NATS connection closed).
+    #[error("the lattice event subscription ended; the NATS connection is gone")]
+    EventsEnded,
+}
+
+/// Timings of the loop.
+#[derive(Clone, Debug)]
+pub struct ReconcilerSettings {
+    /// A host not heard from for this long is treated as gone.
+    pub host_timeout: Duration,
+    /// Passes run at least this often.
+    pub resync: Duration,
+    /// How long the lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How long an accepted command counts as in flight.
+    pub command_timeout: Duration,
+}
+
+impl Default for ReconcilerSettings {
+    fn default() -> Self {
+        Self {
+            host_timeout: Duration::from_secs(60),
+            resync: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(15),
+            command_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves the API and runs the reconcile loop for `lattice` until either
+/// stops; what the `wadm` binary and `wash up` run.
+pub async fn run(
+    nats: async_nats::Client,
+    lattice: &str,
+    settings: ReconcilerSettings,
+) -> Result<(), ReconcileError> {
+    let js = jetstream::new(nats.clone());
+    let store = ManifestStore::open(&js, lattice).await?;
+    let ctl = CtlClient::new(nats.clone(), lattice).map_err(ClientError::from)?;
+    let holder = format!("wadm-{}", uuid::Uuid::new_v4());
+    let reconciler = Reconciler::new(ctl, &js, store.clone(), settings, holder).await?;
+    let api_nats = nats.clone();
+    let api_lattice = lattice.to_owned();
+    let api = tokio::spawn(async move { crate::api::serve(api_nats, &api_lattice, store).await });
+    let result = reconciler.run().await;
+    api.abort();
+    result
+}
+
+/// A host as last heard from.
+struct SeenHost {
+    inventory: HostInventory,
+    last_seen: Instant,
+}
+
+/// A command a host accepted and has not finished.
+struct InFlight {
+    until: Instant,
+    /// The host and component or provider id that failure events name.
+    target: Option<(String, String)>,
+}
+
+/// A command that was refused, and when to try it again.
+struct Failure {
+    attempts: u32,
+    retry_at: Instant,
+    error: String,
+}
+
+/// The loop's state.
+pub struct Reconciler {
+    ctl: CtlClient,
+    store: ManifestStore,
+    config_bucket: kv::Store,
+    lease: Lease,
+    settings: ReconcilerSettings,
+    hosts: BTreeMap<String, SeenHost>,
+    in_flight: HashMap<String, InFlight>,
+    failures: HashMap<String, Failure>,
+}
+
+impl Reconciler {
+    /// A reconciler that sends commands with `ctl` and keeps its lease
+    /// under the name `holder`.
+    pub async fn new(
+        ctl: CtlClient,
+        js: &jetstream::Context,
+        store: ManifestStore,
+        settings: ReconcilerSettings,
+        holder: String,
+    ) -> Result<Self, ReconcileError> {
+        let subjects = Subjects::new(ctl.lattice()).map_err(ClientError::from)?;
+        let config_bucket = open_kv_bucket(js, &subjects.config_data_bucket()).await?;
+        let lease = Lease::open(js, ctl.lattice(), holder, settings.lease_ttl).await?;
+        Ok(Self {
+            ctl,
+            store,
+            config_bucket,
+            lease,
+            settings,
+            hosts: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            failures: HashMap::new(),
+        })
+    }
+
+    /// Runs until the NATS connection closes.
+    pub async fn run(mut self) -> Result<(), ReconcileError> {
+        let mut events = self.ctl.subscribe_events().await?;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_pass: Option<Instant> = None;
+        let mut dirty = true;
+        tracing::info!(
+            lattice = self.ctl.lattice(),
+            holder = self.lease.holder(),
+            "wadm started"
+        );
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(event) => dirty |= self.note_event(&event),
+                    None => return Err(ReconcileError::EventsEnded),
+                },
+                _ = tick.tick() => {}
+            }
+            if self.lease.needs_renewal()
+                && let Err(err) = self.lease.acquire().await
+            {
+                tracing::warn!(error = %err, "could not take or renew the wadm lease");
+            }
+            if !self.lease.is_held() {
+                continue;
+            }
+            let due = last_pass.is_none_or(|at| at.elapsed() >= self.settings.resync);
+            if dirty || due {
+                dirty = false;
+                if let Err(err) = self.pass().await {
+                    tracing::warn!(error = %err, "reconcile pass failed; retrying at the next one");
+                }
+                last_pass = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Updates the host picture from an event; returns whether the event
+    /// may change what the planner would do.
+    fn note_event(&mut self, event: &CloudEvent) -> bool {
+        let Ok(kind) = event.kind() else {
+            return false;
+        };
+        match kind {
+            EventKind::HostStopped => {
+                self.hosts.remove(&event.source);
+            }
+            EventKind::HostStarted | EventKind::HostHeartbeat => {
+                if let Some(host) = self.hosts.get_mut(&event.source) {
+                    host.last_seen = Instant::now();
+                }
+            }
+            EventKind::ComponentScaleFailed | EventKind::ProviderStartFailed => {
+                self.note_failure(event);
+            }
+            _ => {}
+        }
+        matches!(
+            kind,
+            EventKind::HostStarted
+                | EventKind::HostStopped
+                | EventKind::HostHeartbeat
+                | EventKind::ComponentScaled
+                | EventKind::ComponentScaleFailed
+                | EventKind::ProviderStarted
+                | EventKind::ProviderStartFailed
+                | EventKind::ProviderStopped
+                | EventKind::LinkdefSet
+                | EventKind::LinkdefDeleted
+        )
+    }
+
+    /// Turns the in-flight command a failure event is about into a failure,
+    /// so it is retried after a backoff rather than at the command timeout.
+    fn note_failure(&mut self, event: &CloudEvent) {
+        let (host, id, error) = match event.parse() {
+            Ok(LatticeEvent::ComponentScaleFailed(f)) => (f.host_id, f.component_id, f.error),
+            Ok(LatticeEvent::ProviderStartFailed(f)) => (f.host_id, f.provider_id, f.error),
+            _ => return,
+        };
+        let target = Some((host, id));
+        let failed: Vec<String> = self
+            .in_flight
+            .iter()
+            .filter(|(_, flight)| flight.target == target)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in failed {
+            self.in_flight.remove(&key);
+            self.record_failure(key, error.clone());
+        }
+    }
+
+    fn record_failure(&mut self, key: String, error: String) {
+        let attempts = self.failures.get(&key).map_or(0, |f| f.attempts) + 1;
+        let backoff = backoff(attempts);
+        tracing::warn!(command = %key, error, ?backoff, "command failed");
+        self.failures.insert(
+            key,
+            Failure {
+                attempts,
+                retry_at: Instant::now() + backoff,
+                error,
+            },
+        );
+    }
+
+    /// One observe-plan-act round over every app.
+    pub async fn pass(&mut self) -> Result<(), ReconcileError> {
+        let lattice = self.observe().await?;
+        let stored = self.store.list().await?;
+        let mut planned: Vec<(String, Option<String>, Plan)> = Vec::new();
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        for app in &stored {
+            known.insert(app.name.clone());
+            match app.deployed_version() {
+                Some(version) => match version.parse() {
+                    Ok(manifest) => planned.push((
+                        app.name.clone(),
+                        Some(version.version.clone()),
+                        plan(&manifest, &lattice),
+                    )),
+                    Err(err) => {
+                        let status = AppStatus::now(
+                            DeployStatus::Failed,
+                            Some(version.version.clone()),
+                            vec![format!("the stored manifest no longer validates: {err}")],
+                        );
+                        self.write_status(&app.name, status).await?;
+                    }
+                },
+                None => planned.push((app.name.clone(), None, plan_undeploy(&app.name, &lattice))),
+            }
+        }
+        for app in apps_in_lattice(&lattice) {
+            if !known.contains(&app) {
+                let plan = plan_undeploy(&app, &lattice);
+                planned.push((app, None, plan));
+            }
+        }
+
+        let mut planned_keys = BTreeSet::new();
+        for (app, version, plan) in planned {
+            let keys: Vec<String> = plan.commands.iter().map(command_key).collect();
+            let reasons = self.execute(&app, &plan.commands).await?;
+            planned_keys.extend(keys);
+            let Some(version) = version else { continue };
+            let mut reasons_all = plan.problems.clone();
+            reasons_all.extend(reasons);
+            let status = if !reasons_all.is_empty() {
+                DeployStatus::Failed
+            } else if plan.is_empty() {
+                DeployStatus::Deployed
+            } else {
+                DeployStatus::Reconciling
+            };
+            self.write_status(&app, AppStatus::now(status, Some(version), reasons_all))
+                .await?;
+        }
+        // Commands that no longer appear in any plan are done (or moot).
+        self.in_flight.retain(|key, _| planned_keys.contains(key));
+        self.failures.retain(|key, _| planned_keys.contains(key));
+        Ok(())
+    }
+
+    /// Sends the commands not in flight and not waiting after a failure;
+    /// returns the reasons the app is failing.
+    async fn execute(
+        &mut self,
+        app: &str,
+        commands: &[Command],
+    ) -> Result<Vec<String>, ReconcileError> {
+        let mut reasons = Vec::new();
+        for command in commands {
+            let key = command_key(command);
+            let now = Instant::now();
+            if self.in_flight.get(&key).is_some_and(|f| f.until > now) {
+                continue;
+            }
+            if let Some(failure) = self.failures.get(&key)
+                && failure.retry_at > now
+            {
+                reasons.push(failure.error.clone());
+                continue;
+            }
+            if self.lease.needs_renewal() && !self.lease.acquire().await? {
+                tracing::warn!(app, "lost the wadm lease during a pass; stopping it");
+                return Ok(reasons);
+            }
+            tracing::info!(app, command = %key, "sending");
+            match self.send(command).await {
+                Ok(()) => {
+                    self.failures.remove(&key);
+                    let flight = InFlight {
+                        until: now + self.settings.command_timeout,
+                        target: target_of(command),
+                    };
+                    self.in_flight.insert(key, flight);
+                }
+                Err(err) => {
+                    reasons.push(err.to_string());
+                    self.record_failure(key, err.to_string());
+                }
+            }
+        }
+        Ok(reasons)
+    }
+
+    async fn send(&self, command: &Command) -> Result<(), ClientError> {
+        match command {
+            Command::PutConfig { name, values } => self.ctl.put_config(name, values).await,
+            Command::PutLink(link) => self.ctl.put_link(link).await,
+            Command::ScaleComponent(scale) => self.ctl.scale_component(scale).await,
+            Command::StartProvider(start) => self.ctl.start_provider(start).await,
+            Command::StopProvider(stop) => self.ctl.stop_provider(stop).await,
+            Command::DeleteLink(request) => self.ctl.delete_link(request).await,
+            Command::DeleteConfig { name } => self.ctl.delete_config(name).await,
+        }
+    }
+
+    /// Asks every host for its inventory and builds the planner's picture.
+    async fn observe(&mut self) -> Result<ObservedLattice, ReconcileError> {
+        let answering = match self.ctl.ping_hosts().await {
+            Ok(hosts) => hosts,
+            Err(err) => {
+                tracing::debug!(error = %err, "no host answered the ping");
+                Vec::new()
+            }
+        };
+        for host in answering {
+            match self.ctl.get_inventory(&host.id).await {
+                Ok(inventory) => {
+                    self.hosts.insert(
+                        host.id.clone(),
+                        SeenHost {
+                            inventory,
+                            last_seen: Instant::now(),
+                        },
+                    );
+                }
+                Err(err) => tracing::debug!(host = %host.id, error = %err, "no inventory"),
+            }
+        }
+        // A host gone for long is forgotten; until then it is kept, not
+        // alive, so the planner knows its work is lost.
+        let forget_after = self.settings.host_timeout * 10;
+        self.hosts
+            .retain(|_, host| host.last_seen.elapsed() < forget_after);
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|(id, seen)| {
+                let mut host = ObservedHost::from(seen.inventory.clone());
+                host.alive = seen.last_seen.elapsed() < self.settings.host_timeout;
+                (id.clone(), host)
+            })
+            .collect();
+        Ok(ObservedLattice {
+            hosts,
+            links: self.ctl.get_links().await?,
+            configs: self.read_configs().await?,
+        })
+    }
+
+    async fn read_configs(&self) -> Result<BTreeMap<String, NamedConfig>, ReconcileError> {
+        let failed = |e: &dyn std::fmt::Display| StoreError::Nats {
+            action: "reading lattice config".into(),
+            message: e.to_string(),
+        };
+        let names: Vec<String> = match self.config_bucket.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(|e| failed(&e))?,
+            Err(e) => return Err(failed(&e).into()),
+        };
+        let mut configs = BTreeMap::new();
+        for name in names {
+            let Some(bytes) = self
+                .config_bucket
+                .get(&name)
+                .await
+                .map_err(|e| failed(&e))?
+            else {
+                continue;
+            };
+            match serde_json::from_slice::<NamedConfig>(&bytes) {
+                Ok(values) => {
+                    configs.insert(name, values);
+                }
+                Err(err) => tracing::warn!(config = %name, error = %err, "unreadable config"),
+            }
+        }
+        Ok(configs)
+    }
+
+    /// Writes a status unless it says what the stored one says.
+    async fn write_status(&self, app: &str, status: AppStatus) -> Result<(), ReconcileError> {
+        let current = self.store.status(app).await?;
+        let same = current.is_some_and(|c| {
+            (c.status, &c.version, &c.reasons) == (status.status, &status.version, &status.reasons)
+        });
+        if !same {
+            tracing::info!(app, status = status.status.as_str(), reasons = ?status.reasons, "status");
+            self.store.put_status(app, &status).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Identifies a command: two commands with the same key are the same
+/// command.
+fn command_key(command: &Command) -> String {
+    format!("{command:?}")
+}
+
+/// The host and id a failure event about `command` would name.
+fn target_of(command: &Command) -> Option<(String, String)> {
+    match command {
+        Command::ScaleComponent(scale) => Some((scale.host_id.clone(), scale.component_id.clone())),
+        Command::StartProvider(start) => Some((start.host_id.clone(), start.provider_id.clone())),
+        _ => None,
+    }
+}
+
+/// How long to wait after the `attempts`th failure: 1 s, 2 s, 4 s, … up to
+/// [`MAX_BACKOFF`].
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(MAX_BACKOFF)
+}
+
+/// Names of the apps that own something running in the lattice.
+fn apps_in_lattice(lattice: &ObservedLattice) -> BTreeSet<String> {
+    let owner = |annotations: Option<&BTreeMap<String, String>>| {
+        annotations
+            .filter(|a| a.get(MANAGED_BY_ANNOTATION).map(String::as_str) == Some(MANAGED_BY_WADM))
+            .and_then(|a| a.get(APP_ANNOTATION).cloned())
+    };
+    lattice
+        .hosts
+        .values()
+        .flat_map(|host| {
+            let components = host
+                .components
+                .iter()
+                .map(|c| owner(c.annotations.as_ref()));
+            let providers = host.providers.iter().map(|p| owner(p.annotations.as_ref()));
+            components.chain(providers).flatten().collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}

@@ -1,0 +1,410 @@
+//! `wash app put|deploy|undeploy|delete|list|status|versions|validate`:
+//! applications through wadm's API.
+//!
+//! `validate` works offline. Every other command needs a wadm on the
+//! lattice (`wash up` runs one). Before a manifest is sent, its relative
+//! `file://` images are made absolute against the manifest's directory,
+//! because wadm and the hosts resolve paths from wherever they run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_norway::Value;
+use wadm::Manifest;
+use wadm::api::WadmClient;
+use wadm::store::DeployStatus;
+
+use super::lattice::{LatticeArgs, print_columns};
+use crate::output::{self, Format, OutputArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Store a new version of the manifest in FILE.
+    Put(FileArgs),
+    /// Deploy an app: a manifest FILE (put first) or a stored app's name.
+    Deploy(DeployArgs),
+    /// Stop running an app; its versions stay stored.
+    Undeploy(NameArgs),
+    /// Undeploy an app and forget all its versions.
+    Delete(NameArgs),
+    /// List stored apps with their versions and status.
+    List(ListArgs),
+    /// Show an app's status and why it is not deployed.
+    Status(NameArgs),
+    /// List an app's stored versions.
+    Versions(NameArgs),
+    /// Check a manifest FILE without a lattice.
+    Validate {
+        /// The manifest (YAML or JSON).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The manifest (YAML or JSON).
+    file: PathBuf,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// A manifest file, or the name of a stored app.
+    app: String,
+    /// Which stored version to deploy (default: the newest).
+    #[arg(long)]
+    version: Option<String>,
+    /// Show progress and wait until the app is deployed or failed.
+    #[arg(long)]
+    wait: bool,
+    /// How long `--wait` waits, in seconds.
+    #[arg(long = "wait-timeout-secs", default_value_t = 120)]
+    wait_timeout_secs: u64,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The app's name.
+    name: String,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+/// What `undeploy` and `delete` report.
+#[derive(Serialize)]
+struct Changed<'a> {
+    name: &'a str,
+    action: &'static str,
+}
+
+pub async fn run(command: AppCommand) -> anyhow::Result<()> {
+    match command {
+        AppCommand::Validate { file } => validate(&file),
+        AppCommand::Put(args) => {
+            let client = connect(&args.lattice).await?;
+            let text = read_manifest(&args.file)?;
+            let put = client.put(&text).await.context("putting the manifest")?;
+            let state = if put.created {
+                "stored"
+            } else {
+                "already stored"
+            };
+            output::print(
+                args.format.output,
+                &put,
+                &[
+                    ("name", put.name.clone()),
+                    ("version", put.version.clone()),
+                    ("state", state.into()),
+                ],
+            )
+        }
+        AppCommand::Deploy(args) => deploy(args).await,
+        AppCommand::Undeploy(args) => {
+            let client = connect(&args.lattice).await?;
+            client.undeploy(&args.name).await?;
+            changed(args.format.output, &args.name, "undeployed")
+        }
+        AppCommand::Delete(args) => {
+            let client = connect(&args.lattice).await?;
+            client.delete(&args.name).await?;
+            changed(args.format.output, &args.name, "deleted")
+        }
+        AppCommand::List(args) => {
+            let client = connect(&args.lattice).await?;
+            let apps = client.list().await?;
+            let rows: Vec<Vec<String>> = apps
+                .iter()
+                .map(|app| {
+                    vec![
+                        app.name.clone(),
+                        app.latest_version.clone(),
+                        app.deployed_version.clone().unwrap_or_else(|| "-".into()),
+                        app.status
+                            .as_ref()
+                            .map_or("undeployed", |s| s.status.as_str())
+                            .to_owned(),
+                    ]
+                })
+                .collect();
+            print_columns(
+                args.format.output,
+                &apps,
+                &["NAME", "LATEST", "DEPLOYED", "STATUS"],
+                &rows,
+            )
+        }
+        AppCommand::Status(args) => {
+            let client = connect(&args.lattice).await?;
+            let report = client.status(&args.name).await?;
+            output::print(
+                args.format.output,
+                &report,
+                &[
+                    ("name", report.name.clone()),
+                    (
+                        "version",
+                        report
+                            .deployed_version
+                            .clone()
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    ("status", report.status.status.as_str().into()),
+                    ("reasons", super::lattice::list(&report.status.reasons)),
+                ],
+            )
+        }
+        AppCommand::Versions(args) => {
+            let client = connect(&args.lattice).await?;
+            let versions = client.versions(&args.name).await?;
+            let rows: Vec<Vec<String>> = versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.version.clone(),
+                        v.put_at.to_rfc3339(),
+                        if v.deployed { "yes" } else { "" }.into(),
+                    ]
+                })
+                .collect();
+            print_columns(
+                args.format.output,
+                &versions,
+                &["VERSION", "PUT AT", "DEPLOYED"],
+                &rows,
+            )
+        }
+    }
+}
+
+fn validate(file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading manifest {}", file.display()))?;
+    match Manifest::parse(&text) {
+        Ok(manifest) => {
+            println!(
+                "{}: `{}` version {} is valid",
+                file.display(),
+                manifest.name,
+                manifest.version
+            );
+            for warning in manifest.warnings() {
+                println!("warning: {warning}");
+            }
+            Ok(())
+        }
+        Err(err) => bail!("{} is not a valid manifest: {err}", file.display()),
+    }
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let client = connect(&args.lattice).await?;
+    let path = Path::new(&args.app);
+    let name = if path.is_file() {
+        let put = client
+            .put(&read_manifest(path)?)
+            .await
+            .context("putting the manifest")?;
+        if args.version.is_some() && args.version.as_deref() != Some(put.version.as_str()) {
+            bail!(
+                "--version {} does not match the manifest's version {}",
+                args.version.unwrap_or_default(),
+                put.version
+            );
+        }
+        put.name
+    } else {
+        args.app.clone()
+    };
+    let deployed = client.deploy(&name, args.version.as_deref()).await?;
+    if !args.wait {
+        return output::print(
+            args.format.output,
+            &deployed,
+            &[
+                ("name", deployed.name.clone()),
+                ("version", deployed.version.clone()),
+                ("status", "deploying".into()),
+            ],
+        );
+    }
+    let timeout = Duration::from_secs(args.wait_timeout_secs);
+    let report = wait_for_outcome(
+        &client,
+        &name,
+        &deployed.version,
+        timeout,
+        args.format.output,
+    )
+    .await?;
+    let status = report.status.status;
+    output::print(
+        args.format.output,
+        &report,
+        &[
+            ("name", report.name.clone()),
+            ("version", deployed.version.clone()),
+            ("status", status.as_str().into()),
+            ("reasons", super::lattice::list(&report.status.reasons)),
+        ],
+    )?;
+    if status != DeployStatus::Deployed {
+        bail!("`{name}` did not deploy");
+    }
+    Ok(())
+}
+
+/// Polls the app's status until it settles on `version` as deployed or
+/// failed, printing each change to stderr (for people) as it happens.
+async fn wait_for_outcome(
+    client: &WadmClient,
+    name: &str,
+    version: &str,
+    timeout: Duration,
+    format: Format,
+) -> anyhow::Result<wadm::api::StatusReport> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let report = client.status(name).await?;
+        let current = (report.status.status, report.status.reasons.clone());
+        if last.as_ref() != Some(&current) && format == Format::Text {
+            eprintln!("{name}: {}", report.status.status.as_str());
+            for reason in &report.status.reasons {
+                eprintln!("  {reason}");
+            }
+        }
+        last = Some(current);
+        let settled = report.status.version.as_deref() == Some(version)
+            && matches!(
+                report.status.status,
+                DeployStatus::Deployed | DeployStatus::Failed
+            );
+        if settled {
+            return Ok(report);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "`{name}` was still {} after {} s; `wash app status {name}` shows progress",
+                report.status.status.as_str(),
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn changed(format: Format, name: &str, action: &'static str) -> anyhow::Result<()> {
+    output::print(
+        format,
+        &Changed { name, action },
+        &[("name", name.into()), ("action", action.into())],
+    )
+}
+
+async fn connect(lattice: &LatticeArgs) -> anyhow::Result<WadmClient> {
+    let ctl = lattice.connect().await?;
+    Ok(WadmClient::new(
+        ctl.nats().clone(),
+        &lattice.lattice,
+        lattice.timeout(),
+    ))
+}
+
+/// The manifest in `file`, with relative `file://` images made absolute.
+fn read_manifest(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading manifest {}", file.display()))?;
+    let dir = file
+        .canonicalize()
+        .with_context(|| format!("resolving {}", file.display()))?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    resolve_file_images(&text, &dir)
+}
+
+/// `text` with every relative `file://` image under `spec.components`
+/// resolved against `dir`. Text without relative images is returned as is,
+/// so the stored manifest keeps its comments and layout.
+fn resolve_file_images(text: &str, dir: &Path) -> anyhow::Result<String> {
+    let is_json = text.trim_start().starts_with('{');
+    let mut document: Value = serde_norway::from_str(text).context("reading the manifest")?;
+    let mut changed = false;
+    let components = document
+        .get_mut("spec")
+        .and_then(|spec| spec.get_mut("components"))
+        .and_then(Value::as_sequence_mut);
+    for component in components.into_iter().flatten() {
+        let Some(image) = component
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("image"))
+        else {
+            continue;
+        };
+        let Some(path) = image.as_str().and_then(|i| i.strip_prefix("file://")) else {
+            continue;
+        };
+        if Path::new(path).is_absolute() {
+            continue;
+        }
+        let absolute = dir.join(path);
+        *image = Value::String(format!("file://{}", absolute.display()));
+        changed = true;
+    }
+    if !changed {
+        return Ok(text.to_owned());
+    }
+    if is_json {
+        Ok(serde_json::to_string_pretty(&document)?)
+    } else {
+        Ok(serde_norway::to_string(&document)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_file_images_are_resolved_against_the_manifest_directory() {
+        let text = "apiVersion: core.oam.dev/v1beta1\nspec:\n  components:\n    - name: a\n      \
+                    properties:\n        image: file://../build/a.wasm\n    - name: b\n      \
+                    properties:\n        image: file:///abs/b.wasm\n    - name: c\n      \
+                    properties:\n        image: ghcr.io/x/c:1\n";
+        let resolved = resolve_file_images(text, Path::new("/work/manifests")).unwrap();
+        assert!(
+            resolved.contains("file:///work/manifests/../build/a.wasm"),
+            "{resolved}"
+        );
+        assert!(resolved.contains("file:///abs/b.wasm"), "{resolved}");
+        assert!(resolved.contains("ghcr.io/x/c:1"), "{resolved}");
+    }
+
+    #[test]
+    fn manifests_without_relative_images_are_sent_unchanged() {
+        let text =
+            "# keep me\nspec:\n  components:\n    - properties:\n        image: file:///a.wasm\n";
+        assert_eq!(resolve_file_images(text, Path::new("/x")).unwrap(), text);
+    }
+}
