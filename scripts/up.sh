@@ -4,16 +4,17 @@
 # source, signs the components and providers with your development account
 # ($TRELLIS_HOME/keys, default ~/.trellis/keys, created on first use),
 # starts a node in the background (`wash up --detach`: NATS if none
-# answers, plus a host), and runs the counter app on it: the kv-counter
-# component behind the http-server provider on 127.0.0.1:8080, counting in
-# SQLite through keyvalue-sqlite (the app examples/manifests/dev.yaml
-# describes). Then it asks the counter once.
+# answers, a host and wadm), and deploys examples/manifests/dev.yaml on it:
+# the kv-counter component behind the http-server provider on
+# 127.0.0.1:8080, counting in SQLite through keyvalue-sqlite. Then it asks
+# the counter once.
 #
 # Running it again is safe: a node that is already up is reused, and the
-# providers, component, config and links are put again (idempotently).
+# app is deployed again (the same version: nothing changes).
 source "$(dirname "$0")/lib.sh"
 
-ADDRESS="${TRELLIS_COUNTER_ADDRESS:-127.0.0.1:8080}"
+# The address examples/manifests/dev.yaml gives the http-server.
+ADDRESS=127.0.0.1:8080
 
 need_cargo
 ensure_wasm_target
@@ -44,13 +45,13 @@ done
 say "starting a node (wash up --detach)"
 "$WASH" up --detach
 
-say "starting the counter app (dev: SQLite)"
-"$WASH" start provider "$SIGNED/trellis-keyvalue-sqlite" keyvalue-sqlite >/dev/null
-"$WASH" start provider "$SIGNED/trellis-http-server" http-server >/dev/null
-"$WASH" start component "$SIGNED/kv_counter_s.wasm" kv-counter --max-instances 64 --timeout-ms 30000 >/dev/null
-"$WASH" config put counter-http "address=$ADDRESS" >/dev/null
-"$WASH" link put kv-counter keyvalue-sqlite wasi keyvalue --interface store --interface atomics >/dev/null
-"$WASH" link put http-server kv-counter wasi http --interface incoming-handler --source-config counter-http >/dev/null
+# wash up starts wadm beside the host; give its API a moment to answer.
+for _ in $(seq 1 100); do
+    "$WASH" app list >/dev/null 2>&1 && break
+    sleep 0.2
+done
+say "deploying the counter app: wash app deploy examples/manifests/dev.yaml"
+"$WASH" app deploy "$ROOT/examples/manifests/dev.yaml" --wait
 "$WASH" get inventory
 
 say "asking the counter: curl http://$ADDRESS/"
@@ -68,7 +69,7 @@ cat >&2 <<MSG
 The node is up, running the counter app on http://$ADDRESS/. Try:
   export PATH="$ROOT/target/release:\$PATH"
   curl http://$ADDRESS/                 # counts up, in SQLite
-  ./scripts/counter-prod.sh             # the same running component, now on Redis
+  wash app deploy examples/manifests/prod.yaml   # the same running component, now on Redis
   wash get inventory
   wash down                             # stop the node and its providers
 MSG

@@ -90,7 +90,12 @@ pub async fn run(
 ) -> Result<(), ReconcileError> {
     let js = jetstream::new(nats.clone());
     let store = ManifestStore::open(&js, lattice).await?;
-    let ctl = CtlClient::new(nats.clone(), lattice).map_err(ClientError::from)?;
+    // A Trellis host replies once the work is done (a component compiled,
+    // a provider healthy or stopped), which takes longer than the client's
+    // default request timeout on a loaded machine.
+    let ctl = CtlClient::new(nats.clone(), lattice)
+        .map_err(ClientError::from)?
+        .with_timeout(settings.command_timeout);
     let holder = format!("wadm-{}", uuid::Uuid::new_v4());
     let reconciler = Reconciler::new(ctl, &js, store.clone(), settings, holder).await?;
     let api_nats = nats.clone();

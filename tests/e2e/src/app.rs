@@ -2,12 +2,10 @@
 //! on it, as the provider tests and the counter benchmark both need it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tempfile::TempDir;
-use trellis_claims::{KeyKind, ProviderSignOptions};
 use trellis_lattice::Link;
 use trellis_lattice::client::CtlClient;
 use trellis_lattice::ctl::{ScaleComponentCommand, StartProviderCommand};
@@ -74,7 +72,8 @@ impl TestLattice {
 
     /// Signs the provider binary of `kind` and starts it on the host.
     pub async fn start_provider(&self, (id, package): ProviderKind) -> anyhow::Result<()> {
-        let path = sign_provider(&self.signer, package, &self.dir)?;
+        let built = trellis_test_support::workspace_binary(package, package)?;
+        let path = self.signer.sign_provider(&built)?;
         self.ctl
             .start_provider(&StartProviderCommand {
                 provider_id: id.into(),
@@ -200,30 +199,6 @@ impl TestLattice {
             self.host.log()
         )
     }
-}
-
-/// Copies the binary of `package` into `dir` and signs it for this
-/// machine, so tests never share a `.jwt` next to the build output.
-pub fn sign_provider(signer: &Signer, package: &str, dir: &TempDir) -> anyhow::Result<PathBuf> {
-    let built = trellis_test_support::workspace_binary(package, package)?;
-    let path = dir.path().join(package);
-    if !path.exists() {
-        std::fs::copy(&built, &path).with_context(|| format!("copying {}", built.display()))?;
-    }
-    let executable = std::fs::read(&path)?;
-    let target = trellis_claims::native_target();
-    let token = trellis_claims::sign_provider(
-        [(target.as_str(), executable.as_slice())],
-        &signer.account,
-        &KeyKind::Provider.generate().public_key(),
-        &ProviderSignOptions {
-            name: Some(package.to_owned()),
-            vendor: "trellis-tests".into(),
-            ..Default::default()
-        },
-    )?;
-    std::fs::write(trellis_claims::provider_claims_path(&path), token.jwt)?;
-    Ok(path)
 }
 
 /// GETs `url`: status and body.

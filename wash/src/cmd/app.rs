@@ -220,7 +220,7 @@ fn validate(file: &Path) -> anyhow::Result<()> {
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let client = connect(&args.lattice).await?;
     let path = Path::new(&args.app);
-    let name = if path.is_file() {
+    let (name, version) = if path.is_file() {
         let put = client
             .put(&read_manifest(path)?)
             .await
@@ -232,11 +232,13 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
                 put.version
             );
         }
-        put.name
+        // The file's own version, even when it was put before: deploying
+        // dev.yaml after prod.yaml must go back to dev, not to the latest.
+        (put.name, Some(put.version))
     } else {
-        args.app.clone()
+        (args.app.clone(), args.version.clone())
     };
-    let deployed = client.deploy(&name, args.version.as_deref()).await?;
+    let deployed = client.deploy(&name, version.as_deref()).await?;
     if !args.wait {
         return output::print(
             args.format.output,
@@ -368,7 +370,7 @@ fn resolve_file_images(text: &str, dir: &Path) -> anyhow::Result<String> {
         if Path::new(path).is_absolute() {
             continue;
         }
-        let absolute = dir.join(path);
+        let absolute = normalize(&dir.join(path));
         *image = Value::String(format!("file://{}", absolute.display()));
         changed = true;
     }
@@ -382,6 +384,25 @@ fn resolve_file_images(text: &str, dir: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// `path` with `.` and `..` resolved lexically, so hosts report
+/// `/app/build/x.wasm` rather than `/app/manifests/../build/x.wasm`. The
+/// file system is not consulted: a missing file is the host's error to
+/// report.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,10 +414,7 @@ mod tests {
                     properties:\n        image: file:///abs/b.wasm\n    - name: c\n      \
                     properties:\n        image: ghcr.io/x/c:1\n";
         let resolved = resolve_file_images(text, Path::new("/work/manifests")).unwrap();
-        assert!(
-            resolved.contains("file:///work/manifests/../build/a.wasm"),
-            "{resolved}"
-        );
+        assert!(resolved.contains("file:///work/build/a.wasm"), "{resolved}");
         assert!(resolved.contains("file:///abs/b.wasm"), "{resolved}");
         assert!(resolved.contains("ghcr.io/x/c:1"), "{resolved}");
     }

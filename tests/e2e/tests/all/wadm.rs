@@ -3,93 +3,41 @@
 //! processes.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use trellis_e2e::wadm::{WadmProcess, api_client};
+use trellis_e2e::app::{TestLattice, increment};
+use trellis_e2e::wadm::{
+    FAST_WADM_ARGS, SPREAD_APP, SPREAD_COMPONENT, WadmProcess, api_client, instance_counts,
+    spread_manifest, wait_deployed,
+};
 use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice, wash, wash_ok};
 use trellis_lattice::client::CtlClient;
-use trellis_test_support::NatsServer;
+use trellis_test_support::{NatsServer, RedisServer, free_port};
 use wadm::api::WadmClient;
 use wadm::store::DeployStatus;
 
 use crate::common::client;
 
-/// Short timings so that a dead host or wadm is noticed within seconds.
-const WADM_ARGS: &[&str] = &[
-    "--host-timeout-secs",
-    "3",
-    "--resync-secs",
-    "2",
-    "--lease-secs",
-    "3",
-];
+const WADM_ARGS: &[&str] = FAST_WADM_ARGS;
 
-const COMPONENT_ID: &str = "spread-hello";
-
-fn spread_manifest(image: &str, instances: u32) -> String {
-    format!(
-        r#"
-apiVersion: core.oam.dev/v1beta1
-kind: Application
-metadata:
-  name: spread
-  annotations:
-    version: v1
-spec:
-  components:
-    - name: hello
-      type: component
-      properties:
-        image: {image}
-      traits:
-        - type: spreadscaler
-          properties:
-            instances: {instances}
-            spread:
-              - name: web
-                requirements:
-                  tier: web
-"#
-    )
-}
-
-/// Instances of the app's component per host, for hosts running any.
-async fn counts(ctl: &CtlClient) -> BTreeMap<String, u32> {
-    let mut counts = BTreeMap::new();
-    for inventory in ctl.get_hosts_inventories().await.unwrap_or_default() {
-        if let Some(c) = inventory.components.iter().find(|c| c.id == COMPONENT_ID) {
-            counts.insert(inventory.host_id.clone(), c.max_instances);
-        }
-    }
-    counts
-}
-
-/// Waits until the app is `deployed` and runs `expected` instances per
-/// host, or panics with the last status, counts and wadm log.
-async fn wait_deployed(
+/// Waits for the spread app with `expected` instances per host, or panics.
+async fn wait_spread(
     wadm: &WadmClient,
     ctl: &CtlClient,
     expected: &BTreeMap<String, u32>,
-    timeout: Duration,
     log: impl Fn() -> String,
 ) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let status = wadm.status("spread").await;
-        let seen = counts(ctl).await;
-        let deployed = matches!(&status, Ok(s) if s.status.status == DeployStatus::Deployed);
-        if deployed && &seen == expected {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "not deployed as expected {expected:?}: status {status:?}, counts {seen:?}; wadm \
-                 log:\n{}",
-                log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_deployed(
+        wadm,
+        ctl,
+        (SPREAD_APP, SPREAD_COMPONENT),
+        expected,
+        Duration::from_secs(30),
+        log,
+    )
+    .await
+    .unwrap();
 }
 
 fn web_host(nats: &NatsServer, lattice: &str, signer: &Signer, zone: &str) -> HostProcess {
@@ -129,21 +77,15 @@ async fn a_spread_app_is_deployed_and_rescheduled_when_a_host_dies() {
     let ctl = client(&nats.url(), &lattice).await;
 
     wadm.put(&spread_manifest(&image, 6)).await.unwrap();
-    wadm.deploy("spread", None).await.unwrap();
+    wadm.deploy(SPREAD_APP, None).await.unwrap();
     let expected = hosts.iter().map(|h| (h.id().to_owned(), 2)).collect();
-    wait_deployed(&wadm, &ctl, &expected, Duration::from_secs(30), || {
-        wadm_process.log()
-    })
-    .await;
+    wait_spread(&wadm, &ctl, &expected, || wadm_process.log()).await;
 
     let mut dead = hosts.remove(0);
     dead.kill();
     let expected = hosts.iter().map(|h| (h.id().to_owned(), 3)).collect();
     // Host timeout 3 s + resync 2 s + compiling the component on the hosts.
-    wait_deployed(&wadm, &ctl, &expected, Duration::from_secs(30), || {
-        wadm_process.log()
-    })
-    .await;
+    wait_spread(&wadm, &ctl, &expected, || wadm_process.log()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,14 +118,11 @@ async fn a_second_wadm_finishes_a_deploy_when_the_acting_one_dies() {
     let ctl = client(&nats.url(), &lattice).await;
 
     wadm.put(&spread_manifest(&image, 4)).await.unwrap();
-    wadm.deploy("spread", None).await.unwrap();
+    wadm.deploy(SPREAD_APP, None).await.unwrap();
     first.kill();
 
     let expected = hosts.iter().map(|h| (h.id().to_owned(), 2)).collect();
-    wait_deployed(&wadm, &ctl, &expected, Duration::from_secs(30), || {
-        second.log()
-    })
-    .await;
+    wait_spread(&wadm, &ctl, &expected, || second.log()).await;
     assert!(
         second.log().contains("took the wadm lease"),
         "{}",
@@ -232,7 +171,7 @@ async fn wash_app_deploys_a_manifest_with_a_relative_image_and_waits() {
 
     let ctl = client(&nats.url(), &lattice).await;
     let expected = BTreeMap::from([(host.id().to_owned(), 2)]);
-    assert_eq!(counts(&ctl).await, expected);
+    assert_eq!(instance_counts(&ctl, SPREAD_COMPONENT).await, expected);
 
     let listed = wash_ok(&nats.url(), &lattice, &["app", "list"]).unwrap();
     assert!(
@@ -244,7 +183,7 @@ async fn wash_app_deploys_a_manifest_with_a_relative_image_and_waits() {
 
     wash_ok(&nats.url(), &lattice, &["app", "delete", "spread"]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !counts(&ctl).await.is_empty() {
+    while !instance_counts(&ctl, SPREAD_COMPONENT).await.is_empty() {
         assert!(
             Instant::now() < deadline,
             "not removed; wadm log:\n{}",
@@ -270,7 +209,7 @@ async fn an_app_whose_image_is_missing_is_failed_with_the_reason() {
     wadm.put(&spread_manifest("file:///nowhere/missing.wasm", 1))
         .await
         .unwrap();
-    wadm.deploy("spread", None).await.unwrap();
+    wadm.deploy(SPREAD_APP, None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let report = wadm.status("spread").await.unwrap();
@@ -285,5 +224,112 @@ async fn an_app_whose_image_is_missing_is_failed_with_the_reason() {
             wadm_process.log()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `examples/manifests/{name}.yaml` with its images pointing at artifacts
+/// `lattice` signed, its HTTP address at `address` and its Redis at `redis`.
+fn example_manifest(lattice: &TestLattice, name: &str, address: &str, redis: &str) -> PathBuf {
+    let path = trellis_test_support::workspace_root()
+        .join("examples/manifests")
+        .join(format!("{name}.yaml"));
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    let counter = lattice.signer.sign_example("kv-counter").unwrap();
+    text = text.replace("file://../build/kv_counter_s.wasm", &file_url(&counter));
+    for package in [
+        "trellis-keyvalue-sqlite",
+        "trellis-keyvalue-redis",
+        "trellis-http-server",
+    ] {
+        let built = trellis_test_support::workspace_binary(package, package).unwrap();
+        let signed = lattice.signer.sign_provider(&built).unwrap();
+        text = text.replace(&format!("file://../build/{package}"), &file_url(&signed));
+    }
+    text = text
+        .replace("127.0.0.1:8080", address)
+        .replace("redis://127.0.0.1:6379/", redis);
+    let out = lattice.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&out, text).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
+    let lattice = TestLattice::start("devprod").await.unwrap();
+    let redis = RedisServer::start().unwrap();
+    let url_nats = lattice.nats.url();
+    let name = lattice.ctl.lattice().to_owned();
+    let _wadm = WadmProcess::start(&url_nats, &name, WADM_ARGS)
+        .await
+        .unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let url = format!("http://{address}/");
+    let dev = example_manifest(&lattice, "dev", &address, &redis.url());
+    let prod = example_manifest(&lattice, "prod", &address, &redis.url());
+    let deploy = |file: &PathBuf| {
+        wash_ok(
+            &url_nats,
+            &name,
+            &["app", "deploy", file.to_str().unwrap(), "--wait"],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\nhost log:\n{}", lattice.host.log()))
+    };
+
+    deploy(&dev);
+    lattice
+        .wait_until_ok(&url, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Count well past anything Redis will reach in this test, so which
+    // store answered is plain from the value.
+    let mut before = 0;
+    for _ in 0..20 {
+        before = increment(&url).await.unwrap();
+    }
+    assert!(before >= 21, "SQLite counted the first requests: {before}");
+    let components = lattice.ctl.get_inventory(lattice.host.id()).await.unwrap();
+    let image = components.components[0].image_ref.clone();
+
+    deploy(&prod);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        match increment(&url).await {
+            Ok(value) if value < before => break value,
+            _ if Instant::now() > deadline => panic!("the counter never moved to Redis"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert_eq!(first, 1, "Redis starts its own count");
+    let stored: Option<String> = {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        redis::cmd("GET")
+            .arg("default:counter")
+            .query(&mut connection)
+            .unwrap()
+    };
+    assert_eq!(stored.as_deref(), Some("1"));
+    // The same component binary kept running: prod.yaml changed a link.
+    let after = lattice.ctl.get_inventory(lattice.host.id()).await.unwrap();
+    let counter = after
+        .components
+        .iter()
+        .find(|c| c.id == "kv-counter")
+        .unwrap();
+    assert_eq!(counter.image_ref, image);
+    let providers: Vec<&str> = after.providers.iter().map(|p| p.id.as_str()).collect();
+    assert!(providers.contains(&"keyvalue-redis"), "{providers:?}");
+
+    // Deploying dev.yaml again (an older version) goes back to SQLite,
+    // where the count was left.
+    deploy(&dev);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match increment(&url).await {
+            // SQLite kept its count.
+            Ok(value) if value > before => break,
+            _ if Instant::now() > deadline => panic!("the counter never moved back to SQLite"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
