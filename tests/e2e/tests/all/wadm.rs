@@ -259,6 +259,12 @@ async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
     let redis = RedisServer::start().unwrap();
     let url_nats = lattice.nats.url();
     let name = lattice.ctl.lattice().to_owned();
+    // Three hosts: the counter spreads over all of them, each provider
+    // runs on one, so calls cross hosts on their way to the store.
+    let _more_hosts = [
+        HostProcess::start(&url_nats, &name, &[]).unwrap(),
+        HostProcess::start(&url_nats, &name, &[]).unwrap(),
+    ];
     let _wadm = WadmProcess::start(&url_nats, &name, WADM_ARGS)
         .await
         .unwrap();
@@ -287,8 +293,16 @@ async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
         before = increment(&url).await.unwrap();
     }
     assert!(before >= 21, "SQLite counted the first requests: {before}");
-    let components = lattice.ctl.get_inventory(lattice.host.id()).await.unwrap();
-    let image = components.components[0].image_ref.clone();
+    let images = |inventories: Vec<trellis_lattice::ctl::HostInventory>| -> Vec<String> {
+        inventories
+            .iter()
+            .flat_map(|i| i.components.iter())
+            .filter(|c| c.id == "kv-counter")
+            .map(|c| c.image_ref.clone())
+            .collect()
+    };
+    let dev_images = images(lattice.ctl.get_hosts_inventories().await.unwrap());
+    assert_eq!(dev_images.len(), 3, "the counter runs on all three hosts");
 
     deploy(&prod);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -309,16 +323,22 @@ async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
             .unwrap()
     };
     assert_eq!(stored.as_deref(), Some("1"));
-    // The same component binary kept running: prod.yaml changed a link.
-    let after = lattice.ctl.get_inventory(lattice.host.id()).await.unwrap();
-    let counter = after
-        .components
+    // The same component binary kept running on every host: prod.yaml
+    // changed a link (and which provider runs), nothing else.
+    let after = lattice.ctl.get_hosts_inventories().await.unwrap();
+    let providers: Vec<String> = after
         .iter()
-        .find(|c| c.id == "kv-counter")
-        .unwrap();
-    assert_eq!(counter.image_ref, image);
-    let providers: Vec<&str> = after.providers.iter().map(|p| p.id.as_str()).collect();
-    assert!(providers.contains(&"keyvalue-redis"), "{providers:?}");
+        .flat_map(|i| i.providers.iter().map(|p| p.id.clone()))
+        .collect();
+    assert!(
+        providers.contains(&"keyvalue-redis".to_owned()),
+        "{providers:?}"
+    );
+    assert!(
+        !providers.contains(&"keyvalue-sqlite".to_owned()),
+        "{providers:?}"
+    );
+    assert_eq!(images(after), dev_images);
 
     // Deploying dev.yaml again (an older version) goes back to SQLite,
     // where the count was left.
