@@ -235,18 +235,15 @@ async fn killed_keyvalue_provider_is_restarted_and_loses_no_acknowledged_increme
         "stored {stored} < acknowledged {highest}"
     );
     assert!(stored >= acked.len() as u64);
-    if !failures.is_empty() {
-        assert!(
-            failures
-                .iter()
-                .all(|f| f.starts_with("500") || f.starts_with("50")),
-            "{failures:?}"
-        );
-        assert!(
-            failures.iter().any(|f| f.contains(SQLITE.0)),
-            "failures name the missing provider: {failures:?}"
-        );
-    }
+    // Requests made while the provider is down fail at once, naming it;
+    // requests in flight when it died wait out the HTTP timeout (504).
+    assert!(
+        failures
+            .iter()
+            .all(|f| (f.starts_with("500") && f.contains(SQLITE.0))
+                || (f.starts_with("504") && f.contains("did not answer"))),
+        "every failure says why: {failures:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
