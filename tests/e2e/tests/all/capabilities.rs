@@ -301,6 +301,28 @@ async fn messaging_echo_answers_requests_through_messaging_nats() {
     }
 }
 
+/// Puts config `name` with one `key=value` and a link that uses it, and
+/// returns the message of the `health_check_failed` event `provider` sends.
+async fn failed_link(
+    lattice: &TestLattice,
+    events: &mut (impl futures::Stream<Item = trellis_lattice::CloudEvent> + Unpin),
+    (name, key, value): (&str, &str, &str),
+    (source, target, wit): (&str, &str, (&str, &str, &[&str])),
+    config: LinkConfig<'_>,
+    provider: &str,
+) -> String {
+    lattice.config(name, &[(key, value)]).await.unwrap();
+    lattice.link(source, target, wit, config).await.unwrap();
+    let event = wait_for_event(
+        events,
+        EventKind::HealthCheckFailed,
+        Duration::from_secs(30),
+        |e| e["provider_id"] == provider,
+    )
+    .await;
+    event["message"].as_str().unwrap_or_default().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_link_config_fails_health_checks_and_names_the_problem() {
     let lattice = TestLattice::start("badlink").await.unwrap();
@@ -314,76 +336,39 @@ async fn bad_link_config_fails_health_checks_and_names_the_problem() {
     let mut events = lattice.ctl.subscribe_events().await.unwrap();
 
     let closed = format!("redis://127.0.0.1:{}/", free_port().unwrap());
-    lattice
-        .config("bad-redis", &[("url", &closed)])
-        .await
-        .unwrap();
-    lattice
-        .link(
-            COUNTER,
-            REDIS.0,
-            ("wasi", "keyvalue", &["store"]),
-            LinkConfig::Target("bad-redis"),
-        )
-        .await
-        .unwrap();
-    let event = wait_for_event(
+    let message = failed_link(
+        &lattice,
         &mut events,
-        EventKind::HealthCheckFailed,
-        Duration::from_secs(30),
-        |e| e["provider_id"] == REDIS.0,
+        ("bad-redis", "url", &closed),
+        (COUNTER, REDIS.0, ("wasi", "keyvalue", &["store"])),
+        LinkConfig::Target("bad-redis"),
+        REDIS.0,
     )
     .await;
-    let message = event["message"].as_str().unwrap_or_default();
     assert!(message.contains(&closed), "{message}");
 
-    let unwritable = Path::new("/proc/trellis-nope/counter.sqlite3");
-    lattice
-        .config("bad-sqlite", &[("path", unwritable.to_str().unwrap())])
-        .await
-        .unwrap();
-    lattice
-        .link(
-            COUNTER,
-            SQLITE.0,
-            ("wasi", "keyvalue", &["atomics"]),
-            LinkConfig::Target("bad-sqlite"),
-        )
-        .await
-        .unwrap();
-    let event = wait_for_event(
+    let message = failed_link(
+        &lattice,
         &mut events,
-        EventKind::HealthCheckFailed,
-        Duration::from_secs(30),
-        |e| e["provider_id"] == SQLITE.0,
+        ("bad-sqlite", "path", "/proc/trellis-nope/counter.sqlite3"),
+        (COUNTER, SQLITE.0, ("wasi", "keyvalue", &["atomics"])),
+        LinkConfig::Target("bad-sqlite"),
+        SQLITE.0,
     )
     .await;
-    let message = event["message"].as_str().unwrap_or_default();
     assert!(message.contains("/proc/trellis-nope"), "{message}");
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    lattice
-        .config("bad-http", &[("address", &address)])
-        .await
-        .unwrap();
-    lattice
-        .link(
-            HTTP.0,
-            COUNTER,
-            ("wasi", "http", &["incoming-handler"]),
-            LinkConfig::Source("bad-http"),
-        )
-        .await
-        .unwrap();
-    let event = wait_for_event(
+    let message = failed_link(
+        &lattice,
         &mut events,
-        EventKind::HealthCheckFailed,
-        Duration::from_secs(30),
-        |e| e["provider_id"] == HTTP.0,
+        ("bad-http", "address", &address),
+        (HTTP.0, COUNTER, ("wasi", "http", &["incoming-handler"])),
+        LinkConfig::Source("bad-http"),
+        HTTP.0,
     )
     .await;
-    let message = event["message"].as_str().unwrap_or_default();
     assert!(message.contains(&address), "{message}");
 
     // The host and every provider keep running.
