@@ -81,14 +81,9 @@ fn is_host_port(address: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::*;
+    use trellis_provider_sdk::testing::config_values as config;
 
-    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use super::*;
 
     #[test]
     fn no_config_listens_on_the_default_address_with_the_default_timeout() {

@@ -125,14 +125,9 @@ fn list(value: &str) -> impl Iterator<Item = &str> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::*;
+    use trellis_provider_sdk::testing::config_values as config;
 
-    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use super::*;
 
     #[test]
     fn no_cluster_uris_means_the_lattice_connection() {
