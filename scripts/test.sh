@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole Trellis test suite on this machine. Installs what the tests
-# need (the wasm32-wasip2 target, nats-server, redis-server) when missing.
+# need (the wasm32-wasip2 target, nats-server, redis-server, docker-registry)
+# when missing.
 # Tests start their own private servers; nothing here uses the machine's
 # shared NATS or Redis.
 source "$(dirname "$0")/lib.sh"
@@ -9,6 +10,7 @@ need_cargo
 ensure_wasm_target
 ensure_server nats-server nats-server
 ensure_server redis-server redis-server
+ensure_server docker-registry docker-registry
 build_examples
 
 cd "$ROOT"

@@ -16,6 +16,7 @@ use trellis_claims::{Claims, ComponentMetadata};
 use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use trellis_lattice::wit::WitFunction;
+use trellis_oci::{ArtifactCache, Fetched};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Store, UpdateDeadline};
@@ -61,32 +62,24 @@ pub struct RunningComponent {
     call_timeout: Duration,
 }
 
-/// Reads the bytes behind an image reference.
-pub async fn fetch(image_ref: &str) -> Result<Vec<u8>, HostError> {
-    let fail = |reason: String| HostError::Fetch {
-        reference: image_ref.to_owned(),
-        reason,
-    };
-    if image_ref.starts_with("oci://") || looks_like_registry_ref(image_ref) {
-        return Err(fail(
-            "registry references are not supported yet; pass a file path or file:// URL".into(),
-        ));
+/// Reads the bytes behind an image reference: a file path, a `file://`
+/// URL, or a registry reference pulled through the host's artifact cache.
+/// A pulled artifact comes back too, so its signer can be recorded once the
+/// policy has admitted it.
+pub async fn fetch(
+    artifacts: &ArtifactCache,
+    image_ref: &str,
+) -> Result<(Vec<u8>, Option<Fetched>), HostError> {
+    if trellis_oci::is_oci_reference(image_ref) {
+        let mut fetched = artifacts.component(image_ref).await?;
+        return Ok((std::mem::take(&mut fetched.bytes), Some(fetched)));
     }
     let path = PathBuf::from(image_ref.strip_prefix("file://").unwrap_or(image_ref));
-    tokio::fs::read(&path)
-        .await
-        .map_err(|e| fail(e.to_string()))
-}
-
-fn looks_like_registry_ref(image_ref: &str) -> bool {
-    !image_ref.starts_with('/')
-        && !image_ref.starts_with('.')
-        && !image_ref.starts_with("file:")
-        && image_ref
-            .split('/')
-            .next()
-            .is_some_and(|host| host.contains('.') || host.contains(':'))
-        && image_ref.contains('/')
+    let wasm = tokio::fs::read(&path).await.map_err(|e| HostError::Fetch {
+        reference: image_ref.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok((wasm, None))
 }
 
 impl RunningComponent {
@@ -94,15 +87,19 @@ impl RunningComponent {
     pub async fn prepare(
         runtime: &Runtime,
         policy: &crate::policy::RunPolicy,
+        artifacts: &ArtifactCache,
         router: &ImportRouter,
         spec: &ComponentSpec,
         call_timeout: Duration,
     ) -> Result<Self, HostError> {
-        let wasm = fetch(&spec.image_ref).await?;
+        let (wasm, pulled) = fetch(artifacts, &spec.image_ref).await?;
         let token = policy.admit(&wasm).map_err(|source| HostError::Refused {
             reference: spec.image_ref.clone(),
             source,
         })?;
+        if let Some(pulled) = &pulled {
+            artifacts.record(pulled).await?;
+        }
         let hash = trellis_claims::component_hash(&wasm)
             .map_err(|e| HostError::InvalidComponent(e.to_string()))?;
         let component = runtime.compile(&hash, Arc::new(wasm)).await?;
@@ -439,20 +436,5 @@ fn describe_trap(err: &wasmtime::Error) -> String {
         Some(wasmtime::Trap::OutOfFuel) => "ran out of fuel".to_owned(),
         Some(trap) => format!("trapped: {trap}"),
         None => format!("{err:#}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_references_are_told_apart_from_paths() {
-        assert!(looks_like_registry_ref("ghcr.io/acme/hello:0.1.0"));
-        assert!(looks_like_registry_ref("localhost:5000/hello:1"));
-        assert!(!looks_like_registry_ref("/tmp/hello.wasm"));
-        assert!(!looks_like_registry_ref("./build/hello.wasm"));
-        assert!(!looks_like_registry_ref("file:///tmp/hello.wasm"));
-        assert!(!looks_like_registry_ref("hello.wasm"));
     }
 }

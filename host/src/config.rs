@@ -31,8 +31,9 @@ pub struct HostConfig {
     pub max_memory_bytes: u64,
     /// How long a graceful stop waits for calls in flight.
     pub drain_timeout: Duration,
-    /// Where the host keeps files: verified provider executables and one
-    /// directory per provider (handed to it as its `data_dir`).
+    /// Where the host keeps files: verified provider executables, the
+    /// registry cache (`oci/`) and one directory per provider (handed to it
+    /// as its `data_dir`).
     pub data_dir: PathBuf,
     /// How long a new provider process has to answer its first health check.
     pub provider_start_timeout: Duration,
@@ -40,6 +41,8 @@ pub struct HostConfig {
     pub provider_health_interval: Duration,
     /// How long a provider asked to shut down may take before it is killed.
     pub provider_stop_grace: Duration,
+    /// How to reach registries for `oci://` references.
+    pub registry: trellis_oci::RegistryOptions,
 }
 
 impl Default for HostConfig {
@@ -60,6 +63,7 @@ impl Default for HostConfig {
             provider_start_timeout: Duration::from_secs(10),
             provider_health_interval: Duration::from_secs(30),
             provider_stop_grace: Duration::from_secs(5),
+            registry: trellis_oci::RegistryOptions::default(),
         }
     }
 }

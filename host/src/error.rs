@@ -24,6 +24,10 @@ pub enum HostError {
         /// What went wrong.
         reason: String,
     },
+    /// A registry reference could not be pulled; the message names the
+    /// reference and which check failed.
+    #[error(transparent)]
+    Registry(#[from] trellis_oci::OciError),
     /// The claims policy refused the component.
     #[error("refused to run `{reference}`: {source}")]
     Refused {

@@ -26,6 +26,7 @@ use crate::policy::RunPolicy;
 use crate::provider::ProviderSupervisor;
 use crate::state::LatticeState;
 use crate::{HostError, ctl, rpc};
+use trellis_oci::{ArtifactCache, Registry};
 
 /// The version every host reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -50,6 +51,7 @@ pub struct HostInner {
     pub(crate) state: LatticeState,
     pub(crate) events: EventPublisher,
     pub(crate) providers: ProviderSupervisor,
+    pub(crate) artifacts: Arc<ArtifactCache>,
     started: Instant,
     labels: RwLock<BTreeMap<String, String>>,
     components: RwLock<HashMap<String, ComponentSlot>>,
@@ -92,6 +94,10 @@ impl Host {
         labels.extend(config.labels.clone());
         labels.extend(state.labels(&id).await?);
         let events = EventPublisher::new(nats.clone(), subjects.clone(), id.clone());
+        let artifacts = Arc::new(ArtifactCache::new(
+            config.data_dir.join("oci"),
+            Registry::new(config.registry.clone()),
+        ));
         let providers = ProviderSupervisor::new(
             &id,
             &config,
@@ -100,6 +106,7 @@ impl Host {
             events.clone(),
             state.clone(),
             policy.clone(),
+            Arc::clone(&artifacts),
         );
         let inner = Arc::new(HostInner {
             // wasmCloud reports the key of the host's cluster as its issuer;
@@ -107,6 +114,7 @@ impl Host {
             issuer: KeyKind::Cluster.generate().public_key(),
             events,
             providers,
+            artifacts,
             id,
             config,
             nats,
@@ -432,6 +440,7 @@ impl HostInner {
         let prepared = RunningComponent::prepare(
             &self.runtime,
             &self.policy,
+            &self.artifacts,
             &self.router,
             &spec,
             self.config.call_timeout,

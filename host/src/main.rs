@@ -61,6 +61,8 @@ struct Args {
         default_value_t = 10
     )]
     provider_start_timeout_secs: u64,
+    #[command(flatten)]
+    registry: trellis_oci::RegistryArgs,
 }
 
 fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -91,6 +93,11 @@ async fn main() -> anyhow::Result<()> {
         max_memory_bytes: args.max_memory_mib.max(1) * 1024 * 1024,
         provider_health_interval: Duration::from_secs(args.provider_health_secs.max(1)),
         provider_start_timeout: Duration::from_secs(args.provider_start_timeout_secs.max(1)),
+        registry: args
+            .registry
+            .options()
+            .map_err(anyhow::Error::msg)
+            .context("reading registry credentials")?,
         ..HostConfig::default()
     };
     let config = match args.data_dir {

@@ -4,17 +4,20 @@
 //! `X.jwt`, which records the SHA-256 of the executable per target; the
 //! host checks the hash for its own target
 //! ([`trellis_claims::native_target`], e.g. `x86_64-linux`) and applies the same policy as for components (allowed issuers,
-//! validity, `--allow-unsigned` for a missing JWT only).
+//! validity, `--allow-unsigned` for a missing JWT only). A provider archive
+//! in a registry carries the same claims in its config, and the host pulls
+//! only the executable for its own target.
 //!
 //! The bytes that passed the check are what runs: they are copied into the
 //! host's data directory (`bin/{sha256}/{file name}`, so `ps` still shows
 //! the provider's name) and executed from there, so replacing the file
 //! after the check (or between restarts) cannot swap in unsigned code.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use trellis_claims::{ClaimsError, ProviderMetadata, Token};
+use trellis_oci::{ArtifactCache, Fetched};
 
 use crate::HostError;
 use crate::policy::RunPolicy;
@@ -27,23 +30,89 @@ pub(crate) struct ProviderArtifact {
     pub(crate) claims: Option<Token<ProviderMetadata>>,
 }
 
-/// Reads `reference`, checks it against `policy`, and stages the verified
-/// bytes under `bin_dir`.
+/// Reads `reference` (a path, a `file://` URL or a registry reference),
+/// checks it against `policy`, and stages the verified bytes under
+/// `bin_dir`.
 pub(crate) async fn load(
     reference: &str,
     policy: &RunPolicy,
+    artifacts: &ArtifactCache,
     bin_dir: &Path,
 ) -> Result<ProviderArtifact, HostError> {
+    let source = if trellis_oci::is_oci_reference(reference) {
+        pull(reference, artifacts).await?
+    } else {
+        read_local(reference).await?
+    };
+    let claims = policy
+        .admit_provider(
+            source.jwt.as_deref().map(str::trim),
+            &trellis_claims::native_target(),
+            &source.bytes,
+        )
+        .map_err(|err| match err {
+            ClaimsError::NoClaims => HostError::ProviderUnsigned {
+                reference: reference.to_owned(),
+                claims_path: source.claims_location.clone(),
+            },
+            source => HostError::Refused {
+                reference: reference.to_owned(),
+                source,
+            },
+        })?;
+    if let Some(pulled) = &source.pulled {
+        artifacts.record(pulled).await?;
+    }
+    let executable = stage(&source.bytes, &source.name, bin_dir)
+        .await
+        .map_err(|e| HostError::Fetch {
+            reference: reference.to_owned(),
+            reason: format!("staging it under {}: {e}", bin_dir.display()),
+        })?;
+    Ok(ProviderArtifact { executable, claims })
+}
+
+/// An executable and its claims, not yet checked.
+struct Source {
+    bytes: Vec<u8>,
+    jwt: Option<String>,
+    /// Where the claims were looked for, for the "not signed" message.
+    claims_location: String,
+    /// The file name to run it under.
+    name: OsString,
+    /// Set when it came from a registry.
+    pulled: Option<Fetched>,
+}
+
+/// The executable for this host's target from a provider archive.
+async fn pull(reference: &str, artifacts: &ArtifactCache) -> Result<Source, HostError> {
+    let mut fetched = artifacts
+        .provider(reference, &trellis_claims::native_target())
+        .await?;
+    let name = fetched
+        .file_name
+        .clone()
+        .filter(|n| !n.is_empty() && !n.contains('/') && n != "..")
+        .unwrap_or_else(|| "provider".to_owned());
+    Ok(Source {
+        bytes: std::mem::take(&mut fetched.bytes),
+        jwt: fetched.claims.clone(),
+        claims_location: format!("the archive's config ({})", fetched.digest),
+        name: OsString::from(name),
+        pulled: Some(fetched),
+    })
+}
+
+/// A local executable `X` and its detached claims `X.jwt`.
+async fn read_local(reference: &str) -> Result<Source, HostError> {
     let fail = |reason: String| HostError::Fetch {
         reference: reference.to_owned(),
         reason,
     };
     let path = local_path(reference)?;
-    let bytes = tokio::fs::read(&path).await.map_err(|e| {
-        fail(format!(
-            "{e} (providers load from a file path or a file:// URL for now)"
-        ))
-    })?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let claims_path = trellis_claims::provider_claims_path(&path);
     let jwt = match tokio::fs::read_to_string(&claims_path).await {
         Ok(text) => Some(text),
@@ -55,27 +124,16 @@ pub(crate) async fn load(
             )));
         }
     };
-    let claims = policy
-        .admit_provider(
-            jwt.as_deref().map(str::trim),
-            &trellis_claims::native_target(),
-            &bytes,
-        )
-        .map_err(|source| match source {
-            ClaimsError::NoClaims => HostError::ProviderUnsigned {
-                reference: reference.to_owned(),
-                claims_path: claims_path.display().to_string(),
-            },
-            source => HostError::Refused {
-                reference: reference.to_owned(),
-                source,
-            },
-        })?;
-    let name = path.file_name().unwrap_or(OsStr::new("provider"));
-    let executable = stage(&bytes, name, bin_dir)
-        .await
-        .map_err(|e| fail(format!("staging it under {}: {e}", bin_dir.display())))?;
-    Ok(ProviderArtifact { executable, claims })
+    Ok(Source {
+        bytes,
+        jwt,
+        claims_location: claims_path.display().to_string(),
+        name: path
+            .file_name()
+            .unwrap_or(OsStr::new("provider"))
+            .to_owned(),
+        pulled: None,
+    })
 }
 
 /// A file path from a path or `file://` URL; other schemes are refused.
@@ -87,8 +145,8 @@ fn local_path(reference: &str) -> Result<PathBuf, HostError> {
         return Err(HostError::Fetch {
             reference: reference.to_owned(),
             reason: format!(
-                "`{scheme}://` references are not supported for providers yet; pass a file path \
-                 or a file:// URL"
+                "`{scheme}://` is not a scheme Trellis reads; pass a file path, a file:// URL \
+                 or an oci:// registry reference"
             ),
         });
     }
@@ -144,14 +202,40 @@ mod tests {
         RunPolicy::new(&[], allow_unsigned).unwrap()
     }
 
+    fn artifacts(dir: &Path) -> ArtifactCache {
+        ArtifactCache::new(
+            dir.join("oci"),
+            trellis_oci::Registry::new(trellis_oci::RegistryOptions::default()),
+        )
+    }
+
+    async fn load_in(
+        dir: &Path,
+        reference: &str,
+        allow_unsigned: bool,
+    ) -> Result<ProviderArtifact, HostError> {
+        load(
+            reference,
+            &policy(allow_unsigned),
+            &artifacts(dir),
+            &dir.join("bin"),
+        )
+        .await
+    }
+
+    async fn refusal(dir: &Path, reference: &str, allow_unsigned: bool) -> String {
+        match load_in(dir, reference, allow_unsigned).await {
+            Ok(_) => panic!("{reference} was accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
     #[tokio::test]
     async fn a_signed_provider_is_staged_with_its_claims() {
         let dir = tempfile::tempdir().unwrap();
         let (path, issuer) = signed(dir.path(), &ProviderSignOptions::default());
         let reference = format!("file://{}", path.display());
-        let artifact = load(&reference, &policy(false), &dir.path().join("bin"))
-            .await
-            .unwrap();
+        let artifact = load_in(dir.path(), &reference, false).await.unwrap();
         assert_eq!(artifact.claims.unwrap().claims.iss, issuer);
         assert_eq!(std::fs::read(&artifact.executable).unwrap(), EXECUTABLE);
         assert!(artifact.executable.starts_with(dir.path().join("bin")));
@@ -164,16 +248,11 @@ mod tests {
         let path = dir.path().join("provider");
         std::fs::write(&path, EXECUTABLE).unwrap();
         let reference = path.display().to_string();
-        let bin = dir.path().join("bin");
-        let err = load(&reference, &policy(false), &bin)
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let err = refusal(dir.path(), &reference, false).await;
         assert!(err.contains("not signed"), "{err}");
         assert!(err.contains("provider.jwt"), "{err}");
         assert!(err.contains("--allow-unsigned"), "{err}");
-        let artifact = load(&reference, &policy(true), &bin).await.unwrap();
+        let artifact = load_in(dir.path(), &reference, true).await.unwrap();
         assert!(artifact.claims.is_none());
     }
 
@@ -182,15 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = signed(dir.path(), &ProviderSignOptions::default());
         std::fs::write(&path, b"#!/bin/sh\nexit 1\n").unwrap();
-        let err = load(
-            &path.display().to_string(),
-            &policy(true),
-            &dir.path().join("bin"),
-        )
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+        let err = refusal(dir.path(), &path.display().to_string(), true).await;
         assert!(err.contains("changed after signing"), "{err}");
     }
 
@@ -202,31 +273,24 @@ mod tests {
             ..Default::default()
         };
         let (path, _) = signed(dir.path(), &options);
-        let err = load(
-            &path.display().to_string(),
-            &policy(false),
-            &dir.path().join("bin"),
-        )
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+        let err = refusal(dir.path(), &path.display().to_string(), false).await;
         assert!(err.contains("expired"), "{err}");
     }
 
     #[tokio::test]
-    async fn registry_references_are_refused_with_what_works() {
+    async fn unknown_schemes_are_refused_with_what_works() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load(
-            "oci://ghcr.io/acme/kv:1",
-            &policy(true),
-            &dir.path().join("bin"),
-        )
-        .await
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(err.contains("not supported for providers yet"), "{err}");
-        assert!(err.contains("file://"), "{err}");
+        let err = refusal(dir.path(), "https://example.com/kv", true).await;
+        assert!(err.contains("`https://` is not a scheme"), "{err}");
+        assert!(err.contains("oci://"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_is_named_and_nothing_is_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        // Port 1 on loopback: nothing listens there.
+        let err = refusal(dir.path(), "oci://127.0.0.1:1/acme/kv:1.0.0", true).await;
+        assert!(err.contains("cannot reach registry `127.0.0.1:1`"), "{err}");
+        assert!(!dir.path().join("bin").exists());
     }
 }

@@ -36,6 +36,7 @@ use crate::state::{LatticeState, LinkChange, LinkNotice};
 use control::ProviderControl;
 use host_data::HostDataTemplate;
 use supervise::{Phase, SupervisedProvider};
+use trellis_oci::ArtifactCache;
 
 /// What every supervised provider shares: the host's connections and settings.
 pub(crate) struct SupervisorContext {
@@ -45,6 +46,7 @@ pub(crate) struct SupervisorContext {
     events: EventPublisher,
     state: LatticeState,
     policy: RunPolicy,
+    artifacts: Arc<ArtifactCache>,
     host_data: HostDataTemplate,
     data_dir: PathBuf,
     start_timeout: Duration,
@@ -83,6 +85,9 @@ pub(crate) struct ProviderSupervisor {
 
 impl ProviderSupervisor {
     /// A supervisor with no providers yet.
+    // Each argument is a distinct handle the host already holds; a struct
+    // to carry them would only be unpacked again here.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         host_id: &str,
         config: &HostConfig,
@@ -91,6 +96,7 @@ impl ProviderSupervisor {
         events: EventPublisher,
         state: LatticeState,
         policy: RunPolicy,
+        artifacts: Arc<ArtifactCache>,
     ) -> Self {
         let ctx = SupervisorContext {
             host_id: host_id.to_owned(),
@@ -99,6 +105,7 @@ impl ProviderSupervisor {
             events,
             state,
             policy,
+            artifacts,
             host_data: HostDataTemplate::new(host_id, config),
             data_dir: config.data_dir.clone(),
             start_timeout: config.provider_start_timeout,
@@ -155,7 +162,13 @@ impl ProviderSupervisor {
         let ctx = &self.ctx;
         let control =
             ProviderControl::new(ctx.nats.clone(), ctx.subjects.clone(), &command.provider_id)?;
-        let artifact = artifact::load(&command.provider_ref, &ctx.policy, &ctx.bin_dir()).await?;
+        let artifact = artifact::load(
+            &command.provider_ref,
+            &ctx.policy,
+            &ctx.artifacts,
+            &ctx.bin_dir(),
+        )
+        .await?;
         let id = command.provider_id;
         let provider = Arc::new(SupervisedProvider::new(
             id.clone(),

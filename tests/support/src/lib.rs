@@ -14,9 +14,11 @@
 mod binaries;
 mod examples;
 mod process;
+mod registry;
 mod services;
 
 pub use binaries::workspace_binary;
 pub use examples::{example_component, examples_dir, workspace_root};
 pub use process::{SupportError, free_port};
+pub use registry::RegistryServer;
 pub use services::{NatsServer, RedisServer};
