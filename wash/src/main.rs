@@ -29,7 +29,8 @@ enum Command {
     /// Generate and list nkeys (account, component, provider, host, cluster).
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
-    /// Sign components and inspect their claims.
+    /// Sign components and providers; inspect claims of files or registry
+    /// references.
     #[command(subcommand)]
     Claims(cmd::claims::ClaimsCommand),
     /// Show hosts, inventories, links and claims of a lattice.
@@ -57,6 +58,10 @@ enum Command {
     /// Put, deploy and inspect applications (through wadm).
     #[command(subcommand)]
     App(cmd::app::AppCommand),
+    /// Push a signed component or provider to an OCI registry.
+    Push(cmd::push::PushArgs),
+    /// Pull a component or provider from an OCI registry and verify it.
+    Pull(cmd::pull::PullArgs),
     /// Start a node on this machine: NATS (if none answers) and a host.
     Up(cmd::up::UpArgs),
     /// Stop the node `wash up --detach` started.
@@ -77,6 +82,8 @@ fn main() -> std::process::ExitCode {
         Command::Label(args) => block_on(cmd::label::run(args)),
         Command::Call(args) => block_on(cmd::call::run(args)),
         Command::App(command) => block_on(cmd::app::run(command)),
+        Command::Push(args) => block_on(cmd::push::run(args)),
+        Command::Pull(args) => block_on(cmd::pull::run(args)),
         Command::Up(args) => cmd::up::up(args),
         Command::Down => cmd::up::down(),
     };

@@ -46,6 +46,8 @@ const COMMANDS: &[&[&str]] = &[
     &["config", "del"],
     &["label"],
     &["call"],
+    &["push"],
+    &["pull"],
 ];
 
 #[test]

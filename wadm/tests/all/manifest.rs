@@ -55,7 +55,7 @@ fn every_valid_fixture_parses_without_warnings() {
 
 #[test]
 fn example_manifests_parse_and_validate() {
-    for name in ["dev.yaml", "prod.yaml"] {
+    for name in ["dev.yaml", "prod.yaml", "registry.yaml"] {
         let manifest = example(name);
         assert_eq!(manifest.name, "kv-counter");
         assert!(

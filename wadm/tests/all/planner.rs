@@ -472,6 +472,7 @@ fn a_lattice_that_matches_plans_to_nothing() {
         ("links", fixture("valid/links.yaml").unwrap()),
         ("dev", example("dev.yaml")),
         ("prod", example("prod.yaml")),
+        ("registry", example("registry.yaml")),
     ] {
         let mut lattice = lattice([
             host("N1", &["region=eu", "role=ingest", "os=linux", "gpu=true"]),

@@ -1,17 +1,19 @@
-//! `wash claims`: sign components and show what their claims say.
+//! `wash claims`: sign components and providers, and show what their
+//! claims say (`inspect`, in its own module, also reads from registries).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde::Serialize;
 use trellis_claims::{
-    Claims, ClaimsError, ComponentMetadata, KeyKind, KeyPair, Policy, SignOptions, now_unix,
-    read_component_claims, sign_component, verify_component,
+    KeyKind, KeyPair, SignOptions, now_unix, read_component_claims, sign_component,
 };
+use trellis_oci::RegistryArgs;
 
 use crate::keystore;
-use crate::output::{self, Format, OutputArgs};
+use crate::output::{Format, OutputArgs};
+
+mod inspect;
 
 const DAY: u64 = 24 * 60 * 60;
 /// The account that signs when no `--issuer` is given.
@@ -24,13 +26,21 @@ pub enum ClaimsCommand {
     /// Sign a provider executable for this machine's target; the claims
     /// go next to it in `<file>.jwt`, where hosts look for them.
     SignProvider(Box<SignProviderArgs>),
-    /// Show a component's claims and whether they verify.
-    Inspect {
-        /// The .wasm file to inspect.
-        file: PathBuf,
-        #[command(flatten)]
-        format: OutputArgs,
-    },
+    /// Show the claims of a component or provider, from a file or a
+    /// registry, and whether they verify.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A component (.wasm), a provider executable (claims in FILE.jwt), or
+    /// a registry reference such as `oci://127.0.0.1:5000/acme/counter:0.1.0`.
+    #[arg(value_name = "FILE|REF")]
+    artifact: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    format: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -102,7 +112,7 @@ pub fn run(command: ClaimsCommand) -> anyhow::Result<()> {
         // -o out.wasm`, so the summary is printed as text.
         ClaimsCommand::Sign(args) => sign(*args, Format::Text),
         ClaimsCommand::SignProvider(args) => sign_provider_file(*args),
-        ClaimsCommand::Inspect { file, format } => inspect(&file, format.output),
+        ClaimsCommand::Inspect(args) => inspect::run(args),
     }
 }
 
@@ -137,7 +147,7 @@ fn sign(args: SignArgs, format: Format) -> anyhow::Result<()> {
         args.input.display(),
         destination.display()
     );
-    inspect(&destination, format)
+    inspect::file(&destination, format)
 }
 
 fn sign_provider_file(args: SignProviderArgs) -> anyhow::Result<()> {
@@ -216,106 +226,4 @@ fn default_destination(input: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "component".into());
     input.with_file_name(format!("{stem}_s.wasm"))
-}
-
-/// What `inspect` reports, in both formats.
-#[derive(Serialize)]
-struct Inspection {
-    name: Option<String>,
-    issuer: String,
-    subject: String,
-    hash: String,
-    issued_at: u64,
-    expires: Option<u64>,
-    not_before: Option<u64>,
-    version: Option<String>,
-    revision: Option<i32>,
-    tags: Vec<String>,
-    call_alias: Option<String>,
-    wascap_revision: Option<u32>,
-    valid: bool,
-    problem: Option<String>,
-}
-
-fn inspect(file: &Path, format: Format) -> anyhow::Result<()> {
-    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let Some(claims) = read_component_claims(&wasm)
-        .with_context(|| format!("reading the claims of {}", file.display()))?
-    else {
-        bail!("{}: {}", file.display(), ClaimsError::NoClaims);
-    };
-    let problem = verify_component(&wasm, &Policy::any_issuer(), now_unix())
-        .err()
-        .map(|e| e.to_string());
-    let report = inspection(claims, problem);
-    output::print(format, &report, &rows(&report))?;
-    match &report.problem {
-        None => Ok(()),
-        Some(problem) => bail!("{} does not verify: {problem}", file.display()),
-    }
-}
-
-fn inspection(claims: Claims<ComponentMetadata>, problem: Option<String>) -> Inspection {
-    let meta = claims.metadata.unwrap_or_default();
-    Inspection {
-        name: meta.name,
-        issuer: claims.iss,
-        subject: claims.sub,
-        hash: meta.hash,
-        issued_at: claims.iat,
-        expires: claims.exp,
-        not_before: claims.nbf,
-        version: meta.ver,
-        revision: meta.rev,
-        tags: meta.tags.unwrap_or_default(),
-        call_alias: meta.call_alias,
-        wascap_revision: claims.wascap_revision,
-        valid: problem.is_none(),
-        problem,
-    }
-}
-
-fn rows(report: &Inspection) -> Vec<(&'static str, String)> {
-    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    vec![
-        ("Name", or_none(&report.name)),
-        ("Issuer", report.issuer.clone()),
-        ("Subject", report.subject.clone()),
-        ("Hash", report.hash.clone()),
-        ("Issued", timestamp(report.issued_at)),
-        ("Expires", report.expires.map_or("never".into(), timestamp)),
-        (
-            "Not Before",
-            report.not_before.map_or("immediately".into(), timestamp),
-        ),
-        ("Version", or_none(&report.version)),
-        (
-            "Revision",
-            report.revision.map_or("-".into(), |r| r.to_string()),
-        ),
-        (
-            "Tags",
-            if report.tags.is_empty() {
-                "-".into()
-            } else {
-                report.tags.join(", ")
-            },
-        ),
-        ("Call Alias", or_none(&report.call_alias)),
-        (
-            "Verified",
-            match &report.problem {
-                None => "yes".into(),
-                Some(problem) => format!("NO: {problem}"),
-            },
-        ),
-    ]
-}
-
-fn timestamp(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| secs.to_string())
 }

@@ -267,20 +267,26 @@ async fn send(
 }
 
 /// Turns an image reference into what a host elsewhere can load: anything
-/// with a scheme is sent as is; a file path becomes an absolute `file://`
-/// URL. A relative path only means something here, so it must exist here;
-/// an absolute one is passed on unchecked, as the host may see another
-/// filesystem.
+/// with a scheme is sent as is; a registry reference written without one
+/// (`127.0.0.1:5000/acme/counter:0.1.0`, as `wash push` accepts it) gets
+/// `oci://`; a file path becomes an absolute `file://` URL. A relative path
+/// only means something here, so it must exist here; an absolute one is
+/// passed on unchecked, as the host may see another filesystem.
 pub(crate) fn image_url(image_ref: &str) -> anyhow::Result<String> {
     if image_ref.contains("://") {
         return Ok(image_ref.to_owned());
     }
     let path = Path::new(image_ref);
+    // A file whose name merely looks like a reference (`build.d/x.wasm`)
+    // is still the file.
+    if trellis_oci::is_oci_reference(image_ref) && !path.exists() {
+        return Ok(format!("oci://{image_ref}"));
+    }
     let absolute = std::path::absolute(path)
         .with_context(|| format!("making {image_ref} an absolute path"))?;
     if path.is_relative() && !absolute.is_file() {
         bail!(
-            "{} is not a file; references are file paths (or file:// URLs) for now",
+            "{} is not a file; give a file path, a file:// URL or an oci:// registry reference",
             absolute.display()
         );
     }
@@ -322,5 +328,17 @@ mod tests {
         );
         let err = image_url("no/such/echo.wasm").unwrap_err().to_string();
         assert!(err.contains("is not a file"), "{err}");
+    }
+
+    #[test]
+    fn registry_references_get_the_oci_scheme() {
+        assert_eq!(
+            image_url("127.0.0.1:5000/acme/counter:0.1.0").unwrap(),
+            "oci://127.0.0.1:5000/acme/counter:0.1.0"
+        );
+        assert_eq!(
+            image_url("oci://ghcr.io/acme/counter:0.1.0").unwrap(),
+            "oci://ghcr.io/acme/counter:0.1.0"
+        );
     }
 }

@@ -95,8 +95,9 @@ fn no_server(url: &str) -> String {
     format!("no NATS server at {url}; start one with `wash up` or pass --nats-url")
 }
 
-/// Runs a lattice command to completion on a single-threaded runtime.
-pub fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+/// Runs a lattice or registry command to completion on a single-threaded
+/// runtime.
+pub fn block_on<T>(command: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

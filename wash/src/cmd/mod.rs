@@ -1,5 +1,6 @@
 //! One module per `wash` command group, plus [`lattice`]: the connection
-//! options and table helpers the lattice commands share. `start` and
+//! options and table helpers the lattice commands share, and [`registry`]:
+//! what the commands that talk to OCI registries share. `start` and
 //! `stop` cover components and providers, so they are dispatched here.
 
 use clap::Subcommand;
@@ -15,7 +16,16 @@ pub mod label;
 pub mod lattice;
 pub mod link;
 pub mod provider;
+pub mod pull;
+pub mod push;
+pub mod registry;
 pub mod up;
+
+/// Whether `bytes` are WebAssembly (they open with `\0asm`). `push` and
+/// `claims inspect` tell a component from a provider executable this way.
+pub fn is_wasm(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\0asm")
+}
 
 #[derive(Debug, Subcommand)]
 pub enum StartCommand {

@@ -16,6 +16,7 @@ use clap::Args;
 use trellis_host::{Host, HostConfig};
 
 use crate::cmd::lattice::parse_pairs;
+use crate::cmd::registry;
 use crate::keystore::trellis_home;
 
 /// How long `--detach` waits for the background node to come up.
@@ -48,6 +49,8 @@ pub struct UpArgs {
     /// Run in the background and return once the node answers.
     #[arg(long, short = 'd')]
     detach: bool,
+    #[command(flatten)]
+    registry: trellis_oci::RegistryArgs,
 }
 
 /// Files `up` leaves for `down` under `$TRELLIS_HOME`.
@@ -86,14 +89,19 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
 
 async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
     trellis_host::init_logging();
+    // Read before NATS starts, so a bad credentials file leaves nothing
+    // running behind it.
+    let registry = registry::options(&args.registry)?;
+    let labels = parse_pairs("--label", &args.labels)?;
     let mut nats = NatsChild::ensure(&args.nats_url, &files)?;
     let config = HostConfig {
         lattice: args.lattice.clone(),
         nats_url: args.nats_url.clone(),
-        labels: parse_pairs("--label", &args.labels)?,
+        labels,
         allowed_issuers: args.allowed_issuers,
         allow_unsigned: args.allow_unsigned,
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
+        registry,
         ..HostConfig::default()
     };
     let host = match Host::start(config).await {

@@ -11,6 +11,7 @@ mod hosts;
 mod isolation;
 mod limits;
 mod links;
+mod oci;
 mod policy;
 mod providers;
 mod state;
