@@ -298,3 +298,62 @@ fn corrupt(registry: &RegistryServer, content: &[u8]) {
     bytes[last] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wash_pull_and_inspect_read_back_what_wash_push_wrote() {
+    let nats = NatsServer::start().unwrap();
+    let registry = RegistryServer::start().unwrap();
+    let signer = Signer::new().unwrap();
+    let address = registry.address();
+    let flags = ["--allow-insecure-registry", address.as_str()];
+    let provider = provider_binary(&signer, "trellis-keyvalue-sqlite");
+    let provider_ref = format!("oci://{address}/acme/kv:2.0.0");
+    let digest = push(&nats, &registry, &provider_ref, &provider);
+    let component = signer.sign_example("http-hello").unwrap();
+    let component_ref = format!("oci://{address}/acme/hello:2.0.0");
+    push(&nats, &registry, &component_ref, &component);
+    let wash_json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(flags);
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&wash_ok(&nats.url(), "unused", &all).unwrap()).unwrap()
+    };
+
+    let inspected = wash_json(&["claims", "inspect", &provider_ref]);
+    assert_eq!(inspected["kind"], "provider");
+    assert_eq!(inspected["issuer"], signer.issuer().as_str());
+    assert_eq!(inspected["digest"], digest.as_str());
+    let native = trellis_claims::native_target();
+    assert_eq!(inspected["targets"], serde_json::json!([native]));
+    let inspected = wash_json(&["claims", "inspect", &component_ref]);
+    assert_eq!(inspected["kind"], "component");
+    assert_eq!(inspected["name"], "http-hello");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pulled = dir.path().join("kv");
+    wash_json(&["pull", &provider_ref, "-O", pulled.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&pulled).unwrap(),
+        std::fs::read(&provider).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kv.jwt"))
+            .unwrap()
+            .trim(),
+        std::fs::read_to_string(trellis_claims::provider_claims_path(&provider))
+            .unwrap()
+            .trim()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pulled).unwrap().permissions().mode();
+        assert_eq!(mode & 0o111, 0o111, "the pulled provider is executable");
+    }
+    let pulled_wasm = dir.path().join("hello.wasm");
+    wash_json(&["pull", &component_ref, "-O", pulled_wasm.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&pulled_wasm).unwrap(),
+        std::fs::read(&component).unwrap()
+    );
+}
