@@ -98,9 +98,15 @@ pub struct SignProviderArgs {
     /// Version string.
     #[arg(long)]
     ver: Option<String>,
-    /// The target triple the executable is for [default: this machine's, e.g. x86_64-linux].
-    #[arg(long)]
-    target: Option<String>,
+    /// The target the executable is built for [default: this machine's,
+    /// e.g. x86_64-linux].
+    #[arg(long, value_name = "TARGET")]
+    file_target: Option<String>,
+    /// Another platform's build of the same provider, as TARGET=PATH (e.g.
+    /// `aarch64-linux=dist/kv-arm64`); repeat for more. One JWT then covers
+    /// them all, as a multi-platform `wash push` needs.
+    #[arg(long = "target", value_name = "TARGET=PATH", value_parser = super::push::parse_target_file)]
+    targets: Vec<super::push::TargetFile>,
     /// Days until the claims expire [default: never].
     #[arg(long)]
     expires_in_days: Option<u64>,
@@ -159,7 +165,18 @@ fn sign_provider_file(args: SignProviderArgs) -> anyhow::Result<()> {
         None => announce(keystore::load_or_create(DEFAULT_ACCOUNT, KeyKind::Account)?),
     };
     let subject = announce(keystore::load_or_create(&name, KeyKind::Provider)?).public_key();
-    let target = args.target.unwrap_or_else(trellis_claims::native_target);
+    let target = args
+        .file_target
+        .unwrap_or_else(trellis_claims::native_target);
+    let mut executables = vec![(target, executable)];
+    for extra in &args.targets {
+        let bytes = std::fs::read(&extra.path)
+            .with_context(|| format!("reading {} (for {})", extra.path.display(), extra.target))?;
+        if executables.iter().any(|(t, _)| *t == extra.target) {
+            anyhow::bail!("target {} is given twice", extra.target);
+        }
+        executables.push((extra.target.clone(), bytes));
+    }
     let options = trellis_claims::ProviderSignOptions {
         name: Some(name),
         vendor: args.vendor,
@@ -168,7 +185,7 @@ fn sign_provider_file(args: SignProviderArgs) -> anyhow::Result<()> {
         expires_at: args.expires_in_days.map(|days| now_unix() + days * DAY),
     };
     let token = trellis_claims::sign_provider(
-        [(target.as_str(), executable.as_slice())],
+        executables.iter().map(|(t, b)| (t.as_str(), b.as_slice())),
         &issuer,
         &subject,
         &options,
@@ -177,9 +194,11 @@ fn sign_provider_file(args: SignProviderArgs) -> anyhow::Result<()> {
     let destination = trellis_claims::provider_claims_path(&args.input);
     std::fs::write(&destination, &token.jwt)
         .with_context(|| format!("writing {}", destination.display()))?;
+    let targets: Vec<&str> = executables.iter().map(|(t, _)| t.as_str()).collect();
     eprintln!(
-        "signed {} for {target} -> {}",
+        "signed {} for {} -> {}",
         args.input.display(),
+        targets.join(", "),
         destination.display()
     );
     println!("{subject}");

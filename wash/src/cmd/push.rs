@@ -44,13 +44,13 @@ pub struct PushArgs {
 /// One `--target TARGET=PATH`: a provider executable and its platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetFile {
-    target: String,
-    path: PathBuf,
+    pub(super) target: String,
+    pub(super) path: PathBuf,
 }
 
 /// Parses `TARGET=PATH`. Both halves must be present; a target has no
 /// spaces, since it becomes an annotation and a key in the claims.
-fn parse_target_file(text: &str) -> Result<TargetFile, String> {
+pub(super) fn parse_target_file(text: &str) -> Result<TargetFile, String> {
     let Some((target, path)) = text.split_once('=') else {
         return Err(format!(
             "`{text}` is not TARGET=PATH (e.g. aarch64-linux=dist/provider-arm64)"

@@ -357,3 +357,93 @@ async fn wash_pull_and_inspect_read_back_what_wash_push_wrote() {
         std::fs::read(&component).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multi_platform_provider_archive_serves_each_target_its_own_executable() {
+    let registry = RegistryServer::start().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let address = registry.address();
+    let native = trellis_claims::native_target();
+    let built = trellis_test_support::workspace_binary(
+        "trellis-keyvalue-sqlite",
+        "trellis-keyvalue-sqlite",
+    )
+    .unwrap();
+    let executable = home.path().join("trellis-keyvalue-sqlite");
+    std::fs::copy(&built, &executable).unwrap();
+    let arm = home.path().join("kv-arm64");
+    std::fs::write(&arm, b"\x7fELF an aarch64 build").unwrap();
+    let reference = format!("oci://{address}/acme/kv-multi:1.0.0");
+    let extra = format!("aarch64-linux={}", arm.display());
+    let wash_here = |args: &[&str]| {
+        let output = std::process::Command::new(
+            trellis_test_support::workspace_binary("wash", "wash").unwrap(),
+        )
+        .args(args)
+        .args(["--allow-insecure-registry", &address])
+        .env("TRELLIS_HOME", home.path())
+        .current_dir(home.path())
+        .output()
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "wash {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let sign =
+        std::process::Command::new(trellis_test_support::workspace_binary("wash", "wash").unwrap())
+            .args([
+                "claims",
+                "sign-provider",
+                executable.to_str().unwrap(),
+                "--target",
+                &extra,
+            ])
+            .env("TRELLIS_HOME", home.path())
+            .output()
+            .unwrap();
+    assert!(
+        sign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sign.stderr)
+    );
+
+    wash_here(&[
+        "push",
+        &reference,
+        executable.to_str().unwrap(),
+        "--target",
+        &extra,
+    ]);
+    let inspected: serde_json::Value =
+        serde_json::from_str(&wash_here(&["claims", "inspect", &reference, "-o", "json"])).unwrap();
+    let mut targets: Vec<String> = serde_json::from_value(inspected["targets"].clone()).unwrap();
+    targets.sort();
+    let mut expected = vec!["aarch64-linux".to_owned(), native.clone()];
+    expected.sort();
+    assert_eq!(targets, expected);
+
+    wash_here(&[
+        "pull",
+        &reference,
+        "--target",
+        "aarch64-linux",
+        "-O",
+        "arm-pulled",
+    ]);
+    assert_eq!(
+        std::fs::read(home.path().join("arm-pulled")).unwrap(),
+        std::fs::read(&arm).unwrap()
+    );
+    // Only the native executable came down for a native pull: one config
+    // and one layer per pull.
+    let before = registry.blob_gets("acme/kv-multi");
+    wash_here(&["pull", &reference, "-O", "native-pulled"]);
+    assert_eq!(registry.blob_gets("acme/kv-multi"), before + 2);
+    assert_eq!(
+        std::fs::read(home.path().join("native-pulled")).unwrap(),
+        std::fs::read(&executable).unwrap()
+    );
+}
