@@ -7,9 +7,13 @@
 
 use std::path::Path;
 
+use base64::Engine;
+
 use trellis_claims::{KeyKind, KeyPair, ProviderSignOptions, SignOptions};
-use trellis_oci::{Artifact, ArtifactCache, OciError, Registry, RegistryOptions, Signer};
-use trellis_test_support::RegistryServer;
+use trellis_oci::{
+    Artifact, ArtifactCache, Credentials, OciError, Registry, RegistryOptions, Signer,
+};
+use trellis_test_support::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 
 const FOREIGN_TARGET: &str = "riscv64-plan9";
 
@@ -292,4 +296,58 @@ async fn refusals_before_any_request() {
     let err = Artifact::component("tiny.wasm", unsigned).unwrap_err();
     assert!(err.to_string().contains("wash claims sign"), "{err}");
     assert_eq!(server.blob_gets("acme/tiny"), 0);
+}
+
+#[tokio::test]
+async fn a_registry_that_requires_a_login_is_given_the_configured_credentials() {
+    let server = RegistryServer::start_with_login().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let account = KeyKind::Account.generate();
+    let wasm = signed_wasm(&account, &KeyKind::Component.generate().public_key(), "a");
+    let artifact = Artifact::component("tiny", wasm.clone()).unwrap();
+    let text = component_ref(&server, "acme/tiny", "0.1.0");
+    let with = |credentials: Credentials| {
+        Registry::new(RegistryOptions {
+            insecure: vec![server.address()],
+            credentials,
+            ..RegistryOptions::default()
+        })
+    };
+
+    let anonymous = with(Credentials::anonymous());
+    let err = anonymous
+        .push(&anonymous.parse(&text).unwrap(), &artifact)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OciError::Unauthorized { .. }), "{err}");
+    assert!(err.to_string().contains("TRELLIS_REGISTRY_USER"), "{err}");
+
+    let wrong = with(Credentials::anonymous().with(&server.address(), REGISTRY_USER, "nope"));
+    let err = wrong
+        .push(&wrong.parse(&text).unwrap(), &artifact)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OciError::Unauthorized { .. }), "{err}");
+
+    // The Docker config file form that `docker login` writes.
+    let config = dir.path().join("config.json");
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"));
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {server.address(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let credentials = Credentials::from_docker_config(&config).unwrap();
+    let logged_in = with(credentials.clone());
+    logged_in
+        .push(&logged_in.parse(&text).unwrap(), &artifact)
+        .await
+        .unwrap();
+    let cache = ArtifactCache::new(dir.path().join("oci"), with(credentials));
+    assert_eq!(cache.component(&text).await.unwrap().bytes, wasm);
+    let anonymous_cache =
+        ArtifactCache::new(dir.path().join("anonymous"), with(Credentials::anonymous()));
+    let err = anonymous_cache.component(&text).await.unwrap_err();
+    assert!(matches!(err, OciError::Unauthorized { .. }), "{err}");
 }

@@ -34,6 +34,17 @@ impl HostProcess {
     /// until it prints its id (it does once it answers the control
     /// interface). Its data directory is private to it.
     pub fn start(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Self> {
+        HostProcess::start_with_env(nats_url, lattice, args, &[])
+    }
+
+    /// [`HostProcess::start`] with extra environment variables, such as
+    /// registry credentials.
+    pub fn start_with_env(
+        nats_url: &str,
+        lattice: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let binary = trellis_test_support::workspace_binary("trellis-host", "trellis-host")?;
         let dir = TempDir::new()?;
         let log = dir.path().join("host.log");
@@ -44,6 +55,7 @@ impl HostProcess {
             .env("TRELLIS_DATA_DIR", dir.path().join("data"))
             .env_remove("TRELLIS_ALLOWED_ISSUERS")
             .env_remove("TRELLIS_ALLOW_UNSIGNED")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)

@@ -20,5 +20,5 @@ mod services;
 pub use binaries::workspace_binary;
 pub use examples::{example_component, examples_dir, workspace_root};
 pub use process::{SupportError, free_port};
-pub use registry::RegistryServer;
+pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 pub use services::{NatsServer, RedisServer};

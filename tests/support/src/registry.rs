@@ -20,6 +20,18 @@ const START_ATTEMPTS: usize = 3;
 const READY_REQUEST: &[u8] = b"GET /v2/ HTTP/1.0\r\n\r\n";
 // Go answers in the protocol version of the request.
 const READY_REPLY: &[u8] = b"HTTP/1.0 200 ";
+// With a login required, an anonymous `/v2/` is refused once it is up.
+const READY_REPLY_LOGIN: &[u8] = b"HTTP/1.0 401 ";
+
+/// The user [`RegistryServer::start_with_login`] accepts.
+pub const REGISTRY_USER: &str = "trellis";
+/// Its password.
+pub const REGISTRY_PASSWORD: &str = "trellis-registry-test";
+/// bcrypt of [`REGISTRY_PASSWORD`] (the only hash format the registry's
+/// htpasswd reads), made once with Python's `bcrypt` so no test needs a
+/// bcrypt implementation.
+const REGISTRY_PASSWORD_BCRYPT: &str =
+    "$2b$05$ccTmroHUkjUGlWlin/1Kwefd01u/2UVMGLomdfVT8A0Q4paWPpFnW";
 
 /// A private `docker-registry` on a free loopback port, without auth,
 /// storing into its own temporary directory, killed on drop.
@@ -33,6 +45,16 @@ impl RegistryServer {
     /// Starts a registry on a free loopback port and waits until `GET /v2/`
     /// answers 200.
     pub fn start() -> Result<Self, SupportError> {
+        RegistryServer::start_inner(false)
+    }
+
+    /// Starts a registry that requires HTTP basic auth as [`REGISTRY_USER`]
+    /// with [`REGISTRY_PASSWORD`] for every request.
+    pub fn start_with_login() -> Result<Self, SupportError> {
+        RegistryServer::start_inner(true)
+    }
+
+    fn start_inner(login: bool) -> Result<Self, SupportError> {
         let binary = find_registry()?;
         let dir = tempfile::Builder::new()
             .prefix("trellis-registry-")
@@ -43,9 +65,14 @@ impl RegistryServer {
         loop {
             attempt += 1;
             let port = free_port()?;
-            let mut child = spawn_registry(&binary, dir.path(), port)?;
+            let mut child = spawn_registry(&binary, dir.path(), port, login)?;
+            let reply = if login {
+                READY_REPLY_LOGIN
+            } else {
+                READY_REPLY
+            };
             let outcome = wait_until_ready(BINARY, &mut child, &log, READY_TIMEOUT, || {
-                answers(port, READY_REQUEST, READY_REPLY)
+                answers(port, READY_REQUEST, reply)
             });
             match outcome {
                 Ok(()) => {
@@ -180,16 +207,33 @@ fn find_registry() -> Result<PathBuf, SupportError> {
 /// The configuration is written by hand rather than taken from /etc so the
 /// system registry's auth, port and in-memory blob cache stay out of it;
 /// without that cache a blob corrupted on disk is read as it now is.
-fn spawn_registry(binary: &Path, dir: &Path, port: u16) -> Result<Child, SupportError> {
+fn spawn_registry(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    login: bool,
+) -> Result<Child, SupportError> {
     let config = dir.join("config.yml");
     let storage = dir.join("storage");
-    let text = format!(
+    let mut text = format!(
         "version: 0.1\n\
          log:\n  level: info\n  formatter: text\n\
          storage:\n  filesystem:\n    rootdirectory: \"{}\"\n  delete:\n    enabled: true\n\
          http:\n  addr: 127.0.0.1:{port}\n",
         storage.display()
     );
+    if login {
+        let htpasswd = dir.join("htpasswd");
+        std::fs::write(
+            &htpasswd,
+            format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
+        )
+        .map_err(SupportError::io(format!("writing {}", htpasswd.display())))?;
+        text.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: trellis-test\n    path: \"{}\"\n",
+            htpasswd.display()
+        ));
+    }
     std::fs::write(&config, text)
         .map_err(SupportError::io(format!("writing {}", config.display())))?;
     let log = registry_log(dir);

@@ -12,7 +12,9 @@ use trellis_e2e::wadm::{FAST_WADM_ARGS, WadmProcess};
 use trellis_e2e::{HostProcess, Signer, unique_lattice, wash_ok};
 use trellis_lattice::client::{ClientError, CtlClient};
 use trellis_lattice::ctl::StartProviderCommand;
-use trellis_test_support::{NatsServer, RegistryServer, free_port};
+use trellis_test_support::{
+    NatsServer, REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer, free_port,
+};
 
 use crate::common::{client, scale_command};
 
@@ -446,4 +448,70 @@ async fn a_multi_platform_provider_archive_serves_each_target_its_own_executable
         std::fs::read(home.path().join("native-pulled")).unwrap(),
         std::fs::read(&executable).unwrap()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_credentials_come_from_the_environment() {
+    let nats = NatsServer::start().unwrap();
+    let registry = RegistryServer::start_with_login().unwrap();
+    let lattice = unique_lattice("oci-login");
+    let signer = Signer::new().unwrap();
+    let address = registry.address();
+    let reference = format!("oci://{address}/acme/hello:1.0.0");
+    let component = signer.sign_example("http-hello").unwrap();
+    let login = [
+        ("TRELLIS_REGISTRY_USER", REGISTRY_USER),
+        ("TRELLIS_REGISTRY_PASSWORD", REGISTRY_PASSWORD),
+        ("TRELLIS_REGISTRY", address.as_str()),
+    ];
+    let wash_push = |env: &[(&str, &str)]| {
+        std::process::Command::new(trellis_test_support::workspace_binary("wash", "wash").unwrap())
+            .args(["push", &reference, component.to_str().unwrap()])
+            .args(["--allow-insecure-registry", &address])
+            .env_remove("TRELLIS_REGISTRY_USER")
+            .env_remove("TRELLIS_REGISTRY_PASSWORD")
+            .env("TRELLIS_REGISTRY_CONFIG", "/nonexistent/config.json")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let refused = wash_push(&[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refused access") && stderr.contains("TRELLIS_REGISTRY_USER"),
+        "{stderr}"
+    );
+    let pushed = wash_push(&login);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    let flags = [
+        "--allow-insecure-registry",
+        address.as_str(),
+        "--allowed-issuers",
+    ];
+    let issuer = signer.issuer();
+    let args = [flags.as_slice(), &[issuer.as_str()]].concat();
+    let no_env = [("TRELLIS_REGISTRY_CONFIG", "/nonexistent/config.json")];
+    let anonymous = HostProcess::start_with_env(&nats.url(), &lattice, &args, &no_env).unwrap();
+    let logged_in = HostProcess::start_with_env(
+        &nats.url(),
+        &lattice,
+        &args,
+        &[login.as_slice(), &no_env].concat(),
+    )
+    .unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let error = scale_refused(&ctl, &anonymous, "hello", &reference).await;
+    assert!(error.contains("refused access"), "{error}");
+    ctl.scale_component_and_wait(
+        &scale_command(logged_in.id(), "hello", &reference, 1),
+        SCALE_WAIT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logged_in.log()));
 }
