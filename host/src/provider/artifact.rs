@@ -92,7 +92,9 @@ async fn pull(reference: &str, artifacts: &ArtifactCache) -> Result<Source, Host
     let name = fetched
         .file_name
         .clone()
-        .filter(|n| !n.is_empty() && !n.contains('/') && n != "..")
+        // The title comes from the registry: only a plain file name may
+        // pick where the executable is staged.
+        .filter(|n| Path::new(n).file_name() == Some(OsStr::new(n)))
         .unwrap_or_else(|| "provider".to_owned());
     Ok(Source {
         bytes: std::mem::take(&mut fetched.bytes),
