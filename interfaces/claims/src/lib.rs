@@ -38,6 +38,6 @@ pub use keys::{KeyKind, key_pair_from_seed};
 pub use nkeys::KeyPair;
 pub use policy::Policy;
 pub use provider::{
-    ProviderMetadata, ProviderSignOptions, native_target, provider_claims_path, sign_provider,
-    verify_provider,
+    ProviderMetadata, ProviderSignOptions, decode_provider, native_target, provider_claims_path,
+    sign_provider, verify_provider,
 };

@@ -89,6 +89,38 @@ pub fn sign_provider<'a>(
     Token::sign(claims, issuer)
 }
 
+impl ProviderMetadata {
+    /// The hash signed for `target`, or [`ClaimsError::UnknownTarget`]
+    /// naming the targets that are signed.
+    pub fn target_hash(&self, target: &str) -> Result<&str, ClaimsError> {
+        match self.target_hashes.get(target) {
+            Some(hash) => Ok(hash),
+            None => Err(ClaimsError::UnknownTarget {
+                target: target.to_owned(),
+                signed: self
+                    .target_hashes
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+/// Decodes provider claims and checks what needs no executable: the
+/// signature, the key kinds and that the metadata is there. Time and
+/// issuer are left to [`Policy::check`], hashes to the caller.
+pub fn decode_provider(jwt: &str) -> Result<Token<ProviderMetadata>, ClaimsError> {
+    let token: Token<ProviderMetadata> = Token::decode(jwt)?;
+    KeyKind::Account.check_public("issuer", &token.claims.iss)?;
+    KeyKind::Provider.check_public("subject", &token.claims.sub)?;
+    if token.claims.metadata.is_none() {
+        return Err(ClaimsError::MissingMetadata);
+    }
+    Ok(token)
+}
+
 /// Verifies provider claims for the executable a host is about to run on
 /// `target`: signature, key kinds, that target's hash, time and issuer.
 pub fn verify_provider(
@@ -98,25 +130,17 @@ pub fn verify_provider(
     policy: &Policy,
     now: u64,
 ) -> Result<Token<ProviderMetadata>, ClaimsError> {
-    let token: Token<ProviderMetadata> = Token::decode(jwt)?;
-    KeyKind::Account.check_public("issuer", &token.claims.iss)?;
-    KeyKind::Provider.check_public("subject", &token.claims.sub)?;
+    let token = decode_provider(jwt)?;
     let metadata = token
         .claims
         .metadata
         .as_ref()
         .ok_or(ClaimsError::MissingMetadata)?;
-    let Some(expected) = metadata.target_hashes.get(target) else {
-        let signed: Vec<&str> = metadata.target_hashes.keys().map(String::as_str).collect();
-        return Err(ClaimsError::UnknownTarget {
-            target: target.to_owned(),
-            signed: signed.join(", "),
-        });
-    };
+    let expected = metadata.target_hash(target)?;
     let found = sha256_hex(executable);
     if !expected.eq_ignore_ascii_case(&found) {
         return Err(ClaimsError::HashMismatch {
-            expected: expected.clone(),
+            expected: expected.to_owned(),
             found,
         });
     }

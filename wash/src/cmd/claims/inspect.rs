@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use trellis_claims::{
-    Claims, ClaimsError, ComponentMetadata, KeyKind, Policy, ProviderMetadata, Token, now_unix,
+    Claims, ClaimsError, ComponentMetadata, Policy, ProviderMetadata, Token, now_unix,
     read_component_claims, sha256_hex, verify_component, verify_provider,
 };
 use trellis_oci::{ArtifactKind, ArtifactRef, is_oci_reference};
@@ -201,27 +201,14 @@ fn decode_provider(jwt: &str, shown: &str) -> anyhow::Result<Claims<ProviderMeta
 /// the signature, the key kinds, that every target the archive holds is
 /// signed, and the validity window.
 fn check_archive_claims(jwt: &str, targets: &[String], now: u64) -> Result<(), ClaimsError> {
-    let token = Token::<ProviderMetadata>::decode(jwt)?;
-    KeyKind::Account.check_public("issuer", &token.claims.iss)?;
-    KeyKind::Provider.check_public("subject", &token.claims.sub)?;
+    let token = trellis_claims::decode_provider(jwt)?;
     let metadata = token
         .claims
         .metadata
         .as_ref()
         .ok_or(ClaimsError::MissingMetadata)?;
-    if let Some(unsigned) = targets
-        .iter()
-        .find(|t| !metadata.target_hashes.contains_key(*t))
-    {
-        return Err(ClaimsError::UnknownTarget {
-            target: unsigned.clone(),
-            signed: metadata
-                .target_hashes
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
+    for target in targets {
+        metadata.target_hash(target)?;
     }
     Policy::any_issuer().check(&token.claims, now)
 }
@@ -371,7 +358,7 @@ fn timestamp(secs: u64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-    use trellis_claims::{ProviderSignOptions, sign_provider};
+    use trellis_claims::{KeyKind, ProviderSignOptions, sign_provider};
 
     use super::*;
 
