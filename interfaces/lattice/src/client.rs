@@ -519,9 +519,14 @@ impl CtlClient {
             .subscribe(subject.clone())
             .await
             .map_err(|e| ClientError::nats(format!("subscribing to `{subject}`"))(e.into()))?;
-        // One connection reaches the server in order, so whatever this
-        // client sends next (a scale command, say) is seen after this
-        // subscription, and the events it causes are not missed.
+        // A flush waits for the server's PONG, so the server holds the
+        // subscription before this returns. Events caused by something
+        // other than this connection (a provider killed by a signal, say)
+        // would otherwise race the SUB still in the write buffer.
+        self.nats
+            .flush()
+            .await
+            .map_err(|e| ClientError::nats(format!("subscribing to `{subject}`"))(e.into()))?;
         Ok(subscriber.filter_map(|message| {
             futures::future::ready(CloudEvent::from_json(&message.payload).ok())
         }))
