@@ -179,24 +179,26 @@ impl CtlClient {
         let is_ours = |host_id: &str, component_id: &str| {
             host_id == command.host_id && component_id == command.component_id
         };
-        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
-            match event.parse() {
-                Ok(LatticeEvent::ComponentScaled(scaled))
-                    if is_ours(&scaled.host_id, &scaled.component_id) =>
-                {
-                    return Ok(scaled);
-                }
-                Ok(LatticeEvent::ComponentScaleFailed(failed))
-                    if is_ours(&failed.host_id, &failed.component_id) =>
-                {
-                    return Err(ClientError::ScaleFailed {
-                        host_id: failed.host_id,
-                        component_id: failed.component_id,
-                        error: failed.error,
-                    });
-                }
-                _ => {}
+        let settled = until_event(&mut events, deadline, |event| match event {
+            LatticeEvent::ComponentScaled(scaled)
+                if is_ours(&scaled.host_id, &scaled.component_id) =>
+            {
+                Some(Ok(scaled))
             }
+            LatticeEvent::ComponentScaleFailed(failed)
+                if is_ours(&failed.host_id, &failed.component_id) =>
+            {
+                Some(Err(ClientError::ScaleFailed {
+                    host_id: failed.host_id,
+                    component_id: failed.component_id,
+                    error: failed.error,
+                }))
+            }
+            _ => None,
+        })
+        .await;
+        if let Some(result) = settled {
+            return result;
         }
         Err(ClientError::Timeout {
             waiting_for: format!(
@@ -289,24 +291,26 @@ impl CtlClient {
         let is_ours = |host_id: &str, provider_id: &str| {
             host_id == command.host_id && provider_id == command.provider_id
         };
-        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
-            match event.parse() {
-                Ok(LatticeEvent::ProviderStarted(started))
-                    if is_ours(&started.host_id, &started.provider_id) =>
-                {
-                    return Ok(());
-                }
-                Ok(LatticeEvent::ProviderStartFailed(failed))
-                    if is_ours(&failed.host_id, &failed.provider_id) =>
-                {
-                    return Err(ClientError::ProviderStartFailed {
-                        host_id: failed.host_id,
-                        provider_id: failed.provider_id,
-                        error: failed.error,
-                    });
-                }
-                _ => {}
+        let settled = until_event(&mut events, deadline, |event| match event {
+            LatticeEvent::ProviderStarted(started)
+                if is_ours(&started.host_id, &started.provider_id) =>
+            {
+                Some(Ok(()))
             }
+            LatticeEvent::ProviderStartFailed(failed)
+                if is_ours(&failed.host_id, &failed.provider_id) =>
+            {
+                Some(Err(ClientError::ProviderStartFailed {
+                    host_id: failed.host_id,
+                    provider_id: failed.provider_id,
+                    error: failed.error,
+                }))
+            }
+            _ => None,
+        })
+        .await;
+        if let Some(result) = settled {
+            return result;
         }
         Err(ClientError::Timeout {
             waiting_for: format!(
@@ -343,13 +347,18 @@ impl CtlClient {
         {
             return Ok(());
         }
-        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
-            if let Ok(LatticeEvent::ProviderStopped(stopped)) = event.parse()
-                && stopped.host_id == command.host_id
-                && stopped.provider_id == command.provider_id
+        let settled = until_event(&mut events, deadline, |event| match event {
+            LatticeEvent::ProviderStopped(stopped)
+                if stopped.host_id == command.host_id
+                    && stopped.provider_id == command.provider_id =>
             {
-                return Ok(());
+                Some(Ok(()))
             }
+            _ => None,
+        })
+        .await;
+        if let Some(result) = settled {
+            return result;
         }
         Err(ClientError::Timeout {
             waiting_for: format!(
@@ -551,4 +560,22 @@ impl CtlClient {
             .await?;
         Ok(reply.payload.to_vec())
     }
+}
+
+/// Reads `events` until `decide` settles a wait or `deadline` passes
+/// (`None`). `decide` sees every event that parses and returns `Some` to
+/// end the wait with that result.
+async fn until_event<T>(
+    events: &mut (impl Stream<Item = CloudEvent> + Unpin),
+    deadline: tokio::time::Instant,
+    mut decide: impl FnMut(LatticeEvent) -> Option<Result<T, ClientError>>,
+) -> Option<Result<T, ClientError>> {
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
+        if let Ok(event) = event.parse()
+            && let Some(result) = decide(event)
+        {
+            return Some(result);
+        }
+    }
+    None
 }
