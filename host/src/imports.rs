@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use trellis_lattice::Link;
 use trellis_lattice::link::{DEFAULT_LINK_NAME, find_route};
+use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_lattice::subject::Subjects;
 use trellis_lattice::wit::{WitFunction, WitInterface};
@@ -150,54 +151,27 @@ impl ImportRouter {
             .subjects
             .rpc(&target, function)
             .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
-        let mut headers = async_nats::HeaderMap::new();
         let call = CallHeaders {
             source_id: source.to_owned(),
             link_name: DEFAULT_LINK_NAME.to_owned(),
             traceparent: None,
             tracestate: None,
         };
-        for (name, value) in call.to_pairs() {
-            headers.insert(name, value.as_str());
-        }
-        // The request carries the router's timeout itself: the client's
-        // default (10 s) would otherwise cut longer calls short.
-        let request = self.nats.send_request(
-            subject,
-            async_nats::Request::new()
-                .headers(headers)
-                .payload(body.into())
-                .timeout(Some(self.timeout)),
-        );
-        match tokio::time::timeout(self.timeout, request).await {
-            Err(_) => Err(RpcError::new(
-                RpcErrorKind::Timeout,
-                format!(
-                    "`{target}` did not answer {function} within {:?}",
-                    self.timeout
+        let timeout = self.timeout;
+        let reply = request::call(&self.nats, subject, &call, body.into(), timeout, |why| {
+            match why {
+                Unanswered::NoResponders => format!(
+                    "nothing on the lattice serves `{target}` (linked from `{source}` for {})",
+                    function.interface
                 ),
-            )),
-            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
-                Err(RpcError::new(
-                    RpcErrorKind::NoTarget,
-                    format!(
-                        "nothing on the lattice serves `{target}` (linked from `{source}` for {})",
-                        function.interface
-                    ),
-                ))
+                // Whichever clock ran out, the component hears the same thing.
+                Unanswered::Elapsed | Unanswered::TimedOut => {
+                    format!("`{target}` did not answer {function} within {timeout:?}")
+                }
             }
-            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::TimedOut => {
-                Err(RpcError::new(
-                    RpcErrorKind::Timeout,
-                    format!(
-                        "`{target}` did not answer {function} within {:?}",
-                        self.timeout
-                    ),
-                ))
-            }
-            Ok(Err(err)) => Err(RpcError::new(RpcErrorKind::NoTarget, err.to_string())),
-            Ok(Ok(message)) => Ok(message.payload),
-        }
+        })
+        .await?;
+        Ok(reply.payload)
     }
 }
 

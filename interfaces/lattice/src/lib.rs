@@ -16,7 +16,9 @@
 //! - [`http`]: HTTP requests and responses as they cross the lattice.
 //! - [`wit`]: WIT interface and function names as links and subjects use them.
 //! - `client` (feature `client`): an async control-interface client over
-//!   NATS for `wash` and wadm, the only module here that does I/O.
+//!   NATS for `wash` and wadm, and `request` (feature `client`): one RPC
+//!   call sent and answered over NATS, shared by the host and the provider
+//!   SDK. These two are the only modules here that do I/O.
 //!
 //! ```
 //! use trellis_lattice::ctl::{CtlResponse, ScaleComponentCommand};
@@ -65,6 +67,8 @@ pub mod keyvalue;
 pub mod link;
 pub mod messaging;
 pub mod provider;
+#[cfg(feature = "client")]
+pub mod request;
 pub mod rpc;
 pub mod subject;
 pub mod wit;

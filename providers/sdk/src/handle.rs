@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
+use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_lattice::{HostData, Subjects, WitFunction};
 
@@ -118,39 +119,24 @@ impl ProviderHandle {
             traceparent: None,
             tracestate: None,
         };
-        let mut headers = async_nats::HeaderMap::new();
-        for (name, value) in call.to_pairs() {
-            headers.insert(name, value.as_str());
-        }
-        // The request carries `timeout` itself: the client's default (10 s)
-        // would otherwise cut longer calls short.
-        let request = self.nats.send_request(
+        let reply = request::call(
+            &self.nats,
             subject,
-            async_nats::Request::new()
-                .headers(headers)
-                .payload(body.into())
-                .timeout(Some(timeout)),
-        );
-        match tokio::time::timeout(timeout, request).await {
-            Err(_) => Err(RpcError::new(
-                RpcErrorKind::Timeout,
-                format!("`{target}` did not answer {function} within {timeout:?}"),
-            )),
-            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders => {
-                Err(RpcError::new(
-                    RpcErrorKind::NoTarget,
-                    format!("no running instance of `{target}` on the lattice serves {function}"),
-                ))
-            }
-            Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::TimedOut => {
-                Err(RpcError::new(
-                    RpcErrorKind::Timeout,
-                    format!("`{target}` did not answer {function} in time"),
-                ))
-            }
-            Ok(Err(err)) => Err(RpcError::new(RpcErrorKind::NoTarget, err.to_string())),
-            Ok(Ok(message)) => Ok(message.payload),
-        }
+            &call,
+            body.into(),
+            timeout,
+            |why| match why {
+                Unanswered::Elapsed => {
+                    format!("`{target}` did not answer {function} within {timeout:?}")
+                }
+                Unanswered::NoResponders => {
+                    format!("no running instance of `{target}` on the lattice serves {function}")
+                }
+                Unanswered::TimedOut => format!("`{target}` did not answer {function} in time"),
+            },
+        )
+        .await?;
+        Ok(reply.payload)
     }
 
     /// Sends an HTTP request to component `target`'s

@@ -1,0 +1,70 @@
+//! Sending one RPC call over NATS and waiting for its reply (feature `client`).
+//!
+//! The host (forwarding a component's import) and the provider SDK (a
+//! provider calling a component) put calls on the wire the same way: the
+//! [`CallHeaders`] as NATS headers, a request that carries its own timeout,
+//! and the same [`RpcErrorKind`] for each way the request can go unanswered.
+//! Keeping that in one place keeps the two sides from drifting apart. Only
+//! the wording of the failures is the caller's, since each names the call
+//! in its own terms.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::rpc::{CallHeaders, RpcError, RpcErrorKind};
+
+/// The ways a call can go unanswered that the caller words itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Our own deadline passed before any reply (kind [`RpcErrorKind::Timeout`]).
+    Elapsed,
+    /// Nothing is subscribed to the subject (kind [`RpcErrorKind::NoTarget`]).
+    NoResponders,
+    /// The NATS client gave up waiting for the reply (kind
+    /// [`RpcErrorKind::Timeout`]).
+    TimedOut,
+}
+
+/// Sends `body` to `subject` with `headers`, waiting at most `timeout`, and
+/// returns the reply message.
+///
+/// A call that goes unanswered fails with the kind [`Unanswered`] names and
+/// the message `describe` gives for it; any other NATS request error fails
+/// with [`RpcErrorKind::NoTarget`] and the error's own text.
+pub async fn call(
+    nats: &async_nats::Client,
+    subject: String,
+    headers: &CallHeaders,
+    body: Bytes,
+    timeout: Duration,
+    describe: impl FnOnce(Unanswered) -> String,
+) -> Result<async_nats::Message, RpcError> {
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in headers.to_pairs() {
+        map.insert(name, value.as_str());
+    }
+    // The request carries `timeout` itself: the client's default (10 s)
+    // would otherwise cut longer calls short.
+    let request = nats.send_request(
+        subject,
+        async_nats::Request::new()
+            .headers(map)
+            .payload(body)
+            .timeout(Some(timeout)),
+    );
+    let unanswered = match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(message)) => return Ok(message),
+        Err(_) => Unanswered::Elapsed,
+        Ok(Err(err)) => match err.kind() {
+            async_nats::RequestErrorKind::NoResponders => Unanswered::NoResponders,
+            async_nats::RequestErrorKind::TimedOut => Unanswered::TimedOut,
+            _ => return Err(RpcError::new(RpcErrorKind::NoTarget, err.to_string())),
+        },
+    };
+    let kind = match unanswered {
+        Unanswered::NoResponders => RpcErrorKind::NoTarget,
+        Unanswered::Elapsed | Unanswered::TimedOut => RpcErrorKind::Timeout,
+    };
+    Err(RpcError::new(kind, describe(unanswered)))
+}
