@@ -7,15 +7,17 @@
 //! `component_scaled` (or `component_scale_failed`) event; a script can
 //! call the component as soon as `wash start component` returns.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use trellis_lattice::client::CtlClient;
 use trellis_lattice::ctl::{ComponentAuctionRequest, ScaleComponentCommand};
 
+use super::PlacementArgs;
 use super::lattice::{LatticeArgs, parse_pairs};
 use crate::output::{self, Format, OutputArgs};
 
@@ -27,20 +29,14 @@ pub enum ScaleCommand {
 
 #[derive(Debug, Args)]
 pub struct StartComponentArgs {
-    /// The component: a .wasm file path (sent as an absolute file:// URL).
+    /// The component: a .wasm file path (sent as an absolute file:// URL), or
+    /// a registry reference, `oci://registry/repo:tag` (the `oci://` may be
+    /// left out).
     image_ref: String,
     /// The id the component runs under in the lattice.
     component_id: String,
-    /// The host to run it on [default: the first host to bid in an auction].
-    #[arg(long)]
-    host_id: Option<String>,
-    /// Only hosts with this label may bid (`key=value`; repeatable).
-    #[arg(
-        long = "constraint",
-        value_name = "KEY=VALUE",
-        conflicts_with = "host_id"
-    )]
-    constraints: Vec<String>,
+    #[command(flatten)]
+    placement: PlacementArgs,
     #[command(flatten)]
     scale: ScaleOptions,
     #[command(flatten)]
@@ -57,7 +53,9 @@ pub struct ScaleComponentArgs {
     host_id: String,
     /// The component's lattice id.
     component_id: String,
-    /// The component: a .wasm file path (sent as an absolute file:// URL).
+    /// The component: a .wasm file path (sent as an absolute file:// URL), or
+    /// a registry reference, `oci://registry/repo:tag` (the `oci://` may be
+    /// left out).
     image_ref: String,
     #[command(flatten)]
     scale: ScaleOptions,
@@ -123,10 +121,16 @@ struct Scaled {
 pub async fn start(args: StartComponentArgs) -> anyhow::Result<()> {
     let image_ref = image_url(&args.image_ref)?;
     let ctl = args.lattice.connect().await?;
-    let host_id = match args.host_id {
-        Some(host_id) => host_id,
-        None => auction(&ctl, &image_ref, &args.component_id, &args.constraints).await?,
-    };
+    let host_id = args
+        .placement
+        .host(|constraints| auction(&ctl, &image_ref, &args.component_id, constraints))
+        .await?
+        .ok_or_else(|| {
+            anyhow!(
+                args.placement
+                    .no_bid(ctl.lattice(), &format!("`{}`", args.component_id))
+            )
+        })?;
     let command = scale_command(host_id, args.component_id, image_ref, &args.scale)?;
     send(&ctl, command, &args.wait, args.format.output).await
 }
@@ -188,36 +192,24 @@ fn scale_command(
     })
 }
 
-/// Holds an auction and returns the first bidder.
+/// Holds an auction and returns the first bidder, if any.
 async fn auction(
     ctl: &CtlClient,
     image_ref: &str,
     component_id: &str,
-    constraints: &[String],
-) -> anyhow::Result<String> {
+    constraints: BTreeMap<String, String>,
+) -> anyhow::Result<Option<String>> {
     let request = ComponentAuctionRequest {
         component_ref: image_ref.to_owned(),
         component_id: component_id.to_owned(),
-        constraints: parse_pairs("--constraint", constraints)?,
+        constraints,
     };
     eprintln!("holding an auction for `{component_id}`…");
     let acks = ctl
         .auction_component(&request)
         .await
         .context("holding an auction for a host")?;
-    match acks.into_iter().next() {
-        Some(ack) => Ok(ack.host_id),
-        None => bail!(
-            "no host in lattice `{}` bid to run `{component_id}`{}; check `wash get hosts`, or \
-             pass --host-id",
-            ctl.lattice(),
-            if request.constraints.is_empty() {
-                String::new()
-            } else {
-                " with those constraints".into()
-            }
-        ),
-    }
+    Ok(acks.into_iter().next().map(|ack| ack.host_id))
 }
 
 async fn send(

@@ -3,7 +3,11 @@
 //! what the commands that talk to OCI registries share. `start` and
 //! `stop` cover components and providers, so they are dispatched here.
 
-use clap::Subcommand;
+use std::collections::BTreeMap;
+
+use clap::{Args, Subcommand};
+
+use lattice::parse_pairs;
 
 pub mod app;
 pub mod call;
@@ -25,6 +29,51 @@ pub mod up;
 /// `claims inspect` tell a component from a provider executable this way.
 pub fn is_wasm(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\0asm")
+}
+
+/// Where `start component|provider` runs: a named host, or the first host
+/// to bid in an auction limited by constraints.
+#[derive(Debug, Args)]
+pub struct PlacementArgs {
+    /// The host to run it on [default: the first host to bid in an auction].
+    #[arg(long)]
+    pub host_id: Option<String>,
+    /// Only hosts with this label may bid (`key=value`; repeatable).
+    #[arg(
+        long = "constraint",
+        value_name = "KEY=VALUE",
+        conflicts_with = "host_id"
+    )]
+    pub constraints: Vec<String>,
+}
+
+impl PlacementArgs {
+    /// `--host-id` if given; otherwise what `auction`, held with the parsed
+    /// `--constraint` pairs, returns: the first bidder, or `None` if no host
+    /// bid.
+    pub async fn host<F, Fut>(&self, auction: F) -> anyhow::Result<Option<String>>
+    where
+        F: FnOnce(BTreeMap<String, String>) -> Fut,
+        Fut: Future<Output = anyhow::Result<Option<String>>>,
+    {
+        if let Some(host_id) = &self.host_id {
+            return Ok(Some(host_id.clone()));
+        }
+        auction(parse_pairs("--constraint", &self.constraints)?).await
+    }
+
+    /// What to say when no host in `lattice` bid to run `what`.
+    pub fn no_bid(&self, lattice: &str, what: &str) -> String {
+        format!(
+            "no host in lattice `{lattice}` bid to run {what}{}; check `wash get hosts`, or pass \
+             --host-id",
+            if self.constraints.is_empty() {
+                ""
+            } else {
+                " with those constraints"
+            }
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 //! host that runs the provider. Both wait until the host reports the
 //! provider up (or gone), so a script can use it as soon as they return.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use trellis_lattice::client::CtlClient;
 use trellis_lattice::ctl::{ProviderAuctionRequest, StartProviderCommand, StopProviderCommand};
 
+use super::PlacementArgs;
 use super::component::image_url;
 use super::lattice::{LatticeArgs, parse_pairs};
 use crate::output::{self, OutputArgs};
@@ -21,20 +23,14 @@ use crate::output::{self, OutputArgs};
 #[derive(Debug, Args)]
 pub struct StartProviderArgs {
     /// The provider executable: a file path (sent as an absolute file://
-    /// URL); its claims are read from the same path plus `.jwt`.
+    /// URL), its claims read from the same path plus `.jwt`; or a provider
+    /// archive in a registry, `oci://registry/repo:tag` (the `oci://` may be
+    /// left out), which carries its claims.
     provider_ref: String,
     /// The id the provider runs under in the lattice (the target links name).
     provider_id: String,
-    /// The host to run it on [default: the first host to bid in an auction].
-    #[arg(long)]
-    host_id: Option<String>,
-    /// Only hosts with this label may bid (`key=value`; repeatable).
-    #[arg(
-        long = "constraint",
-        value_name = "KEY=VALUE",
-        conflicts_with = "host_id"
-    )]
-    constraints: Vec<String>,
+    #[command(flatten)]
+    placement: PlacementArgs,
     /// A named config the provider reads (repeatable; later ones win).
     #[arg(long = "config", value_name = "NAME")]
     configs: Vec<String>,
@@ -85,12 +81,12 @@ struct ProviderReport {
 pub async fn start(args: StartProviderArgs) -> anyhow::Result<()> {
     let provider_ref = image_url(&args.provider_ref)?;
     let ctl = args.lattice.connect().await?;
-    let host_id = match args.host_id.clone() {
-        Some(host_id) => host_id,
-        None => match auction(&ctl, &provider_ref, &args.provider_id, &args.constraints).await? {
-            Some(host_id) => host_id,
-            None => return already_running(&ctl, args, provider_ref).await,
-        },
+    let bidder = args
+        .placement
+        .host(|constraints| auction(&ctl, &provider_ref, &args.provider_id, constraints))
+        .await?;
+    let Some(host_id) = bidder else {
+        return already_running(&ctl, args, provider_ref).await;
     };
     let annotations = parse_pairs("--annotation", &args.annotations)?;
     let command = StartProviderCommand {
@@ -134,17 +130,8 @@ async fn already_running(
     let host_id = host_running(ctl, &args.provider_id)
         .await
         .with_context(|| {
-            format!(
-                "no host in lattice `{}` bid to run provider `{}`{}; check `wash get hosts`, \
-                 or pass --host-id",
-                ctl.lattice(),
-                args.provider_id,
-                if args.constraints.is_empty() {
-                    ""
-                } else {
-                    " with those constraints"
-                }
-            )
+            args.placement
+                .no_bid(ctl.lattice(), &format!("provider `{}`", args.provider_id))
         })?;
     report(
         args.format,
@@ -203,12 +190,12 @@ async fn auction(
     ctl: &CtlClient,
     provider_ref: &str,
     provider_id: &str,
-    constraints: &[String],
+    constraints: BTreeMap<String, String>,
 ) -> anyhow::Result<Option<String>> {
     let request = ProviderAuctionRequest {
         provider_ref: provider_ref.to_owned(),
         provider_id: provider_id.to_owned(),
-        constraints: parse_pairs("--constraint", constraints)?,
+        constraints,
     };
     eprintln!("holding an auction for provider `{provider_id}`…");
     let acks = ctl
