@@ -11,6 +11,8 @@ ensure_wasm_target
 ensure_server nats-server nats-server
 ensure_server redis-server redis-server
 ensure_server docker-registry docker-registry
+# The security tests make their own certificate authority with openssl.
+ensure_server openssl openssl
 build_examples
 
 cd "$ROOT"

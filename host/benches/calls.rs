@@ -18,6 +18,7 @@ use futures::StreamExt;
 use trellis_claims::{KeyKind, SignOptions};
 use trellis_host::{Host, HostConfig};
 use trellis_lattice::client::CtlClient;
+use trellis_lattice::connect::NatsConnection;
 use trellis_lattice::ctl::ScaleComponentCommand;
 use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
 use trellis_lattice::rpc::{self, CallHeaders};
@@ -83,7 +84,8 @@ async fn run() {
         .with_timeout(Duration::from_secs(60));
     let config = HostConfig {
         lattice: "bench".into(),
-        nats_url: nats.url(),
+        nats: NatsConnection::new(nats.url()),
+        allow_any_issuer: true,
         ..HostConfig::default()
     };
 

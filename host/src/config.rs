@@ -6,21 +6,27 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use trellis_lattice::connect::{DEFAULT_NATS_URL, NatsAuth, NatsConnection};
+
 /// How a host joins a lattice and what it will run.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// The lattice to join.
     pub lattice: String,
-    /// Where NATS answers, e.g. `nats://127.0.0.1:4222`.
-    pub nats_url: String,
-    /// A NATS credentials file, for secured deployments.
-    pub nats_creds: Option<PathBuf>,
+    /// Where NATS answers and how to authenticate to it.
+    pub nats: NatsConnection,
+    /// The credentials handed to this host's providers; `None` hands them
+    /// the host's own. They always get the host's URLs and TLS settings.
+    pub provider_nats_auth: Option<NatsAuth>,
     /// The host's identity seed (`SN…`); a fresh one is made when absent.
     pub host_seed: Option<String>,
     /// Labels in addition to the built-in `hostcore.*` ones.
     pub labels: BTreeMap<String, String>,
-    /// Accounts whose components may run; empty trusts any valid signer.
+    /// Accounts whose components and providers may run.
     pub allowed_issuers: Vec<String>,
+    /// Trusts any valid signer. Without it, and with no allowed issuers,
+    /// the host refuses to start: there is no implicit "any".
+    pub allow_any_issuer: bool,
     /// Runs unsigned components. For local development only.
     pub allow_unsigned: bool,
     /// How often the heartbeat event goes out.
@@ -49,11 +55,12 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             lattice: trellis_lattice::subject::DEFAULT_LATTICE.to_owned(),
-            nats_url: "nats://127.0.0.1:4222".to_owned(),
-            nats_creds: None,
+            nats: NatsConnection::new(DEFAULT_NATS_URL),
+            provider_nats_auth: None,
             host_seed: None,
             labels: BTreeMap::new(),
             allowed_issuers: Vec::new(),
+            allow_any_issuer: false,
             allow_unsigned: false,
             heartbeat_interval: Duration::from_secs(30),
             call_timeout: Duration::from_secs(10),

@@ -77,12 +77,17 @@ impl Host {
             None => KeyKind::Host.generate(),
         };
         let subjects = Subjects::new(&config.lattice)?;
+        // Checked before connecting: a host that would trust nobody, or
+        // everybody by accident, should not join the lattice at all.
+        let policy = RunPolicy::new(
+            &config.allowed_issuers,
+            config.allow_any_issuer,
+            config.allow_unsigned,
+        )?;
         let nats = connect(&config).await?;
         let js = async_nats::jetstream::new(nats.clone());
         let state = LatticeState::open(&js, &subjects).await?;
         let runtime = Runtime::new(config.max_memory_bytes)?;
-        let policy = RunPolicy::new(&config.allowed_issuers, config.allow_unsigned)
-            .map_err(|e| HostError::BadRequest(format!("--allowed-issuers: {e}")))?;
         let router = ImportRouter::new(
             nats.clone(),
             subjects.clone(),
@@ -204,33 +209,22 @@ impl Host {
     }
 }
 
+/// How long a starting host waits for a NATS server to answer.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 async fn connect(config: &HostConfig) -> Result<async_nats::Client, HostError> {
-    let mut options = async_nats::ConnectOptions::new()
-        .name("trellis-host")
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5));
-    if let Some(creds) = &config.nats_creds {
-        options = options.credentials_file(creds).await.map_err(|e| {
-            HostError::Nats(format!("reading credentials {}: {e}", creds.display()))
-        })?;
-    }
-    // With retry_on_initial_connect the client connects in the background;
-    // wait for the first connection so a wrong URL fails start-up clearly.
-    let client = options
-        .connect(config.nats_url.as_str())
+    config
+        .nats
+        .connect(
+            |options| {
+                options
+                    .name("trellis-host")
+                    .connection_timeout(Duration::from_secs(5))
+            },
+            CONNECT_WAIT,
+        )
         .await
-        .map_err(|e| HostError::Nats(format!("connecting to {}: {e}", config.nats_url)))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.connection_state() != async_nats::connection::State::Connected {
-        if Instant::now() >= deadline {
-            return Err(HostError::Nats(format!(
-                "no NATS server answers at {}; start one (e.g. `nats-server -js`) or pass --nats-url",
-                config.nats_url
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(client)
+        .map_err(|e| HostError::Nats(e.to_string()))
 }
 
 async fn heartbeat(inner: Arc<HostInner>) {
@@ -314,8 +308,8 @@ impl HostInner {
             version: Some(VERSION.to_owned()),
             uptime_seconds: self.started.elapsed().as_secs(),
             uptime_human: Some(human_uptime(self.started.elapsed())),
-            rpc_host: Some(self.config.nats_url.clone()),
-            ctl_host: Some(self.config.nats_url.clone()),
+            rpc_host: Some(self.config.nats.urls.clone()),
+            ctl_host: Some(self.config.nats.urls.clone()),
             js_domain: None,
         }
     }

@@ -7,8 +7,12 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), trellis_host::HostError> {
+//! use trellis_lattice::connect::NatsConnection;
+//!
 //! let config = trellis_host::HostConfig {
-//!     nats_url: "nats://127.0.0.1:4222".into(),
+//!     nats: NatsConnection::new("nats://127.0.0.1:4222"),
+//!     // The accounts whose signatures this host accepts.
+//!     allowed_issuers: vec!["ACDJ…".into()],
 //!     ..Default::default()
 //! };
 //! let host = trellis_host::Host::start(config).await?;

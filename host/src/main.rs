@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use trellis_host::{Host, HostConfig};
+use trellis_lattice::connect::{NatsArgs, NatsAuth};
 
 /// Run a Trellis host node.
 #[derive(Debug, Parser)]
@@ -16,25 +17,37 @@ struct Args {
     /// The lattice to join.
     #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
     lattice: String,
-    /// The NATS server to connect to.
-    #[arg(
-        long,
-        env = "TRELLIS_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
-    /// A NATS credentials file.
-    #[arg(long, env = "TRELLIS_NATS_CREDS")]
-    nats_creds: Option<PathBuf>,
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// A NATS credentials file to hand providers instead of the host's own.
+    #[arg(long, env = "TRELLIS_PROVIDER_NATS_CREDS")]
+    provider_nats_creds: Option<PathBuf>,
+    /// An nkey seed file to hand providers instead of the host's credentials.
+    #[arg(long, env = "TRELLIS_PROVIDER_NATS_NKEY")]
+    provider_nats_nkey: Option<PathBuf>,
+    /// A NATS user to hand providers (with --provider-nats-password).
+    #[arg(long, env = "TRELLIS_PROVIDER_NATS_USER")]
+    provider_nats_user: Option<String>,
+    /// The password of --provider-nats-user.
+    #[arg(long, env = "TRELLIS_PROVIDER_NATS_PASSWORD", hide_env_values = true)]
+    provider_nats_password: Option<String>,
     /// The host's identity seed (SN…); a fresh identity when omitted.
     #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
     host_seed: Option<String>,
     /// A label, as key=value; repeat for more.
     #[arg(long = "label", short = 'l')]
     labels: Vec<String>,
-    /// Accounts allowed to sign components (comma separated A… keys).
+    /// Accounts allowed to sign components and providers (comma separated
+    /// A… keys). This or --allow-any-issuer is required.
     #[arg(long, env = "TRELLIS_ALLOWED_ISSUERS", value_delimiter = ',')]
     allowed_issuers: Vec<String>,
+    /// Run anything validly signed, by any account. For development only.
+    #[arg(
+        long,
+        env = "TRELLIS_ALLOW_ANY_ISSUER",
+        conflicts_with = "allowed_issuers"
+    )]
+    allow_any_issuer: bool,
     /// Run unsigned components. For local development only.
     #[arg(long, env = "TRELLIS_ALLOW_UNSIGNED")]
     allow_unsigned: bool,
@@ -65,6 +78,22 @@ struct Args {
     registry: trellis_oci::RegistryArgs,
 }
 
+/// The `--provider-nats-*` credentials, if any were given.
+fn provider_auth(args: &Args) -> anyhow::Result<Option<NatsAuth>> {
+    let given = NatsArgs {
+        nats_creds: args.provider_nats_creds.clone(),
+        nats_nkey: args.provider_nats_nkey.clone(),
+        nats_user: args.provider_nats_user.clone(),
+        nats_password: args.provider_nats_password.clone(),
+        ..args.nats.clone()
+    };
+    let auth = given
+        .connection()
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--nats-", "--provider-nats-")))?
+        .auth;
+    Ok((auth != NatsAuth::Anonymous).then_some(auth))
+}
+
 fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut labels = BTreeMap::new();
     for pair in pairs {
@@ -80,13 +109,15 @@ fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 async fn main() -> anyhow::Result<()> {
     trellis_host::init_logging();
     let args = Args::parse();
+    let provider_nats_auth = provider_auth(&args)?;
     let config = HostConfig {
+        nats: args.nats.connection().context("reading the NATS options")?,
+        provider_nats_auth,
         lattice: args.lattice,
-        nats_url: args.nats_url,
-        nats_creds: args.nats_creds,
         host_seed: args.host_seed,
         labels: parse_labels(&args.labels)?,
         allowed_issuers: args.allowed_issuers,
+        allow_any_issuer: args.allow_any_issuer,
         allow_unsigned: args.allow_unsigned,
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
         call_timeout: Duration::from_millis(args.call_timeout_ms.max(1)),

@@ -1,8 +1,11 @@
 //! Which components and providers this host will run. The claims crate answers "is this
-//! signature valid and trusted"; this module adds the one host-level rule,
-//! that unsigned code runs only when the operator asked for it.
+//! signature valid and trusted"; this module adds the host-level rules:
+//! the operator names the accounts to trust (or says "any" in so many
+//! words), and unsigned code runs only when the operator asked for it.
 
 use trellis_claims::{ClaimsError, ComponentMetadata, Policy, ProviderMetadata, Token, now_unix};
+
+use crate::HostError;
 
 /// The host's trust rules.
 #[derive(Debug, Clone)]
@@ -12,12 +15,30 @@ pub struct RunPolicy {
 }
 
 impl RunPolicy {
-    /// Builds the policy from the host's flags.
-    pub fn new(allowed_issuers: &[String], allow_unsigned: bool) -> Result<Self, ClaimsError> {
-        let trust = if allowed_issuers.is_empty() {
-            Policy::any_issuer()
-        } else {
-            Policy::allow_issuers(allowed_issuers.iter().cloned())?
+    /// Builds the policy from the host's flags. A host must be told whom
+    /// to trust: neither issuers nor `allow_any_issuer` is an error that
+    /// names both flags, and so is giving both.
+    pub fn new(
+        allowed_issuers: &[String],
+        allow_any_issuer: bool,
+        allow_unsigned: bool,
+    ) -> Result<Self, HostError> {
+        let trust = match (allowed_issuers.is_empty(), allow_any_issuer) {
+            (true, false) => return Err(HostError::BadRequest(
+                "this host trusts no signer: pass --allowed-issuers A…,A… with the accounts whose \
+                 components and providers it may run (`wash keys gen account` makes one), or \
+                 --allow-any-issuer to run anything validly signed (development only)"
+                    .to_owned(),
+            )),
+            (false, true) => {
+                return Err(HostError::BadRequest(
+                    "--allowed-issuers and --allow-any-issuer contradict each other; give one"
+                        .to_owned(),
+                ));
+            }
+            (true, true) => Policy::any_issuer(),
+            (false, false) => Policy::allow_issuers(allowed_issuers.iter().cloned())
+                .map_err(|e| HostError::BadRequest(format!("--allowed-issuers: {e}")))?,
         };
         Ok(RunPolicy {
             trust,
@@ -52,5 +73,34 @@ impl RunPolicy {
             None if self.allow_unsigned => Ok(None),
             None => Err(ClaimsError::NoClaims),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_told_to_trust_nobody_refuses_to_start_and_names_both_flags() {
+        let message = RunPolicy::new(&[], false, false).unwrap_err().to_string();
+        assert!(message.contains("--allowed-issuers"), "{message}");
+        assert!(message.contains("--allow-any-issuer"), "{message}");
+    }
+
+    #[test]
+    fn issuers_and_any_issuer_together_are_a_contradiction() {
+        let account = trellis_claims::KeyKind::Account.generate().public_key();
+        let message = RunPolicy::new(&[account], true, false)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("contradict"), "{message}");
+    }
+
+    #[test]
+    fn a_malformed_issuer_is_named() {
+        let message = RunPolicy::new(&["not-a-key".to_owned()], false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("--allowed-issuers"), "{message}");
     }
 }

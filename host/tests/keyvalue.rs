@@ -16,6 +16,7 @@ use futures::StreamExt;
 use trellis_host::{Host, HostConfig};
 use trellis_lattice::Link;
 use trellis_lattice::client::{ClientError, CtlClient};
+use trellis_lattice::connect::NatsConnection;
 use trellis_lattice::ctl::ScaleComponentCommand;
 use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::keyvalue::{self, KvError, KvRequest, KvResponse};
@@ -60,7 +61,8 @@ impl Lattice {
         let nats_url = nats.url();
         let host = Host::start(HostConfig {
             lattice: LATTICE.into(),
-            nats_url: nats_url.clone(),
+            nats: NatsConnection::new(nats_url.clone()),
+            allow_any_issuer: true,
             allow_unsigned: true,
             call_timeout: Duration::from_secs(5),
             ..HostConfig::default()

@@ -5,19 +5,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use trellis_lattice::connect::NatsArgs;
 use wadm::reconciler::{ReconcilerSettings, run};
+
+/// How long wadm waits for a NATS server at start.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// wadm: keeps a lattice running the applications deployed to it.
 #[derive(Debug, Parser)]
 #[command(name = "wadm", version)]
 struct Args {
-    /// NATS server of the lattice.
-    #[arg(
-        long = "nats-url",
-        env = "TRELLIS_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Lattice name.
     #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
     lattice: String,
@@ -45,9 +44,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let nats = async_nats::connect(&args.nats_url)
+    let nats = args
+        .nats
+        .connection()?
+        .connect(|options| options.name("wadm"), CONNECT_WAIT)
         .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
+        .context("connecting wadm to NATS")?;
     let settings = ReconcilerSettings {
         host_timeout: Duration::from_secs(args.host_timeout_secs),
         resync: Duration::from_secs(args.resync_secs),

@@ -7,6 +7,7 @@
 
 mod cmd;
 mod keystore;
+mod local_nats;
 mod output;
 
 use clap::{Parser, Subcommand};

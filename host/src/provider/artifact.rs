@@ -10,8 +10,12 @@
 //!
 //! The bytes that passed the check are what runs: they are copied into the
 //! host's data directory (`bin/{sha256}/{file name}`, so `ps` still shows
-//! the provider's name) and executed from there, so replacing the file
-//! after the check (or between restarts) cannot swap in unsigned code.
+//! the provider's name) and executed from there, so replacing the source
+//! file after the check cannot swap in unsigned code. The copy is
+//! read-only in directories only the host's user can enter, and it is
+//! hashed again immediately before every exec (the first start and each
+//! restart, see [`reverify`]): a copy changed on disk, even by someone
+//! who may write there, is refused rather than run.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -28,6 +32,8 @@ pub(crate) struct ProviderArtifact {
     pub(crate) executable: PathBuf,
     /// Its claims, if it is signed.
     pub(crate) claims: Option<Token<ProviderMetadata>>,
+    /// The SHA-256 (lower-case hex) of the bytes that passed the check.
+    pub(crate) sha256: String,
 }
 
 /// Reads `reference` (a path, a `file://` URL or a registry reference),
@@ -63,13 +69,39 @@ pub(crate) async fn load(
     if let Some(pulled) = &source.pulled {
         artifacts.record(pulled).await?;
     }
-    let executable = stage(&source.bytes, &source.name, bin_dir)
+    let sha256 = trellis_claims::sha256_hex(&source.bytes).to_ascii_lowercase();
+    let executable = stage(&source.bytes, &sha256, &source.name, bin_dir)
         .await
         .map_err(|e| HostError::Fetch {
             reference: reference.to_owned(),
             reason: format!("staging it under {}: {e}", bin_dir.display()),
         })?;
-    Ok(ProviderArtifact { executable, claims })
+    Ok(ProviderArtifact {
+        executable,
+        claims,
+        sha256,
+    })
+}
+
+/// Checks that the staged copy at `executable` still holds the bytes whose
+/// SHA-256 is `sha256`; the reason to refuse it otherwise.
+pub(crate) async fn reverify(executable: &Path, sha256: &str) -> Result<(), String> {
+    let bytes = tokio::fs::read(executable).await.map_err(|e| {
+        format!(
+            "cannot be started: its verified copy {} cannot be read ({e}); start it again from its signed source",
+            executable.display()
+        )
+    })?;
+    let found = trellis_claims::sha256_hex(&bytes).to_ascii_lowercase();
+    if found == sha256 {
+        return Ok(());
+    }
+    Err(format!(
+        "was not started: its verified copy {} changed on disk after it was verified (sha256 {sha256} \
+         expected, {found} found), so it is no longer the signed executable; find out who changed it, \
+         then start the provider again from its signed source",
+        executable.display()
+    ))
 }
 
 /// An executable and its claims, not yet checked.
@@ -155,11 +187,17 @@ fn local_path(reference: &str) -> Result<PathBuf, HostError> {
     Ok(PathBuf::from(reference))
 }
 
-/// Writes `bytes` to `bin_dir/{sha256}/{name}` as an executable only this
-/// user may change. Written to a temporary name and renamed, so a host that
-/// runs the same file meanwhile keeps its copy and sees no half-written one.
-async fn stage(bytes: &[u8], name: &OsStr, bin_dir: &Path) -> std::io::Result<PathBuf> {
-    let dir = bin_dir.join(trellis_claims::sha256_hex(bytes).to_ascii_lowercase());
+/// Writes `bytes` to `bin_dir/{sha256}/{name}` as a read-only executable,
+/// in directories only this user may enter. Written to a temporary name and
+/// renamed, so a host that runs the same file meanwhile keeps its copy and
+/// sees no half-written one.
+async fn stage(
+    bytes: &[u8],
+    sha256: &str,
+    name: &OsStr,
+    bin_dir: &Path,
+) -> std::io::Result<PathBuf> {
+    let dir = bin_dir.join(sha256);
     tokio::fs::create_dir_all(&dir).await?;
     let target = dir.join(name);
     let temporary = dir.join(format!(".staging-{}", uuid::Uuid::new_v4()));
@@ -167,7 +205,10 @@ async fn stage(bytes: &[u8], name: &OsStr, bin_dir: &Path) -> std::io::Result<Pa
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tokio::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o700)).await?;
+        for private in [bin_dir, dir.as_path()] {
+            tokio::fs::set_permissions(private, std::fs::Permissions::from_mode(0o700)).await?;
+        }
+        tokio::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o500)).await?;
     }
     if let Err(err) = tokio::fs::rename(&temporary, &target).await {
         let _ = tokio::fs::remove_file(&temporary).await;
@@ -201,7 +242,7 @@ mod tests {
     }
 
     fn policy(allow_unsigned: bool) -> RunPolicy {
-        RunPolicy::new(&[], allow_unsigned).unwrap()
+        RunPolicy::new(&[], true, allow_unsigned).unwrap()
     }
 
     fn artifacts(dir: &Path) -> ArtifactCache {
@@ -242,6 +283,35 @@ mod tests {
         assert_eq!(std::fs::read(&artifact.executable).unwrap(), EXECUTABLE);
         assert!(artifact.executable.starts_with(dir.path().join("bin")));
         assert!(artifact.executable.ends_with("provider"), "keeps its name");
+    }
+
+    #[tokio::test]
+    async fn the_staged_copy_is_read_only_private_and_checked_again_before_it_runs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = signed(dir.path(), &ProviderSignOptions::default());
+        let artifact = load_in(dir.path(), &path.display().to_string(), false)
+            .await
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&artifact.executable), 0o500);
+        assert_eq!(mode(artifact.executable.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join("bin")), 0o700);
+        reverify(&artifact.executable, &artifact.sha256)
+            .await
+            .unwrap();
+        // Swapped after verification, by someone who may write there.
+        std::fs::set_permissions(&artifact.executable, std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::fs::write(&artifact.executable, b"#!/bin/sh\necho pwned\n").unwrap();
+        let err = reverify(&artifact.executable, &artifact.sha256)
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("changed on disk after it was verified"),
+            "{err}"
+        );
+        assert!(err.contains(&artifact.sha256), "{err}");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use tracing::level_filters::LevelFilter;
+use trellis_lattice::connect::NatsAuth;
 use trellis_lattice::host_data::LogLevel;
 use trellis_lattice::{HostData, Link};
 
@@ -15,26 +16,43 @@ pub(crate) struct HostDataTemplate {
     host_id: String,
     lattice: String,
     nats_url: String,
-    user_jwt: Option<String>,
-    user_seed: Option<String>,
+    auth: ProviderAuth,
+    tls_ca: Option<String>,
+    tls_client: Option<(String, String)>,
     log_level: LogLevel,
     rpc_timeout_ms: u64,
 }
 
+/// The credentials fields of the host data.
+#[derive(Clone, Debug, Default)]
+struct ProviderAuth {
+    user_jwt: Option<String>,
+    user_seed: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
 impl HostDataTemplate {
-    /// Reads the host's settings; the NATS credentials file (if any) is
-    /// read here and passed on as its JWT and seed.
+    /// Reads the host's settings. Providers get the host's URLs and TLS
+    /// files, and `--provider-nats-*` credentials if given, else the
+    /// host's own; files are read here and passed on as their contents.
     pub(crate) fn new(host_id: &str, config: &HostConfig) -> Self {
-        let (user_jwt, user_seed) = match &config.nats_creds {
-            Some(path) => read_credentials(path),
-            None => (None, None),
-        };
+        let auth = config
+            .provider_nats_auth
+            .as_ref()
+            .unwrap_or(&config.nats.auth);
+        let display = |path: &PathBuf| path.display().to_string();
         HostDataTemplate {
             host_id: host_id.to_owned(),
             lattice: config.lattice.clone(),
-            nats_url: config.nats_url.clone(),
-            user_jwt,
-            user_seed,
+            nats_url: config.nats.urls.clone(),
+            auth: provider_auth(auth),
+            tls_ca: config.nats.tls_ca.as_ref().map(display),
+            tls_client: config
+                .nats
+                .tls_client
+                .as_ref()
+                .map(|(cert, key)| (display(cert), display(key))),
             log_level: log_level(LevelFilter::current()),
             rpc_timeout_ms: u64::try_from(config.call_timeout.as_millis()).unwrap_or(u64::MAX),
         }
@@ -52,14 +70,68 @@ impl HostDataTemplate {
             host_id: self.host_id.clone(),
             lattice_rpc_prefix: self.lattice.clone(),
             lattice_rpc_url: self.nats_url.clone(),
-            lattice_rpc_user_jwt: self.user_jwt.clone(),
-            lattice_rpc_user_seed: self.user_seed.clone(),
+            lattice_rpc_user_jwt: self.auth.user_jwt.clone(),
+            lattice_rpc_user_seed: self.auth.user_seed.clone(),
+            lattice_rpc_user: self.auth.user.clone(),
+            lattice_rpc_password: self.auth.password.clone(),
+            lattice_rpc_tls_ca_file: self.tls_ca.clone(),
+            lattice_rpc_tls_cert_file: self.tls_client.as_ref().map(|(cert, _)| cert.clone()),
+            lattice_rpc_tls_key_file: self.tls_client.as_ref().map(|(_, key)| key.clone()),
             provider_key: provider_id.to_owned(),
             config,
             link_definitions: links,
             log_level: Some(self.log_level),
             default_rpc_timeout_ms: Some(self.rpc_timeout_ms),
             data_dir: Some(data_dir.display().to_string()),
+        }
+    }
+}
+
+/// The host data's credential fields for `auth`. A file that does not
+/// parse here leaves providers without credentials, which their own
+/// connection error will then report.
+fn provider_auth(auth: &NatsAuth) -> ProviderAuth {
+    match auth {
+        NatsAuth::Anonymous => ProviderAuth::default(),
+        NatsAuth::CredsFile(path) => {
+            let (user_jwt, user_seed) = read_credentials(path);
+            ProviderAuth {
+                user_jwt,
+                user_seed,
+                ..ProviderAuth::default()
+            }
+        }
+        NatsAuth::NkeyFile(path) => ProviderAuth {
+            user_seed: read_seed(path),
+            ..ProviderAuth::default()
+        },
+        NatsAuth::Jwt { jwt, seed } => ProviderAuth {
+            user_jwt: Some(jwt.clone()),
+            user_seed: Some(seed.clone()),
+            ..ProviderAuth::default()
+        },
+        NatsAuth::Nkey(seed) => ProviderAuth {
+            user_seed: Some(seed.clone()),
+            ..ProviderAuth::default()
+        },
+        NatsAuth::User { user, password } => ProviderAuth {
+            user: Some(user.clone()),
+            password: Some(password.clone()),
+            ..ProviderAuth::default()
+        },
+    }
+}
+
+/// The first `SU…` word of an nkey seed file.
+fn read_seed(path: &Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .split_whitespace()
+            .find(|word| word.starts_with("SU"))
+            .map(str::to_owned),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "cannot read the NATS nkey seed for providers");
+            None
         }
     }
 }
@@ -75,9 +147,7 @@ fn log_level(filter: LevelFilter) -> LogLevel {
     }
 }
 
-/// The user JWT and seed of a NATS `.creds` file. A file the host could
-/// connect with but that does not parse here leaves providers without
-/// credentials, which their own connection error will then report.
+/// The user JWT and seed of a NATS `.creds` file.
 fn read_credentials(path: &Path) -> (Option<String>, Option<String>) {
     match std::fs::read_to_string(path) {
         Ok(text) => parse_credentials(&text),
@@ -103,6 +173,8 @@ fn parse_credentials(text: &str) -> (Option<String>, Option<String>) {
 
 #[cfg(test)]
 mod tests {
+    use trellis_lattice::connect::NatsConnection;
+
     use super::*;
 
     #[test]
@@ -118,6 +190,43 @@ mod tests {
     }
 
     #[test]
+    fn providers_get_their_own_credentials_when_the_host_is_given_them() {
+        let host_auth = NatsAuth::User {
+            user: "host".into(),
+            password: "h".into(),
+        };
+        let config = HostConfig {
+            nats: NatsConnection {
+                auth: host_auth.clone(),
+                ..NatsConnection::new("nats://127.0.0.1:4222")
+            },
+            ..HostConfig::default()
+        };
+        let own = HostDataTemplate::new("N", &config).for_provider(
+            "p",
+            Default::default(),
+            Vec::new(),
+            PathBuf::new(),
+        );
+        assert_eq!(own.lattice_rpc_user.as_deref(), Some("host"));
+        let config = HostConfig {
+            provider_nats_auth: Some(NatsAuth::User {
+                user: "provider".into(),
+                password: "p".into(),
+            }),
+            ..config
+        };
+        let given = HostDataTemplate::new("N", &config).for_provider(
+            "p",
+            Default::default(),
+            Vec::new(),
+            PathBuf::new(),
+        );
+        assert_eq!(given.lattice_rpc_user.as_deref(), Some("provider"));
+        assert_eq!(given.lattice_rpc_password.as_deref(), Some("p"));
+    }
+
+    #[test]
     fn providers_log_at_the_host_level() {
         assert_eq!(log_level(LevelFilter::DEBUG), LogLevel::Debug);
         assert_eq!(log_level(LevelFilter::OFF), LogLevel::Error);
@@ -127,7 +236,10 @@ mod tests {
     fn host_data_names_the_lattice_the_provider_and_its_directory() {
         let config = HostConfig {
             lattice: "dev".into(),
-            nats_url: "nats://127.0.0.1:4999".into(),
+            nats: NatsConnection {
+                tls_ca: Some("/etc/trellis/ca.pem".into()),
+                ..NatsConnection::new("tls://127.0.0.1:4999")
+            },
             ..HostConfig::default()
         };
         let data = HostDataTemplate::new("NHOST", &config).for_provider(
@@ -137,7 +249,11 @@ mod tests {
             PathBuf::from("/data/kv"),
         );
         assert_eq!(data.lattice_rpc_prefix, "dev");
-        assert_eq!(data.lattice_rpc_url, "nats://127.0.0.1:4999");
+        assert_eq!(data.lattice_rpc_url, "tls://127.0.0.1:4999");
+        assert_eq!(
+            data.lattice_rpc_tls_ca_file.as_deref(),
+            Some("/etc/trellis/ca.pem")
+        );
         assert_eq!(data.provider_key, "kv");
         assert_eq!(data.host_id, "NHOST");
         assert_eq!(data.config["path"], "/x");

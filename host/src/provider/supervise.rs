@@ -92,6 +92,8 @@ pub(crate) struct SupervisedProvider {
     pub(crate) control: ProviderControl,
     config_names: Vec<String>,
     executable: PathBuf,
+    /// What the executable hashed to when it was verified.
+    sha256: String,
     phase: Mutex<Phase>,
     health: Mutex<Option<Health>>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -116,6 +118,7 @@ impl SupervisedProvider {
             control,
             config_names,
             executable: artifact.executable,
+            sha256: artifact.sha256,
             phase: Mutex::new(Phase::Starting),
             health: Mutex::new(None),
             stop: Mutex::new(None),
@@ -203,6 +206,12 @@ pub(crate) async fn launch(
         ctx.state.links_involving(&provider.id),
         data_dir,
     );
+    super::artifact::reverify(&provider.executable, &provider.sha256)
+        .await
+        .map_err(|reason| HostError::Provider {
+            provider_id: provider.id.clone(),
+            reason,
+        })?;
     let mut process = ProviderProcess::spawn(&provider.executable, &host_data).await?;
     let first = match process
         .await_health(&provider.control, ctx.start_timeout)

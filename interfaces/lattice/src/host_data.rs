@@ -41,7 +41,9 @@ pub enum LogLevel {
 }
 
 /// Everything a provider needs to join the lattice.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` output leaves out the seed and password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostData {
     /// The id of the host that started the provider.
     #[serde(default)]
@@ -66,6 +68,30 @@ pub struct HostData {
         skip_serializing_if = "Option::is_none"
     )]
     pub lattice_rpc_user_seed: Option<String>,
+    /// A NATS user name, with [`HostData::lattice_rpc_password`]. A
+    /// Trellis extension, as are the password and TLS fields.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lattice_rpc_user: Option<String>,
+    /// The password of that NATS user.
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lattice_rpc_password: Option<String>,
+    /// A PEM file of CA certificates that signed the NATS server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lattice_rpc_tls_ca_file: Option<String>,
+    /// A PEM client certificate for mutual TLS, with its key file below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lattice_rpc_tls_cert_file: Option<String>,
+    /// The client certificate's PEM private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lattice_rpc_tls_key_file: Option<String>,
     /// The provider's lattice id (the target its links name).
     #[serde(default)]
     pub provider_key: String,
@@ -88,7 +114,78 @@ pub struct HostData {
     pub data_dir: Option<String>,
 }
 
+impl std::fmt::Debug for HostData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("HostData")
+            .field("host_id", &self.host_id)
+            .field("lattice_rpc_prefix", &self.lattice_rpc_prefix)
+            .field("lattice_rpc_url", &self.lattice_rpc_url)
+            .field(
+                "lattice_rpc_user_jwt",
+                &redacted(&self.lattice_rpc_user_jwt),
+            )
+            .field(
+                "lattice_rpc_user_seed",
+                &redacted(&self.lattice_rpc_user_seed),
+            )
+            .field("lattice_rpc_user", &self.lattice_rpc_user)
+            .field(
+                "lattice_rpc_password",
+                &redacted(&self.lattice_rpc_password),
+            )
+            .field("lattice_rpc_tls_ca_file", &self.lattice_rpc_tls_ca_file)
+            .field("lattice_rpc_tls_cert_file", &self.lattice_rpc_tls_cert_file)
+            .field("lattice_rpc_tls_key_file", &self.lattice_rpc_tls_key_file)
+            .field("provider_key", &self.provider_key)
+            .field("config", &self.config)
+            .field("link_definitions", &self.link_definitions)
+            .field("log_level", &self.log_level)
+            .field("default_rpc_timeout_ms", &self.default_rpc_timeout_ms)
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
 impl HostData {
+    /// How the provider connects: the URLs, the credentials the host
+    /// handed over (a JWT and seed, a bare nkey seed, or a user and
+    /// password), and the TLS files (feature `client`).
+    #[cfg(feature = "client")]
+    pub fn nats_connection(&self) -> crate::connect::NatsConnection {
+        use crate::connect::{NatsAuth, NatsConnection};
+        let auth = match (
+            &self.lattice_rpc_user_jwt,
+            &self.lattice_rpc_user_seed,
+            &self.lattice_rpc_user,
+            &self.lattice_rpc_password,
+        ) {
+            (Some(jwt), Some(seed), _, _) => NatsAuth::Jwt {
+                jwt: jwt.clone(),
+                seed: seed.clone(),
+            },
+            (None, Some(seed), _, _) => NatsAuth::Nkey(seed.clone()),
+            (_, _, Some(user), Some(password)) => NatsAuth::User {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            _ => NatsAuth::Anonymous,
+        };
+        let tls_client = match (
+            &self.lattice_rpc_tls_cert_file,
+            &self.lattice_rpc_tls_key_file,
+        ) {
+            (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+            _ => None,
+        };
+        NatsConnection {
+            urls: self.lattice_rpc_url.clone(),
+            auth,
+            tls_ca: self.lattice_rpc_tls_ca_file.as_ref().map(Into::into),
+            tls_client,
+        }
+    }
+
     /// The line the host writes to the provider's stdin (no newline).
     pub fn encode(&self) -> Result<String, LatticeError> {
         let json = serde_json::to_vec(self).map_err(|e| LatticeError::json("host data", e))?;
@@ -168,6 +265,46 @@ mod tests {
         let data = HostData::decode(&STANDARD.encode(json)).unwrap();
         assert_eq!(data.lattice_rpc_user_jwt, None);
         assert_eq!(data.lattice_rpc_user_seed, None);
+    }
+
+    #[test]
+    fn debug_output_hides_seeds_and_passwords() {
+        let data = HostData {
+            lattice_rpc_user_seed: Some("SUASECRETSEED".into()),
+            lattice_rpc_password: Some("hunter2".into()),
+            ..sample()
+        };
+        let text = format!("{data:?}");
+        assert!(
+            !text.contains("SUASECRETSEED") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn providers_connect_with_what_the_host_handed_over() {
+        use crate::connect::NatsAuth;
+        let data = HostData {
+            lattice_rpc_user: Some("provider".into()),
+            lattice_rpc_password: Some("pw".into()),
+            lattice_rpc_tls_ca_file: Some("/ca.pem".into()),
+            ..sample()
+        };
+        let nats = data.nats_connection();
+        assert!(matches!(nats.auth, NatsAuth::User { ref user, .. } if user == "provider"));
+        assert_eq!(
+            nats.tls_ca.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        let seed_only = HostData {
+            lattice_rpc_user_seed: Some("SUAX".into()),
+            ..sample()
+        };
+        assert_eq!(
+            seed_only.nats_connection().auth,
+            NatsAuth::Nkey("SUAX".into())
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! - `client` (feature `client`): an async control-interface client over
 //!   NATS for `wash` and wadm, and `request` (feature `client`): one RPC
 //!   call sent and answered over NATS, shared by the host and the provider
-//!   SDK. These two are the only modules here that do I/O.
+//!   SDK, and `connect` (feature `client`): the NATS connection options
+//!   every process takes (URLs, credentials, TLS). These three are the only
+//!   modules here that do I/O.
 //!
 //! ```
 //! use trellis_lattice::ctl::{CtlResponse, ScaleComponentCommand};
@@ -58,6 +60,8 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod config;
+#[cfg(feature = "client")]
+pub mod connect;
 pub mod ctl;
 pub mod error;
 pub mod event;

@@ -359,7 +359,29 @@ fn host_data() -> HostData {
         log_level: Some(LogLevel::Info),
         default_rpc_timeout_ms: Some(2000),
         data_dir: Some("/var/lib/trellis/providers/kv-sqlite".into()),
+        ..HostData::default()
     }
+}
+
+/// Host data for a provider on a secured lattice: a provider-role user and
+/// password, and the TLS files the host was given.
+fn secured_host_data() -> HostData {
+    HostData {
+        lattice_rpc_url: "tls://nats-a.example:4222,tls://nats-b.example:4222".into(),
+        lattice_rpc_user_jwt: None,
+        lattice_rpc_user_seed: None,
+        lattice_rpc_user: Some("provider".into()),
+        lattice_rpc_password: Some("s3cret".into()),
+        lattice_rpc_tls_ca_file: Some("/etc/trellis/nats-ca.pem".into()),
+        lattice_rpc_tls_cert_file: Some("/etc/trellis/client.pem".into()),
+        lattice_rpc_tls_key_file: Some("/etc/trellis/client-key.pem".into()),
+        ..host_data()
+    }
+}
+
+#[test]
+fn secured_host_data_is_pinned() {
+    golden("host_data_secured.json", &secured_host_data());
 }
 
 #[test]

@@ -11,6 +11,9 @@ use trellis_lattice::{HostData, Subjects, WitFunction};
 
 use crate::SdkError;
 
+/// How long a provider waits for its NATS servers at start.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 /// A provider's connection to its lattice: who it is, its config, and the
 /// means to call components. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -21,28 +24,25 @@ pub struct ProviderHandle {
 }
 
 impl ProviderHandle {
-    /// Connects to the NATS server the host data names, with its credentials.
+    /// Connects to the NATS servers the host data names, with the
+    /// credentials and TLS settings the host handed over.
     pub async fn connect(host_data: HostData) -> Result<Self, SdkError> {
-        let url = host_data.lattice_rpc_url.clone();
-        let connect_error = |message: String| SdkError::Connect {
-            url: url.clone(),
-            message,
-        };
-        let mut options = async_nats::ConnectOptions::new()
-            .name(format!("trellis-provider {}", host_data.provider_key))
-            .connection_timeout(Duration::from_secs(5));
-        if let (Some(jwt), Some(seed)) = (
-            &host_data.lattice_rpc_user_jwt,
-            &host_data.lattice_rpc_user_seed,
-        ) {
-            options = options
-                .credentials(&credentials_text(jwt, seed))
-                .map_err(|e| connect_error(e.to_string()))?;
-        }
-        let nats = options
-            .connect(url.as_str())
+        let name = format!("trellis-provider {}", host_data.provider_key);
+        let nats = host_data
+            .nats_connection()
+            .connect(
+                |options| {
+                    options
+                        .name(name.clone())
+                        .connection_timeout(Duration::from_secs(5))
+                },
+                CONNECT_WAIT,
+            )
             .await
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| SdkError::Connect {
+                url: host_data.lattice_rpc_url.clone(),
+                message: e.to_string(),
+            })?;
         Self::new(nats, host_data)
     }
 
@@ -157,13 +157,4 @@ impl ProviderHandle {
             .await?;
         rpc::decode_reply(&reply)
     }
-}
-
-/// The text of a NATS `.creds` file holding `jwt` and `seed`, the form
-/// async-nats reads credentials in.
-fn credentials_text(jwt: &str, seed: &str) -> String {
-    format!(
-        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
-         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
-    )
 }

@@ -2,6 +2,7 @@
 //! on it, as the provider tests and the counter benchmark both need it.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -219,4 +220,40 @@ pub async fn increment(url: &str) -> Result<u64, String> {
         Ok((status, body)) => Err(format!("{status}: {body}")),
         Err(e) => Err(format!("{e:#}")),
     }
+}
+
+/// `examples/manifests/{name}.yaml`, written into `dir` with its images
+/// pointing at artifacts `signer` signed, its HTTP address at `address`
+/// and its Redis at `redis`.
+pub fn example_manifest(
+    signer: &Signer,
+    dir: &Path,
+    name: &str,
+    address: &str,
+    redis: &str,
+) -> PathBuf {
+    let path = trellis_test_support::workspace_root()
+        .join("examples/manifests")
+        .join(format!("{name}.yaml"));
+    let mut text = std::fs::read_to_string(&path).expect("reading an example manifest");
+    let counter = signer
+        .sign_example("kv-counter")
+        .expect("signing kv-counter");
+    text = text.replace("file://../build/kv_counter_s.wasm", &file_url(&counter));
+    for package in [
+        "trellis-keyvalue-sqlite",
+        "trellis-keyvalue-redis",
+        "trellis-http-server",
+    ] {
+        let built =
+            trellis_test_support::workspace_binary(package, package).expect("a provider binary");
+        let signed = signer.sign_provider(&built).expect("signing a provider");
+        text = text.replace(&format!("file://../build/{package}"), &file_url(&signed));
+    }
+    text = text
+        .replace("127.0.0.1:8080", address)
+        .replace("redis://127.0.0.1:6379/", redis);
+    let out = dir.join(format!("{name}.yaml"));
+    std::fs::write(&out, text).expect("writing a manifest");
+    out
 }

@@ -32,7 +32,10 @@ pub struct HostProcess {
 impl HostProcess {
     /// Starts a host on `lattice` at `nats_url` with extra flags, and waits
     /// until it prints its id (it does once it answers the control
-    /// interface). Its data directory is private to it.
+    /// interface). Its data directory is private to it. A host whose flags
+    /// name no `--allowed-issuers` gets `--allow-any-issuer`: each test
+    /// signs with an account of its own, and the tests of the issuer rule
+    /// pass it themselves.
     pub fn start(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Self> {
         HostProcess::start_with_env(nats_url, lattice, args, &[])
     }
@@ -48,13 +51,20 @@ impl HostProcess {
         let binary = trellis_test_support::workspace_binary("trellis-host", "trellis-host")?;
         let dir = TempDir::new()?;
         let log = dir.path().join("host.log");
+        let trust: &[&str] = if args.contains(&"--allowed-issuers") {
+            &[]
+        } else {
+            &["--allow-any-issuer"]
+        };
         let mut child = Command::new(binary)
             .args(["--nats-url", nats_url, "--lattice", lattice])
+            .args(trust)
             .args(args)
             .env("TRELLIS_LOG", "info,trellis_host=debug")
             .env("TRELLIS_DATA_DIR", dir.path().join("data"))
             .env_remove("TRELLIS_ALLOWED_ISSUERS")
             .env_remove("TRELLIS_ALLOW_UNSIGNED")
+            .env_remove("TRELLIS_ALLOW_ANY_ISSUER")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -82,6 +92,12 @@ impl HostProcess {
             log,
             _dir: dir,
         })
+    }
+
+    /// The host's data directory (`TRELLIS_DATA_DIR`): staged provider
+    /// executables, the registry cache, provider data.
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
     }
 
     /// The host's id.

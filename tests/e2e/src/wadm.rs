@@ -26,6 +26,18 @@ impl WadmProcess {
     /// Starts wadm on `lattice` at `nats_url` with extra flags, and waits
     /// until its API answers.
     pub async fn start(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let client = api_client(nats_url, lattice).await?;
+        WadmProcess::start_with(nats_url, lattice, args, &client).await
+    }
+
+    /// [`WadmProcess::start`], asking `client` whether the API answers (a
+    /// client with credentials, on a secured lattice).
+    pub async fn start_with(
+        nats_url: &str,
+        lattice: &str,
+        args: &[&str],
+        client: &WadmClient,
+    ) -> anyhow::Result<Self> {
         let binary = trellis_test_support::workspace_binary("wadm", "wadm")?;
         let dir = TempDir::new()?;
         let log = dir.path().join("wadm.log");
@@ -43,7 +55,6 @@ impl WadmProcess {
             log,
             _dir: dir,
         };
-        let client = api_client(nats_url, lattice).await?;
         let deadline = Instant::now() + WADM_START_TIMEOUT;
         while client.list().await.is_err() {
             if Instant::now() > deadline {

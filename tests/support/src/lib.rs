@@ -15,10 +15,12 @@ mod binaries;
 mod examples;
 mod process;
 mod registry;
+mod secure;
 mod services;
 
 pub use binaries::workspace_binary;
 pub use examples::{example_component, examples_dir, workspace_root};
 pub use process::{SupportError, free_port};
 pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
+pub use secure::{Role, SecuredNats, TestCa};
 pub use services::{NatsServer, RedisServer};

@@ -21,23 +21,62 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    launch: Launch,
+}
+
+/// How the server is configured.
+#[derive(Clone)]
+enum Launch {
+    /// Flags only: no authentication, no TLS.
+    Open,
+    /// A configuration file, with `TRELLIS_NATS_LISTEN` and
+    /// `TRELLIS_NATS_STORE` set for it, and more variables besides.
+    Config {
+        file: PathBuf,
+        env: Vec<(String, String)>,
+    },
 }
 
 impl NatsServer {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Result<Self, SupportError> {
+        NatsServer::launch(Launch::Open)
+    }
+
+    /// Starts a server from a configuration file such as
+    /// `deploy/nats/lattice.conf`, which reads its listen address and
+    /// JetStream directory from `$TRELLIS_NATS_LISTEN` and
+    /// `$TRELLIS_NATS_STORE`, and whatever else it needs from `env`.
+    pub fn start_with_config(file: &Path, env: &[(&str, &str)]) -> Result<Self, SupportError> {
+        NatsServer::launch(Launch::Config {
+            file: file.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        })
+    }
+
+    fn launch(launch: Launch) -> Result<Self, SupportError> {
         let dir = tempfile::Builder::new()
             .prefix("trellis-nats-")
             .tempdir()
             .map_err(SupportError::io("creating a temp dir for nats-server"))?;
         let log = nats_log(dir.path());
-        retry_on_port_clash(&Readiness::nats(&log), |port| spawn_nats(dir.path(), port)).map(
-            |(child, port)| NatsServer {
-                child: Some(child),
-                port,
-                dir,
-            },
-        )
+        retry_on_port_clash(&Readiness::nats(&log), |port| {
+            spawn_nats(dir.path(), port, &launch)
+        })
+        .map(|(child, port)| NatsServer {
+            child: Some(child),
+            port,
+            dir,
+            launch,
+        })
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(nats_log(self.dir.path())).unwrap_or_default()
     }
 
     /// `nats://127.0.0.1:{port}`.
@@ -67,7 +106,7 @@ impl NatsServer {
     /// store, so clients reconnect and stored state survives.
     pub fn restart(&mut self) -> Result<(), SupportError> {
         self.kill();
-        let mut child = spawn_nats(self.dir.path(), self.port)?;
+        let mut child = spawn_nats(self.dir.path(), self.port, &self.launch)?;
         let log = nats_log(self.dir.path());
         let port = self.port;
         let ready = Readiness::nats(&log);
@@ -89,13 +128,27 @@ fn nats_log(dir: &Path) -> PathBuf {
     dir.join("nats-server.log")
 }
 
-fn spawn_nats(dir: &Path, port: u16) -> Result<Child, SupportError> {
+fn spawn_nats(dir: &Path, port: u16, launch: &Launch) -> Result<Child, SupportError> {
     let binary = find_binary("nats-server", "nats-server", "TRELLIS_NATS_SERVER")?;
     let store = dir.join("jetstream");
     let log = nats_log(dir);
-    Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
+    let mut command = Command::new(binary);
+    match launch {
+        Launch::Open => {
+            command
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(&store);
+        }
+        Launch::Config { file, env } => {
+            command
+                .arg("-c")
+                .arg(file)
+                .env("TRELLIS_NATS_LISTEN", format!("127.0.0.1:{port}"))
+                .env("TRELLIS_NATS_STORE", &store)
+                .envs(env.iter().map(|(k, v)| (k, v)));
+        }
+    }
+    command
         .arg("-l")
         .arg(&log)
         .stdin(Stdio::null())

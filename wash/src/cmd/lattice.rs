@@ -1,36 +1,31 @@
 //! What every command that drives a lattice shares: the connection options
-//! (`--nats-url`, `--nats-creds`, `--lattice`, `--timeout-ms`), connecting
-//! with a bounded wait, the tokio runtime those commands run on, and
-//! multi-column tables for listings.
+//! (`--nats-url`, credentials and TLS, `--lattice`, `--timeout-ms`),
+//! connecting with a bounded wait, the tokio runtime those commands run on,
+//! and multi-column tables for listings. Given no credentials, a command
+//! uses the ones `wash up` wrote for a server it started at that URL.
 //!
 //! Keys and claims work offline and stay synchronous; only these commands
 //! need async, so `main` hands them to [`block_on`].
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use async_nats::ConnectErrorKind;
+use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use trellis_lattice::client::CtlClient;
+use trellis_lattice::connect::{NatsArgs, NatsAuth, NatsConnection};
+
+use crate::local_nats::LocalNats;
 
 use crate::output::{self, Format};
 
 /// Where the lattice is and how long to wait for it.
 #[derive(Debug, Clone, Args)]
 pub struct LatticeArgs {
-    /// NATS server of the lattice.
-    #[arg(
-        long = "nats-url",
-        env = "TRELLIS_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
-    /// NATS credentials file (.creds), if the server wants one.
-    #[arg(long = "nats-creds", env = "TRELLIS_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
+    /// The NATS servers of the lattice and how to authenticate.
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// Lattice name: the subject prefix that separates lattices on one NATS.
     #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
     pub lattice: String,
@@ -50,49 +45,41 @@ impl LatticeArgs {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// The connection the flags describe; with no credentials given, the
+    /// ones `wash up` wrote for a server it started at this URL.
+    pub fn connection(&self) -> anyhow::Result<NatsConnection> {
+        let given = self.nats.connection()?;
+        if given.auth != NatsAuth::Anonymous {
+            return Ok(given);
+        }
+        Ok(match LocalNats::find(&given.urls) {
+            Some(local) => NatsConnection {
+                tls_ca: given.tls_ca,
+                tls_client: given.tls_client,
+                ..local
+            },
+            None => given,
+        })
+    }
+
     /// Connects to NATS, waiting at most the timeout, and returns a
     /// control-interface client for the lattice.
     pub async fn connect(&self) -> anyhow::Result<CtlClient> {
-        let url = &self.nats_url;
         let timeout = self.timeout();
-        let mut options = async_nats::ConnectOptions::new()
-            .connection_timeout(timeout)
-            .request_timeout(Some(timeout));
-        if let Some(creds) = &self.nats_creds {
-            options = options
-                .credentials_file(creds)
-                .await
-                .with_context(|| format!("reading NATS credentials {}", creds.display()))?;
-        }
-        let nats = match tokio::time::timeout(timeout, options.connect(url.as_str())).await {
-            Ok(Ok(nats)) => nats,
-            Ok(Err(err)) => match err.kind() {
-                // The cause goes in parentheses, not as a source: async-nats
-                // repeats the io error in its own message, so a chain would
-                // print it twice.
-                ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns => {
-                    bail!("{} ({err})", no_server(url));
-                }
-                ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
-                    return Err(err).with_context(|| {
-                        format!("NATS at {url} refused the credentials; check --nats-creds")
-                    });
-                }
-                _ => return Err(err).with_context(|| format!("connecting to NATS at {url}")),
-            },
-            Err(_elapsed) => bail!(
-                "{} (no answer within {} ms)",
-                no_server(url),
-                self.timeout_ms
-            ),
-        };
+        let nats = self
+            .connection()?
+            .connect(
+                |options| {
+                    options
+                        .connection_timeout(timeout)
+                        .request_timeout(Some(timeout))
+                },
+                timeout,
+            )
+            .await?;
         let client = CtlClient::new(nats, &self.lattice).context("checking --lattice")?;
         Ok(client.with_timeout(timeout))
     }
-}
-
-fn no_server(url: &str) -> String {
-    format!("no NATS server at {url}; start one with `wash up` or pass --nats-url")
 }
 
 /// Runs a lattice or registry command to completion on a single-threaded

@@ -13,33 +13,36 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use trellis_claims::KeyKind;
 use trellis_host::{Host, HostConfig};
+use trellis_lattice::connect::{NatsArgs, NatsConnection};
 
 use crate::cmd::lattice::parse_pairs;
 use crate::cmd::registry;
-use crate::keystore::trellis_home;
+use crate::keystore::{self, trellis_home};
+use crate::local_nats::LocalNats;
 
 /// How long `--detach` waits for the background node to come up.
 const DETACH_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// NATS server of the lattice; started here if nothing answers.
-    #[arg(
-        long = "nats-url",
-        env = "TRELLIS_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
+    /// NATS of the lattice; a local server is started if nothing answers.
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Lattice name.
     #[arg(long, env = "TRELLIS_LATTICE", default_value = "default")]
     lattice: String,
     /// Host label as key=value; repeat for more.
     #[arg(long = "label", short = 'l')]
     labels: Vec<String>,
-    /// Accounts allowed to sign components (comma separated A… keys).
+    /// Accounts allowed to sign components and providers (comma separated
+    /// A… keys) [default: every account in $TRELLIS_HOME/keys].
     #[arg(long, value_delimiter = ',')]
     allowed_issuers: Vec<String>,
+    /// Run anything validly signed, by any account. For development only.
+    #[arg(long, conflicts_with = "allowed_issuers")]
+    allow_any_issuer: bool,
     /// Run unsigned components. For local development only.
     #[arg(long)]
     allow_unsigned: bool,
@@ -93,12 +96,20 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
     // running behind it.
     let registry = registry::options(&args.registry)?;
     let labels = parse_pairs("--label", &args.labels)?;
-    let mut nats = NatsChild::ensure(&args.nats_url, &files)?;
+    let allowed_issuers = if args.allowed_issuers.is_empty() && !args.allow_any_issuer {
+        keystore_issuers()?
+    } else {
+        args.allowed_issuers
+    };
+    let connection = args.nats.connection()?;
+    let mut nats = NatsChild::ensure(&connection, &files)?;
+    let connection = nats.connection(connection);
     let config = HostConfig {
         lattice: args.lattice.clone(),
-        nats_url: args.nats_url.clone(),
+        nats: connection.clone(),
         labels,
-        allowed_issuers: args.allowed_issuers,
+        allowed_issuers,
+        allow_any_issuer: args.allow_any_issuer,
         allow_unsigned: args.allow_unsigned,
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
         registry,
@@ -111,7 +122,7 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
             return Err(err).context("starting the host");
         }
     };
-    let wadm = match start_wadm(&args.nats_url, &args.lattice).await {
+    let wadm = match start_wadm(&connection, &args.lattice).await {
         Ok(wadm) => wadm,
         Err(err) => {
             host.stop("wadm could not start").await;
@@ -123,9 +134,9 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", files.pid.display()))?;
     println!(
         "NATS        {} ({})",
-        args.nats_url,
+        connection.urls,
         if nats.started() {
-            "started by wash up"
+            "started by wash up, with credentials in $TRELLIS_HOME/nats"
         } else {
             "already running"
         }
@@ -148,10 +159,14 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
 
 /// Runs wadm's API and reconcile loop on this runtime; a wadm that stops
 /// (the NATS connection closed) logs why, and the host keeps running.
-async fn start_wadm(nats_url: &str, lattice: &str) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let nats = async_nats::connect(nats_url)
+async fn start_wadm(
+    connection: &NatsConnection,
+    lattice: &str,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let nats = connection
+        .connect(|options| options.name("wadm"), Duration::from_secs(10))
         .await
-        .with_context(|| format!("connecting wadm to NATS at {nats_url}"))?;
+        .context("connecting wadm to NATS")?;
     let lattice = lattice.to_owned();
     Ok(tokio::spawn(async move {
         let settings = wadm::reconciler::ReconcilerSettings::default();
@@ -220,6 +235,7 @@ pub fn down() -> anyhow::Result<()> {
     // A node killed abruptly cannot stop its NATS child; do it here.
     if let Some(nats_pid) = running_pid(&files.nats_pid) {
         terminate(nats_pid)?;
+        LocalNats::forget();
     }
     let _ = std::fs::remove_file(&files.pid);
     let _ = std::fs::remove_file(&files.nats_pid);
@@ -227,12 +243,48 @@ pub fn down() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The accounts in `$TRELLIS_HOME/keys`, which sign what this user runs.
+/// With none yet, the `default` account is made, as `wash claims sign`
+/// would on first use.
+fn keystore_issuers() -> anyhow::Result<Vec<String>> {
+    let mut issuers = Vec::new();
+    for path in keystore::list()? {
+        let is_account = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("_account.nk"));
+        if is_account {
+            issuers
+                .push(keystore::read_seed_file(&path, KeyKind::Account, "account")?.public_key());
+        }
+    }
+    if issuers.is_empty() {
+        let (account, path, _) = keystore::load_or_create("default", KeyKind::Account)?;
+        println!(
+            "created the account {} in {}",
+            account.public_key(),
+            path.display()
+        );
+        issuers.push(account.public_key());
+    }
+    Ok(issuers)
+}
+
 /// The `nats-server` child, if `up` had to start one.
-struct NatsChild(Option<Child>);
+struct NatsChild(Option<(Child, LocalNats)>);
 
 impl NatsChild {
-    fn ensure(url: &str, files: &RunFiles) -> anyhow::Result<Self> {
-        let (host, port) = host_port(url)?;
+    /// Uses the server at the first URL if it answers; else starts one on
+    /// this machine that admits only the credentials it writes under
+    /// `$TRELLIS_HOME/nats`.
+    fn ensure(connection: &NatsConnection, files: &RunFiles) -> anyhow::Result<Self> {
+        let url = connection
+            .server_list()
+            .first()
+            .copied()
+            .unwrap_or_default()
+            .to_owned();
+        let (host, port) = host_port(&url)?;
         if answers(&host, port) {
             return Ok(NatsChild(None));
         }
@@ -244,9 +296,10 @@ impl NatsChild {
         let binary = which_nats_server().context(
             "no NATS server answers and `nats-server` is not installed; install it (Debian: apt-get install nats-server) or pass --nats-url",
         )?;
+        let local = LocalNats::create(&url, &host, port, &files.nats_store)?;
         let child = Command::new(binary)
-            .args(["-js", "-a", &host, "-p", &port.to_string(), "-sd"])
-            .arg(&files.nats_store)
+            .arg("-c")
+            .arg(local.config_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -260,18 +313,28 @@ impl NatsChild {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(NatsChild(Some(child)))
+        Ok(NatsChild(Some((child, local))))
     }
 
     fn started(&self) -> bool {
         self.0.is_some()
     }
 
+    /// The connection to use: a started server's own credentials, else
+    /// what the user gave.
+    fn connection(&self, given: NatsConnection) -> NatsConnection {
+        match &self.0 {
+            Some((_, local)) => local.connection(),
+            None => given,
+        }
+    }
+
     fn stop(&mut self, files: &RunFiles) {
-        if let Some(mut child) = self.0.take() {
+        if let Some((mut child, local)) = self.0.take() {
             let _ = terminate(child.id());
             let _ = child.wait();
             let _ = std::fs::remove_file(&files.nats_pid);
+            local.remove();
         }
     }
 }

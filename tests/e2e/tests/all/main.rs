@@ -14,5 +14,6 @@ mod links;
 mod oci;
 mod policy;
 mod providers;
+mod security;
 mod state;
 mod wadm;

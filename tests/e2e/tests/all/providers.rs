@@ -297,6 +297,59 @@ async fn a_killed_provider_is_restarted() {
     assert_eq!(inventory.providers.len(), 1);
 }
 
+/// The staged copies under a host's `bin/` directory.
+fn staged_copies(host: &HostProcess) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(host.data_dir().join("bin")).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_copy_swapped_on_disk_is_not_run_at_the_next_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::start("prov-swap", &[]).await;
+    let (pid, _) = fx.start_provider().await;
+    let copies = staged_copies(&fx.host);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let staged = &copies[0];
+    let mode = std::fs::metadata(staged).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o500, "the staged copy is read-only");
+    // An attacker who may write there (here: root) swaps the copy, then
+    // makes the provider crash so the host restarts it.
+    // The running process holds the file, so it is replaced, not rewritten.
+    let marker = fx.scratch.path().join("swapped-code-ran");
+    let swapped = staged.with_file_name("swap");
+    std::fs::write(
+        &swapped,
+        format!("#!/bin/sh\ntouch {}\nsleep 30\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&swapped, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::rename(&swapped, staged).unwrap();
+    let mut events = fx.ctl.subscribe_events().await.unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for(&mut events, EventKind::ProviderStopped).await;
+    let failed = wait_for(&mut events, EventKind::ProviderStartFailed).await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("changed on disk after it was verified"),
+        "{error}"
+    );
+    assert!(!marker.exists(), "the swapped executable ran");
+    assert_eq!(fx.ctl.ping_hosts().await.unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_link_is_a_failed_health_check_until_it_is_deleted() {
     let fx = Fixture::start("prov-health", &["--provider-health-secs", "1"]).await;

@@ -227,30 +227,8 @@ async fn an_app_whose_image_is_missing_is_failed_with_the_reason() {
     }
 }
 
-/// `examples/manifests/{name}.yaml` with its images pointing at artifacts
-/// `lattice` signed, its HTTP address at `address` and its Redis at `redis`.
 fn example_manifest(lattice: &TestLattice, name: &str, address: &str, redis: &str) -> PathBuf {
-    let path = trellis_test_support::workspace_root()
-        .join("examples/manifests")
-        .join(format!("{name}.yaml"));
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    let counter = lattice.signer.sign_example("kv-counter").unwrap();
-    text = text.replace("file://../build/kv_counter_s.wasm", &file_url(&counter));
-    for package in [
-        "trellis-keyvalue-sqlite",
-        "trellis-keyvalue-redis",
-        "trellis-http-server",
-    ] {
-        let built = trellis_test_support::workspace_binary(package, package).unwrap();
-        let signed = lattice.signer.sign_provider(&built).unwrap();
-        text = text.replace(&format!("file://../build/{package}"), &file_url(&signed));
-    }
-    text = text
-        .replace("127.0.0.1:8080", address)
-        .replace("redis://127.0.0.1:6379/", redis);
-    let out = lattice.dir.path().join(format!("{name}.yaml"));
-    std::fs::write(&out, text).unwrap();
-    out
+    trellis_e2e::app::example_manifest(&lattice.signer, lattice.dir.path(), name, address, redis)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,553 @@
+//! How every Trellis process reaches NATS (feature `client`).
+//!
+//! The host, wadm, `wash` and the provider SDK take the same connection
+//! options, so a secured lattice is configured the same way everywhere:
+//! one or more server URLs (comma separated, `nats://` or `tls://`), one
+//! way to authenticate (a `.creds` file, an nkey seed file, or a user and
+//! password), and TLS settings (a CA to trust, and a client certificate
+//! and key for mutual TLS). [`NatsConnection`] holds them; with the `cli`
+//! feature [`NatsArgs`] reads them from flags and `TRELLIS_NATS_*`
+//! variables.
+//!
+//! [`NatsConnection::connect`] waits a bounded time for a server, and sorts
+//! failures into the cases an operator acts on: nothing answers, the TLS
+//! handshake failed (wrong CA, say), or the server refused the credentials.
+//! Each message names the servers and the flag to fix. Once connected, a
+//! subject the user's permissions forbid is logged with the same kind of
+//! hint, because NATS reports it asynchronously, not to the call.
+//!
+//! ```
+//! use trellis_lattice::connect::NatsConnection;
+//!
+//! let nats = NatsConnection::new("tls://a.example:4222, tls://b.example:4222");
+//! assert_eq!(nats.server_list().len(), 2);
+//! assert!(nats.wants_tls());
+//! // No server at all is a mistake caught before connecting.
+//! assert!(NatsConnection::new("").check().unwrap_err().to_string().contains("--nats-url"));
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions, ServerAddr};
+use thiserror::Error;
+
+/// The NATS URL every process uses when none is given.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// How long to wait between attempts while no server answers yet.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where NATS is and how to authenticate to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatsConnection {
+    /// Server URLs, comma separated.
+    pub urls: String,
+    /// How to authenticate.
+    pub auth: NatsAuth,
+    /// A PEM file of CA certificates to trust for the server's certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// A PEM client certificate and its private key, for servers that
+    /// verify clients (mutual TLS).
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+/// One way to authenticate to NATS.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// No credentials.
+    #[default]
+    Anonymous,
+    /// A `.creds` file (user JWT and seed).
+    CredsFile(PathBuf),
+    /// A file holding an nkey user seed (`SU…`).
+    NkeyFile(PathBuf),
+    /// A user JWT and the seed that signs for it, as a host hands them to
+    /// its providers.
+    Jwt {
+        /// The user JWT.
+        jwt: String,
+        /// Its seed.
+        seed: String,
+    },
+    /// An nkey user seed (`SU…`), as a host hands it to its providers.
+    Nkey(String),
+    /// A user name and password.
+    User {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+}
+
+impl fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NatsAuth::Anonymous => f.write_str("Anonymous"),
+            NatsAuth::CredsFile(path) => f.debug_tuple("CredsFile").field(path).finish(),
+            NatsAuth::NkeyFile(path) => f.debug_tuple("NkeyFile").field(path).finish(),
+            NatsAuth::Jwt { .. } => f.write_str("Jwt(<redacted>)"),
+            NatsAuth::Nkey(_) => f.write_str("Nkey(<redacted>)"),
+            NatsAuth::User { user, .. } => write!(f, "User({user}, <redacted>)"),
+        }
+    }
+}
+
+/// Why a process could not connect to NATS.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// The options contradict each other or a URL does not parse.
+    #[error("{0}")]
+    Invalid(String),
+    /// A file the options name could not be read.
+    #[error("reading the NATS {what} {path}: {source}")]
+    ReadFile {
+        /// Which option named it.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Nothing answered in time.
+    #[error(
+        "no NATS server answers at {servers} ({reason}); start one (`wash up`, or `nats-server -js`) or pass --nats-url"
+    )]
+    Unreachable {
+        /// The servers tried.
+        servers: String,
+        /// The last failure.
+        reason: String,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS with the NATS server at {servers} failed ({reason}); {hint}")]
+    Tls {
+        /// The servers tried.
+        servers: String,
+        /// What the TLS layer said.
+        reason: String,
+        /// What to check.
+        hint: String,
+    },
+    /// The server refused the credentials.
+    #[error("the NATS server at {servers} refused the credentials ({reason}); {hint}")]
+    Refused {
+        /// The servers tried.
+        servers: String,
+        /// What the server said.
+        reason: String,
+        /// Which credentials were offered and where to fix them.
+        hint: String,
+    },
+}
+
+impl NatsConnection {
+    /// Options for `urls` with no authentication and no TLS settings.
+    pub fn new(urls: impl Into<String>) -> Self {
+        NatsConnection {
+            urls: urls.into(),
+            ..NatsConnection::default()
+        }
+    }
+
+    /// The server URLs, trimmed, without empty entries.
+    pub fn server_list(&self) -> Vec<&str> {
+        self.urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
+    }
+
+    /// Checks that a server is named, before anything is read.
+    pub fn check(&self) -> Result<(), ConnectError> {
+        if self.server_list().is_empty() {
+            return Err(ConnectError::Invalid(
+                "no NATS server URL given; pass --nats-url nats://HOST:4222".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed server addresses.
+    pub fn server_addrs(&self) -> Result<Vec<ServerAddr>, ConnectError> {
+        self.check()?;
+        self.server_list()
+            .into_iter()
+            .map(|url| {
+                url.parse::<ServerAddr>().map_err(|e| {
+                    ConnectError::Invalid(format!(
+                        "`{url}` is not a NATS server URL ({e}); use nats://HOST:PORT or tls://HOST:PORT"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Whether these options ask for TLS.
+    pub fn wants_tls(&self) -> bool {
+        self.tls_ca.is_some()
+            || self.tls_client.is_some()
+            || self
+                .server_list()
+                .iter()
+                .any(|url| url.starts_with("tls://"))
+    }
+
+    /// async-nats options carrying the authentication and TLS settings,
+    /// and a callback that logs permission violations with a hint.
+    pub async fn options(&self) -> Result<ConnectOptions, ConnectError> {
+        self.check()?;
+        let mut options = ConnectOptions::new().event_callback(log_event);
+        options = match &self.auth {
+            NatsAuth::Anonymous => options,
+            NatsAuth::CredsFile(path) => {
+                readable("credentials file", path)?;
+                options
+                    .credentials_file(path)
+                    .await
+                    .map_err(|source| ConnectError::ReadFile {
+                        what: "credentials file",
+                        path: path.clone(),
+                        source,
+                    })?
+            }
+            NatsAuth::NkeyFile(path) => options.nkey(read_seed(path)?),
+            NatsAuth::Jwt { jwt, seed } => options
+                .credentials(&credentials_text(jwt, seed))
+                .map_err(|e| {
+                    ConnectError::Invalid(format!("the NATS user JWT or seed is malformed: {e}"))
+                })?,
+            NatsAuth::Nkey(seed) => options.nkey(seed.clone()),
+            NatsAuth::User { user, password } => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+        };
+        if let Some(path) = &self.tls_ca {
+            readable("TLS CA file", path)?;
+            options = options.add_root_certificates(path.clone());
+        }
+        if let Some((cert, key)) = &self.tls_client {
+            readable("TLS client certificate", cert)?;
+            readable("TLS client key", key)?;
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if self.wants_tls() {
+            options = options.require_tls(true);
+        }
+        Ok(options)
+    }
+
+    /// Connects, retrying while no server answers, for at most `wait`.
+    ///
+    /// `customize` adds the caller's own settings (a name, timeouts) to each
+    /// attempt's options. TLS and credential failures end the wait at once:
+    /// retrying cannot fix them.
+    pub async fn connect(
+        &self,
+        customize: impl Fn(ConnectOptions) -> ConnectOptions,
+        wait: Duration,
+    ) -> Result<async_nats::Client, ConnectError> {
+        let addrs = self.server_addrs()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let options = customize(self.options().await?);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let reason = match tokio::time::timeout(left, options.connect(addrs.clone())).await {
+                Ok(Ok(client)) => return Ok(client),
+                Ok(Err(err)) => match self.classify(&err) {
+                    Some(fatal) => return Err(fatal),
+                    None => err.to_string(),
+                },
+                Err(_) => format!("no answer within {wait:?}"),
+            };
+            if tokio::time::Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(ConnectError::Unreachable {
+                    servers: self.servers(),
+                    reason,
+                });
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// The failures that retrying cannot fix, with their hints.
+    fn classify(&self, err: &async_nats::ConnectError) -> Option<ConnectError> {
+        let reason = err.to_string();
+        let source = std::error::Error::source(err).map(ToString::to_string);
+        let detail = source.map_or(reason.clone(), |s| format!("{reason}: {s}"));
+        let tls_like = is_tls_failure(&detail);
+        match err.kind() {
+            ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+                Some(ConnectError::Refused {
+                    servers: self.servers(),
+                    reason: detail,
+                    hint: self.credentials_hint(),
+                })
+            }
+            ConnectErrorKind::Tls => Some(self.tls_error(detail)),
+            ConnectErrorKind::Io if tls_like => Some(self.tls_error(detail)),
+            ConnectErrorKind::ServerParse => Some(ConnectError::Invalid(format!(
+                "the NATS server list `{}` does not parse ({detail})",
+                self.urls
+            ))),
+            _ => None,
+        }
+    }
+
+    fn tls_error(&self, reason: String) -> ConnectError {
+        let hint = match &self.tls_ca {
+            Some(ca) => format!(
+                "check that {} is the CA that signed the server's certificate (--nats-tls-ca), and that the URL's host name is in that certificate",
+                ca.display()
+            ),
+            None => {
+                "pass the CA that signed the server's certificate with --nats-tls-ca".to_owned()
+            }
+        };
+        ConnectError::Tls {
+            servers: self.servers(),
+            reason,
+            hint,
+        }
+    }
+
+    fn credentials_hint(&self) -> String {
+        match &self.auth {
+            NatsAuth::CredsFile(path) => {
+                format!("check the credentials file {} (--nats-creds)", path.display())
+            }
+            NatsAuth::NkeyFile(path) => {
+                format!("check the nkey seed in {} (--nats-nkey)", path.display())
+            }
+            NatsAuth::User { user, .. } => {
+                format!("check the password of NATS user `{user}` (--nats-user, --nats-password)")
+            }
+            NatsAuth::Jwt { .. } | NatsAuth::Nkey(_) => {
+                "check the credentials the host hands its providers (--provider-nats-creds)".to_owned()
+            }
+            NatsAuth::Anonymous => "this server requires credentials: pass --nats-creds, --nats-nkey, or --nats-user with --nats-password".to_owned(),
+        }
+    }
+
+    fn servers(&self) -> String {
+        self.server_list().join(", ")
+    }
+}
+
+/// Whether an I/O failure came from the TLS layer (rustls reports a bad
+/// certificate as an I/O error).
+fn is_tls_failure(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "unknownissuer"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
+fn readable(what: &'static str, path: &Path) -> Result<(), ConnectError> {
+    std::fs::metadata(path)
+        .map(drop)
+        .map_err(|source| ConnectError::ReadFile {
+            what,
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// The first `SU…` seed in an nkey seed file.
+fn read_seed(path: &Path) -> Result<String, ConnectError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConnectError::ReadFile {
+        what: "nkey seed file",
+        path: path.to_owned(),
+        source,
+    })?;
+    text.split_whitespace()
+        .find(|word| word.starts_with("SU"))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ConnectError::Invalid(format!(
+                "{} holds no nkey user seed (a word starting `SU`); generate one with `nk -gen user`",
+                path.display()
+            ))
+        })
+}
+
+/// A `.creds` document for a JWT and seed, as async-nats parses them.
+fn credentials_text(jwt: &str, seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+}
+
+async fn log_event(event: async_nats::Event) {
+    match event {
+        async_nats::Event::ServerError(err) => {
+            let text = err.to_string();
+            if text.to_ascii_lowercase().contains("permissions violation") {
+                tracing::error!(
+                    error = %text,
+                    "NATS refused a subject: this process's NATS user lacks the permission; grant it in the server's configuration (see deploy/nats/README.md)"
+                );
+            } else {
+                tracing::warn!(error = %text, "NATS server error");
+            }
+        }
+        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+        async_nats::Event::Connected => tracing::debug!("connected to NATS"),
+        other => tracing::debug!(event = %other, "NATS connection event"),
+    }
+}
+
+/// The connection flags, with their `TRELLIS_NATS_*` variables (feature `cli`).
+#[cfg(feature = "cli")]
+#[derive(Clone, Debug, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URLs, comma separated (`nats://` or `tls://`).
+    #[arg(long = "nats-url", env = "TRELLIS_NATS_URL", default_value = DEFAULT_NATS_URL)]
+    pub nats_url: String,
+    /// A NATS credentials file (.creds).
+    #[arg(long = "nats-creds", env = "TRELLIS_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// A file holding a NATS nkey user seed (SU…).
+    #[arg(long = "nats-nkey", env = "TRELLIS_NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+    /// A NATS user name (with --nats-password).
+    #[arg(long = "nats-user", env = "TRELLIS_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// The NATS user's password.
+    #[arg(
+        long = "nats-password",
+        env = "TRELLIS_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub nats_password: Option<String>,
+    /// A PEM file of CA certificates that signed the server's certificate.
+    #[arg(long = "nats-tls-ca", env = "TRELLIS_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// A PEM client certificate, for mutual TLS (with --nats-tls-key).
+    #[arg(long = "nats-tls-cert", env = "TRELLIS_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(long = "nats-tls-key", env = "TRELLIS_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+}
+
+#[cfg(feature = "cli")]
+impl NatsArgs {
+    /// The connection these flags describe, or why they contradict each
+    /// other.
+    pub fn connection(&self) -> Result<NatsConnection, ConnectError> {
+        let invalid = |message: &str| Err(ConnectError::Invalid(message.to_owned()));
+        let auth = match (
+            &self.nats_creds,
+            &self.nats_nkey,
+            &self.nats_user,
+            &self.nats_password,
+        ) {
+            (None, None, None, None) => NatsAuth::Anonymous,
+            (Some(path), None, None, None) => NatsAuth::CredsFile(path.clone()),
+            (None, Some(path), None, None) => NatsAuth::NkeyFile(path.clone()),
+            (None, None, Some(user), Some(password)) => NatsAuth::User {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (None, None, Some(_), None) | (None, None, None, Some(_)) => {
+                return invalid(
+                    "--nats-user and --nats-password go together; give both or neither",
+                );
+            }
+            _ => {
+                return invalid(
+                    "give one way to authenticate to NATS: --nats-creds, --nats-nkey, or --nats-user with --nats-password",
+                );
+            }
+        };
+        let tls_client = match (&self.nats_tls_cert, &self.nats_tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                return invalid(
+                    "--nats-tls-cert and --nats-tls-key go together (a client certificate and its key); give both or neither",
+                );
+            }
+        };
+        let connection = NatsConnection {
+            urls: self.nats_url.clone(),
+            auth,
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_client,
+        };
+        connection.check()?;
+        Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_urls_are_split_and_trimmed() {
+        let nats = NatsConnection::new(" nats://a:4222 ,tls://b:4222,, ");
+        assert_eq!(nats.server_list(), ["nats://a:4222", "tls://b:4222"]);
+        assert_eq!(nats.server_addrs().unwrap().len(), 2);
+        assert!(nats.wants_tls());
+        assert!(!NatsConnection::new("nats://a:4222").wants_tls());
+    }
+
+    #[test]
+    fn a_connection_needs_a_server() {
+        let message = NatsConnection::new(" , ").check().unwrap_err().to_string();
+        assert!(message.contains("--nats-url"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_url_is_named() {
+        let message = NatsConnection::new("nats://a:4222,http://[::")
+            .server_addrs()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("`http://[::`"), "{message}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let nats = NatsConnection {
+            auth: NatsAuth::User {
+                user: "ops".into(),
+                password: "hunter2".into(),
+            },
+            ..NatsConnection::new("nats://a:4222")
+        };
+        let text = format!("{nats:?}");
+        assert!(!text.contains("hunter2") && text.contains("ops"), "{text}");
+        let text = format!("{:?}", NatsAuth::Nkey("SUASECRET".into()));
+        assert!(!text.contains("SUASECRET"), "{text}");
+    }
+
+    #[test]
+    fn seed_files_yield_the_user_seed() {
+        let dir = std::env::temp_dir().join(format!("trellis-seed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("user.nk");
+        std::fs::write(&path, "# a comment\nSUAEXAMPLE\n").unwrap();
+        assert_eq!(read_seed(&path).unwrap(), "SUAEXAMPLE");
+        std::fs::write(&path, "nothing").unwrap();
+        assert!(
+            read_seed(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("nk -gen user")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_failures_are_told_apart_from_unreachable_servers() {
+        assert!(is_tls_failure("invalid peer certificate: UnknownIssuer"));
+        assert!(!is_tls_failure("Connection refused (os error 111)"));
+    }
+}
