@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use trellis_lattice::grant::OutboundGrant;
 
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Semaphore;
@@ -38,6 +39,8 @@ pub struct ComponentSpec {
     pub max_instances: u32,
     /// Free-form annotations (wadm records ownership here).
     pub annotations: BTreeMap<String, String>,
+    /// The hosts it may reach over outgoing HTTP ([`trellis_lattice::grant`]).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A component this host runs.
@@ -50,6 +53,9 @@ pub struct RunningComponent {
     pub annotations: BTreeMap<String, String>,
     /// Its verified claims; `None` when unsigned code was allowed.
     pub claims: Option<Claims<ComponentMetadata>>,
+    /// The outbound grant, as given.
+    pub allowed_hosts: Vec<String>,
+    grant: Arc<OutboundGrant>,
     max_instances: AtomicU32,
     permits: Arc<Semaphore>,
     pre: InstancePre<InstanceState>,
@@ -92,6 +98,8 @@ impl RunningComponent {
         spec: &ComponentSpec,
         call_timeout: Duration,
     ) -> Result<Self, HostError> {
+        let grant = OutboundGrant::parse(&spec.allowed_hosts)
+            .map_err(|e| HostError::BadRequest(format!("component `{}`: {e}", spec.id)))?;
         let (wasm, pulled) = fetch(artifacts, &spec.image_ref).await?;
         let token = policy.admit(&wasm).map_err(|source| HostError::Refused {
             reference: spec.image_ref.clone(),
@@ -116,6 +124,8 @@ impl RunningComponent {
             image_ref: spec.image_ref.clone(),
             annotations: spec.annotations.clone(),
             claims: token.map(|t| t.claims),
+            allowed_hosts: spec.allowed_hosts.clone(),
+            grant: Arc::new(grant),
             max_instances: AtomicU32::new(max),
             permits: Arc::new(Semaphore::new(max as usize)),
             pre,
@@ -176,6 +186,7 @@ impl RunningComponent {
                 &self.id,
                 self.runtime.max_memory_bytes(),
                 self.router.clone(),
+                Arc::clone(&self.grant),
             ),
         );
         store.limiter(|state| state.limits());

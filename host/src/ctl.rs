@@ -147,6 +147,7 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
                         image_ref: cmd.component_ref,
                         max_instances: cmd.max_instances,
                         annotations: cmd.annotations.unwrap_or_default(),
+                        allowed_hosts: cmd.allowed_hosts,
                     };
                     inner.scale(spec, allow_update).await
                 }

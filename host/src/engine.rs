@@ -23,6 +23,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::HostError;
 use crate::imports::ImportRouter;
 use crate::keyvalue::KeyvalueView;
+use crate::outbound::OutboundHttp;
+use trellis_lattice::grant::OutboundGrant;
 
 /// How often the epoch advances: how often a running guest yields, and the
 /// resolution of call deadlines.
@@ -36,6 +38,8 @@ const POOLED_INSTANCES: u32 = 256;
 pub struct InstanceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    /// Outgoing HTTP checks against the component's grant.
+    outbound: OutboundHttp,
     table: ResourceTable,
     limits: StoreLimits,
     /// Where calls to lattice imports go; the keyvalue bindings need it
@@ -49,7 +53,12 @@ impl InstanceState {
     /// Fresh state for one call of `component_id`, with named config exposed
     /// as environment variables and stdout/stderr going to the host's log.
     /// Its lattice imports are sent through `router`.
-    pub fn new(component_id: &str, max_memory_bytes: u64, router: ImportRouter) -> Self {
+    pub fn new(
+        component_id: &str,
+        max_memory_bytes: u64,
+        router: ImportRouter,
+        grant: Arc<OutboundGrant>,
+    ) -> Self {
         let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
@@ -58,6 +67,7 @@ impl InstanceState {
         InstanceState {
             wasi,
             http: WasiHttpCtx::new(),
+            outbound: OutboundHttp::new(component_id, grant),
             table: ResourceTable::new(),
             limits,
             router,
@@ -91,7 +101,7 @@ impl WasiHttpView for InstanceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }

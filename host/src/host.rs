@@ -388,7 +388,9 @@ impl HostInner {
             return Ok(self.remove(&spec).await);
         }
         if let Some(existing) = existing {
-            if existing.image_ref == spec.image_ref {
+            // A changed grant takes a fresh instance set, like a new image.
+            if existing.image_ref == spec.image_ref && existing.allowed_hosts == spec.allowed_hosts
+            {
                 existing.set_max_instances(spec.max_instances);
                 self.publish_scaled(&existing).await;
                 return Ok(format!(
@@ -396,7 +398,7 @@ impl HostInner {
                     spec.id, spec.max_instances
                 ));
             }
-            if !allow_update {
+            if existing.image_ref != spec.image_ref && !allow_update {
                 return Err(HostError::BadRequest(format!(
                     "component `{}` already runs `{}` here; use `component.update` (or allow_update) to change its image",
                     spec.id, existing.image_ref
@@ -426,6 +428,7 @@ impl HostInner {
             image_ref: new_ref.to_owned(),
             max_instances: existing.max_instances(),
             annotations: annotations.unwrap_or_else(|| existing.annotations.clone()),
+            allowed_hosts: existing.allowed_hosts.clone(),
         };
         self.start_or_replace(spec).await
     }

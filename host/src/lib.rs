@@ -30,6 +30,7 @@ mod events;
 mod host;
 mod imports;
 mod keyvalue;
+mod outbound;
 mod policy;
 mod provider;
 mod rpc;

@@ -44,6 +44,17 @@ pub enum LatticeError {
         problem: String,
     },
 
+    /// An entry of a component's outbound grant does not parse.
+    #[error(
+        "`{entry}` is not a valid allowed host: {reason}; write [scheme://]host[:port], e.g. https://api.example.com or *.example.com:443"
+    )]
+    InvalidGrant {
+        /// The entry as given.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A link definition is incomplete or would not route anything.
     #[error("invalid link from {source_id:?}: {problem}")]
     InvalidLink {

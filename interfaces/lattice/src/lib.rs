@@ -13,7 +13,8 @@
 //! - [`host_data`]: the document a host hands a provider on stdin, and
 //!   [`provider`]: what they say afterwards (links, health, shutdown).
 //! - [`keyvalue`] and [`messaging`]: the capability contracts providers serve.
-//! - [`http`]: HTTP requests and responses as they cross the lattice.
+//! - [`http`]: HTTP requests and responses as they cross the lattice, and
+//!   [`grant`]: which hosts a component may reach with outgoing HTTP.
 //! - [`wit`]: WIT interface and function names as links and subjects use them.
 //! - `client` (feature `client`): an async control-interface client over
 //!   NATS for `wash` and wadm, and `request` (feature `client`): one RPC
@@ -65,6 +66,7 @@ pub mod connect;
 pub mod ctl;
 pub mod error;
 pub mod event;
+pub mod grant;
 pub mod host_data;
 pub mod http;
 pub mod keyvalue;

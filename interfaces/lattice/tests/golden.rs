@@ -188,6 +188,7 @@ fn scale_command_is_pinned() {
         host_id: HOST_ID.into(),
         config: vec!["counter-defaults".into(), "counter-prod".into()],
         allow_update: true,
+        allowed_hosts: vec!["https://api.example.com".into(), "*.example.com:443".into()],
     };
     golden("scale_command.json", &cmd);
 }

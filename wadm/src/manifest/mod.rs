@@ -89,6 +89,9 @@ pub struct Component {
     pub image: String,
     /// `properties.config`, in order (later entries win on merge).
     pub config: Vec<ConfigRef>,
+    /// `properties.allowedHosts`: hosts a component may reach over outgoing
+    /// HTTP (none when absent).
+    pub allowed_hosts: Vec<String>,
     /// How many run where; `None` runs it nowhere.
     pub scaler: Option<Scaler>,
     /// Links whose source is this component.

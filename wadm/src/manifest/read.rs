@@ -207,6 +207,7 @@ fn component(
         kind,
         image: properties.image,
         config: properties.config,
+        allowed_hosts: properties.allowed_hosts,
         scaler,
         links,
     })
@@ -230,6 +231,7 @@ struct Properties {
     image: String,
     id: Option<String>,
     config: Vec<ConfigRef>,
+    allowed_hosts: Vec<String>,
 }
 
 fn properties(
@@ -237,7 +239,7 @@ fn properties(
     refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
 ) -> Option<Properties> {
-    let fields = node.fields(&["image", "id", "config"], problems)?;
+    let fields = node.fields(&["image", "id", "config", "allowedHosts"], problems)?;
     let image = fields
         .required(
             "image",
@@ -259,10 +261,25 @@ fn properties(
         .optional("config")
         .and_then(|n| config_list(&n, refs, problems))
         .unwrap_or_default();
+    // Outbound HTTP is granted host by host; a bad entry names itself.
+    let allowed_hosts = fields
+        .optional("allowedHosts")
+        .and_then(|n| {
+            let hosts = n.string_list(problems)?;
+            match trellis_lattice::grant::OutboundGrant::parse(&hosts) {
+                Ok(_) => Some(hosts),
+                Err(err) => {
+                    n.problem(problems, err.to_string());
+                    None
+                }
+            }
+        })
+        .unwrap_or_default();
     Some(Properties {
         image: image?.to_owned(),
         id,
         config,
+        allowed_hosts,
     })
 }
 

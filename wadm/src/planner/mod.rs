@@ -314,6 +314,7 @@ fn reconcile_component(
                 .map(|c| c.lattice_name(app))
                 .collect(),
             allow_update,
+            allowed_hosts: component.allowed_hosts.clone(),
         })
     };
     for host in lattice.alive_hosts() {
@@ -398,6 +399,7 @@ fn scale_to_zero(app: &str, host_id: &str, running: &ComponentDescription) -> Co
         host_id: host_id.to_owned(),
         config: Vec::new(),
         allow_update: false,
+        allowed_hosts: Vec::new(),
     })
 }
 

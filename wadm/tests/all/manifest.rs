@@ -453,3 +453,34 @@ fn a_document_that_is_not_a_map_says_what_was_expected() {
     let err = Manifest::parse("- just\n- a list\n").unwrap_err();
     assert_eq!(err.problems()[0].message, "expected a map, found a list");
 }
+
+/// A one-component manifest whose properties end with `extra`.
+fn fetch_app(extra: &str) -> String {
+    format!(
+        "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: fetch\n  annotations:\n    version: v1\nspec:\n  components:\n    - name: fetch\n      type: component\n      properties:\n        image: file:///fetch.wasm\n{extra}      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1\n"
+    )
+}
+
+#[test]
+fn allowed_hosts_grant_outbound_http_and_bad_entries_are_named() {
+    let manifest = Manifest::parse(&fetch_app(
+        "        allowedHosts:\n          - https://api.example.com\n          - \"*.example.com:443\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        manifest.components[0].allowed_hosts,
+        ["https://api.example.com", "*.example.com:443"]
+    );
+    assert!(
+        Manifest::parse(&fetch_app("")).unwrap().components[0]
+            .allowed_hosts
+            .is_empty()
+    );
+    let err = Manifest::parse(&fetch_app("        allowedHosts: [\"ftp://x\"]\n")).unwrap_err();
+    let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_problem(
+        &problems,
+        "spec.components[0].properties.allowedHosts",
+        "not a valid allowed host",
+    );
+}

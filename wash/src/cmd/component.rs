@@ -90,6 +90,11 @@ struct ScaleOptions {
     /// A tag reported back in inventory and events (`key=value`; repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     annotations: Vec<String>,
+    /// A host the component may reach over outgoing HTTP, as
+    /// `[scheme://]host[:port]` (`https://api.example.com`,
+    /// `*.example.com:443`); repeatable. Without it, none.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
     /// A named config the component reads (repeatable; later ones win).
     #[arg(long = "config", value_name = "NAME")]
     configs: Vec<String>,
@@ -181,6 +186,9 @@ fn scale_command(
     options: &ScaleOptions,
 ) -> anyhow::Result<ScaleComponentCommand> {
     let annotations = parse_pairs("--annotation", &options.annotations)?;
+    // Checked here so a typo fails before anything is sent.
+    trellis_lattice::grant::OutboundGrant::parse(&options.allowed_hosts)
+        .context("checking --allowed-host")?;
     Ok(ScaleComponentCommand {
         component_ref,
         component_id,
@@ -189,6 +197,7 @@ fn scale_command(
         host_id,
         config: options.configs.clone(),
         allow_update: false,
+        allowed_hosts: options.allowed_hosts.clone(),
     })
 }
 

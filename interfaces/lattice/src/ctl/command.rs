@@ -34,6 +34,11 @@ pub struct ScaleComponentCommand {
     /// Whether a different `component_ref` for a running id may replace it.
     #[serde(default)]
     pub allow_update: bool,
+    /// Hosts the component may reach with `wasi:http/outgoing-handler`,
+    /// as [`crate::grant`] entries; empty grants nothing. A Trellis
+    /// extension (wasmCloud's manifests call it `allowedHosts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Body of `component.update.{host}`: swap a running component's image.

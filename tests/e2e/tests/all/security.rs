@@ -340,3 +340,105 @@ async fn wash_up_secures_the_nats_it_starts_and_trusts_only_the_users_accounts()
         "wash down leaves no credentials behind"
     );
 }
+
+/// A one-shot-per-connection HTTP server on loopback that answers `body`.
+async fn upstream(body: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_is_denied_unless_the_host_is_granted() {
+    use trellis_e2e::app::{HTTP, LinkConfig, TestLattice, get};
+    let lattice = TestLattice::start("outbound").await.unwrap();
+    let granted = upstream("granted upstream").await;
+    let other = upstream("other upstream").await;
+    lattice.start_provider(HTTP).await.unwrap();
+    let image = trellis_e2e::file_url(&lattice.signer.sign_example("http-fetch").unwrap());
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    lattice
+        .config("fetch-http", &[("address", &address)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            HTTP.0,
+            "fetch",
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("fetch-http"),
+        )
+        .await
+        .unwrap();
+    let scale = |allowed_hosts: Vec<String>| ScaleComponentCommand {
+        component_id: "fetch".into(),
+        component_ref: image.clone(),
+        max_instances: 2,
+        host_id: lattice.host.id().into(),
+        allowed_hosts,
+        ..Default::default()
+    };
+    let fetch = |port: u16| format!("http://{address}/?url=http://127.0.0.1:{port}/");
+
+    // No grant: nothing leaves the host.
+    lattice
+        .ctl
+        .scale_component(&scale(Vec::new()))
+        .await
+        .unwrap();
+    // Until the listener and the component are up, the answer is 503 or
+    // no connection at all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        match get(&fetch(granted)).await {
+            Ok((status, body)) if status != 503 => break (status, body),
+            _ if std::time::Instant::now() > deadline => {
+                panic!("no answer\n{}", lattice.host.log())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HTTP-request-denied"), "{body}");
+    let log = lattice.host.log();
+    assert!(log.contains("outgoing HTTP request denied"), "{log}");
+    assert!(
+        log.contains(&format!("http://127.0.0.1:{granted}")),
+        "{log}"
+    );
+
+    // Granted one host and port: that one answers, the other is denied.
+    lattice
+        .ctl
+        .scale_component(&scale(vec![format!("http://127.0.0.1:{granted}")]))
+        .await
+        .unwrap();
+    let (status, body) = get(&fetch(granted)).await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "granted upstream"));
+    let (status, body) = get(&fetch(other)).await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HTTP-request-denied"), "{body}");
+
+    // A malformed grant is refused before anything runs.
+    let err = lattice
+        .ctl
+        .scale_component(&scale(vec!["ftp://127.0.0.1".into()]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a valid allowed host"), "{err}");
+}
