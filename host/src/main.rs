@@ -80,17 +80,13 @@ struct Args {
 
 /// The `--provider-nats-*` credentials, if any were given.
 fn provider_auth(args: &Args) -> anyhow::Result<Option<NatsAuth>> {
-    let given = NatsArgs {
-        nats_creds: args.provider_nats_creds.clone(),
-        nats_nkey: args.provider_nats_nkey.clone(),
-        nats_user: args.provider_nats_user.clone(),
-        nats_password: args.provider_nats_password.clone(),
-        ..args.nats.clone()
-    };
-    let auth = given
-        .connection()
-        .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--nats-", "--provider-nats-")))?
-        .auth;
+    let auth = NatsAuth::from_flags(
+        "--provider-nats",
+        args.provider_nats_creds.clone(),
+        args.provider_nats_nkey.clone(),
+        args.provider_nats_user.clone(),
+        args.provider_nats_password.clone(),
+    )?;
     Ok((auth != NatsAuth::Anonymous).then_some(auth))
 }
 

@@ -1,10 +1,10 @@
 //! The host data document each provider process receives on stdin: the
 //! host's own connection details plus what is particular to the provider.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tracing::level_filters::LevelFilter;
-use trellis_lattice::connect::NatsAuth;
+use trellis_lattice::connect::{NatsAuth, NatsConnection};
 use trellis_lattice::host_data::LogLevel;
 use trellis_lattice::{HostData, Link};
 
@@ -15,21 +15,11 @@ use crate::config::HostConfig;
 pub(crate) struct HostDataTemplate {
     host_id: String,
     lattice: String,
-    nats_url: String,
-    auth: ProviderAuth,
-    tls_ca: Option<String>,
-    tls_client: Option<(String, String)>,
+    /// The host's URLs and TLS files, with the providers' credentials
+    /// read once, here, at start.
+    connection: NatsConnection,
     log_level: LogLevel,
     rpc_timeout_ms: u64,
-}
-
-/// The credentials fields of the host data.
-#[derive(Clone, Debug, Default)]
-struct ProviderAuth {
-    user_jwt: Option<String>,
-    user_seed: Option<String>,
-    user: Option<String>,
-    password: Option<String>,
 }
 
 impl HostDataTemplate {
@@ -41,18 +31,17 @@ impl HostDataTemplate {
             .provider_nats_auth
             .as_ref()
             .unwrap_or(&config.nats.auth);
-        let display = |path: &PathBuf| path.display().to_string();
+        let auth = auth.resolve().unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot read the NATS credentials for providers");
+            NatsAuth::Anonymous
+        });
         HostDataTemplate {
             host_id: host_id.to_owned(),
             lattice: config.lattice.clone(),
-            nats_url: config.nats.urls.clone(),
-            auth: provider_auth(auth),
-            tls_ca: config.nats.tls_ca.as_ref().map(display),
-            tls_client: config
-                .nats
-                .tls_client
-                .as_ref()
-                .map(|(cert, key)| (display(cert), display(key))),
+            connection: NatsConnection {
+                auth,
+                ..config.nats.clone()
+            },
             log_level: log_level(LevelFilter::current()),
             rpc_timeout_ms: u64::try_from(config.call_timeout.as_millis()).unwrap_or(u64::MAX),
         }
@@ -69,69 +58,13 @@ impl HostDataTemplate {
         HostData {
             host_id: self.host_id.clone(),
             lattice_rpc_prefix: self.lattice.clone(),
-            lattice_rpc_url: self.nats_url.clone(),
-            lattice_rpc_user_jwt: self.auth.user_jwt.clone(),
-            lattice_rpc_user_seed: self.auth.user_seed.clone(),
-            lattice_rpc_user: self.auth.user.clone(),
-            lattice_rpc_password: self.auth.password.clone(),
-            lattice_rpc_tls_ca_file: self.tls_ca.clone(),
-            lattice_rpc_tls_cert_file: self.tls_client.as_ref().map(|(cert, _)| cert.clone()),
-            lattice_rpc_tls_key_file: self.tls_client.as_ref().map(|(_, key)| key.clone()),
             provider_key: provider_id.to_owned(),
             config,
             link_definitions: links,
             log_level: Some(self.log_level),
             default_rpc_timeout_ms: Some(self.rpc_timeout_ms),
             data_dir: Some(data_dir.display().to_string()),
-        }
-    }
-}
-
-/// The host data's credential fields for `auth`. A file that does not
-/// parse here leaves providers without credentials, which their own
-/// connection error will then report.
-fn provider_auth(auth: &NatsAuth) -> ProviderAuth {
-    match auth {
-        NatsAuth::Anonymous => ProviderAuth::default(),
-        NatsAuth::CredsFile(path) => {
-            let (user_jwt, user_seed) = read_credentials(path);
-            ProviderAuth {
-                user_jwt,
-                user_seed,
-                ..ProviderAuth::default()
-            }
-        }
-        NatsAuth::NkeyFile(path) => ProviderAuth {
-            user_seed: read_seed(path),
-            ..ProviderAuth::default()
-        },
-        NatsAuth::Jwt { jwt, seed } => ProviderAuth {
-            user_jwt: Some(jwt.clone()),
-            user_seed: Some(seed.clone()),
-            ..ProviderAuth::default()
-        },
-        NatsAuth::Nkey(seed) => ProviderAuth {
-            user_seed: Some(seed.clone()),
-            ..ProviderAuth::default()
-        },
-        NatsAuth::User { user, password } => ProviderAuth {
-            user: Some(user.clone()),
-            password: Some(password.clone()),
-            ..ProviderAuth::default()
-        },
-    }
-}
-
-/// The first `SU…` word of an nkey seed file.
-fn read_seed(path: &Path) -> Option<String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .split_whitespace()
-            .find(|word| word.starts_with("SU"))
-            .map(str::to_owned),
-        Err(err) => {
-            tracing::warn!(path = %path.display(), error = %err, "cannot read the NATS nkey seed for providers");
-            None
+            ..HostData::from_connection(&self.connection)
         }
     }
 }
@@ -147,47 +80,9 @@ fn log_level(filter: LevelFilter) -> LogLevel {
     }
 }
 
-/// The user JWT and seed of a NATS `.creds` file.
-fn read_credentials(path: &Path) -> (Option<String>, Option<String>) {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_credentials(&text),
-        Err(err) => {
-            tracing::warn!(path = %path.display(), error = %err, "cannot read NATS credentials for providers");
-            (None, None)
-        }
-    }
-}
-
-/// The first line after each `-----BEGIN …-----` marker of a `.creds` file.
-fn parse_credentials(text: &str) -> (Option<String>, Option<String>) {
-    let after = |marker: &str| {
-        let mut lines = text.lines().map(str::trim);
-        lines.find(|line| line.contains(marker))?;
-        lines
-            .find(|line| !line.is_empty())
-            .filter(|line| !line.starts_with("---"))
-            .map(str::to_owned)
-    };
-    (after("BEGIN NATS USER JWT"), after("BEGIN USER NKEY SEED"))
-}
-
 #[cfg(test)]
 mod tests {
-    use trellis_lattice::connect::NatsConnection;
-
     use super::*;
-
-    #[test]
-    fn credentials_files_yield_jwt_and_seed() {
-        let creds = "-----BEGIN NATS USER JWT-----\neyJ0eXAi.payload.sig\n------END NATS USER JWT------\n\n\
-                     ************************* IMPORTANT *************************\n\
-                     -----BEGIN USER NKEY SEED-----\nSUAXYZ\n------END USER NKEY SEED------\n";
-        assert_eq!(
-            parse_credentials(creds),
-            (Some("eyJ0eXAi.payload.sig".into()), Some("SUAXYZ".into()))
-        );
-        assert_eq!(parse_credentials("nothing here"), (None, None));
-    }
 
     #[test]
     fn providers_get_their_own_credentials_when_the_host_is_given_them() {

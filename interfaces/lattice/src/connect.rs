@@ -95,6 +95,63 @@ impl fmt::Debug for NatsAuth {
     }
 }
 
+impl NatsAuth {
+    /// The way to authenticate that the flags `{flag}-creds`,
+    /// `{flag}-nkey`, `{flag}-user` and `{flag}-password` give, or why they
+    /// contradict each other. `flag` is `--nats` for a process's own
+    /// connection and `--provider-nats` for the credentials a host hands
+    /// its providers, so each message names the flags the user typed.
+    pub fn from_flags(
+        flag: &str,
+        creds: Option<PathBuf>,
+        nkey: Option<PathBuf>,
+        user: Option<String>,
+        password: Option<String>,
+    ) -> Result<Self, ConnectError> {
+        Ok(match (creds, nkey, user, password) {
+            (None, None, None, None) => NatsAuth::Anonymous,
+            (Some(path), None, None, None) => NatsAuth::CredsFile(path),
+            (None, Some(path), None, None) => NatsAuth::NkeyFile(path),
+            (None, None, Some(user), Some(password)) => NatsAuth::User { user, password },
+            (None, None, Some(_), None) | (None, None, None, Some(_)) => {
+                return Err(ConnectError::Invalid(format!(
+                    "{flag}-user and {flag}-password go together; give both or neither"
+                )));
+            }
+            _ => {
+                return Err(ConnectError::Invalid(format!(
+                    "give one way to authenticate to NATS: {flag}-creds, {flag}-nkey, or {flag}-user with {flag}-password"
+                )));
+            }
+        })
+    }
+
+    /// The same credentials with every file read: a `.creds` file becomes
+    /// its JWT and seed, an nkey seed file its seed. This is the form a
+    /// host hands its providers, whose host data carries values, not paths.
+    pub fn resolve(&self) -> Result<NatsAuth, ConnectError> {
+        match self {
+            NatsAuth::CredsFile(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConnectError::ReadFile {
+                        what: "credentials file",
+                        path: path.clone(),
+                        source,
+                    })?;
+                let (jwt, seed) = parse_credentials(&text).ok_or_else(|| {
+                    ConnectError::Invalid(format!(
+                        "{} is not a NATS credentials file: it needs a user JWT and a user seed",
+                        path.display()
+                    ))
+                })?;
+                Ok(NatsAuth::Jwt { jwt, seed })
+            }
+            NatsAuth::NkeyFile(path) => Ok(NatsAuth::Nkey(read_seed(path)?)),
+            resolved => Ok(resolved.clone()),
+        }
+    }
+}
+
 /// Why a process could not connect to NATS.
 #[derive(Debug, Error)]
 pub enum ConnectError {
@@ -374,6 +431,23 @@ fn read_seed(path: &Path) -> Result<String, ConnectError> {
         })
 }
 
+/// The user JWT and seed of a `.creds` document: the first line after each
+/// `-----BEGIN …-----` marker.
+fn parse_credentials(text: &str) -> Option<(String, String)> {
+    let after = |marker: &str| {
+        let mut lines = text.lines().map(str::trim);
+        lines.find(|line| line.contains(marker))?;
+        lines
+            .find(|line| !line.is_empty())
+            .filter(|line| !line.starts_with("---"))
+            .map(str::to_owned)
+    };
+    Some((
+        after("BEGIN NATS USER JWT")?,
+        after("BEGIN USER NKEY SEED")?,
+    ))
+}
+
 /// A `.creds` document for a JWT and seed, as async-nats parses them.
 fn credentials_text(jwt: &str, seed: &str) -> String {
     format!(
@@ -441,30 +515,13 @@ impl NatsArgs {
     /// other.
     pub fn connection(&self) -> Result<NatsConnection, ConnectError> {
         let invalid = |message: &str| Err(ConnectError::Invalid(message.to_owned()));
-        let auth = match (
-            &self.nats_creds,
-            &self.nats_nkey,
-            &self.nats_user,
-            &self.nats_password,
-        ) {
-            (None, None, None, None) => NatsAuth::Anonymous,
-            (Some(path), None, None, None) => NatsAuth::CredsFile(path.clone()),
-            (None, Some(path), None, None) => NatsAuth::NkeyFile(path.clone()),
-            (None, None, Some(user), Some(password)) => NatsAuth::User {
-                user: user.clone(),
-                password: password.clone(),
-            },
-            (None, None, Some(_), None) | (None, None, None, Some(_)) => {
-                return invalid(
-                    "--nats-user and --nats-password go together; give both or neither",
-                );
-            }
-            _ => {
-                return invalid(
-                    "give one way to authenticate to NATS: --nats-creds, --nats-nkey, or --nats-user with --nats-password",
-                );
-            }
-        };
+        let auth = NatsAuth::from_flags(
+            "--nats",
+            self.nats_creds.clone(),
+            self.nats_nkey.clone(),
+            self.nats_user.clone(),
+            self.nats_password.clone(),
+        )?;
         let tls_client = match (&self.nats_tls_cert, &self.nats_tls_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             (None, None) => None,
@@ -541,6 +598,70 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("nk -gen user")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn flags_name_the_prefix_the_user_typed() {
+        let both = NatsAuth::from_flags(
+            "--provider-nats",
+            Some("a.creds".into()),
+            Some("a.nk".into()),
+            None,
+            None,
+        );
+        let message = both.unwrap_err().to_string();
+        assert!(
+            message.contains("--provider-nats-creds, --provider-nats-nkey"),
+            "{message}"
+        );
+        let half = NatsAuth::from_flags("--nats", None, None, Some("ops".into()), None);
+        let message = half.unwrap_err().to_string();
+        assert!(
+            message.contains("--nats-user and --nats-password"),
+            "{message}"
+        );
+        let user =
+            NatsAuth::from_flags("--nats", None, None, Some("ops".into()), Some("pw".into()));
+        assert_eq!(
+            user.unwrap(),
+            NatsAuth::User {
+                user: "ops".into(),
+                password: "pw".into()
+            }
+        );
+    }
+
+    #[test]
+    fn credentials_files_resolve_to_their_jwt_and_seed() {
+        let creds = "-----BEGIN NATS USER JWT-----\neyJ0eXAi.payload.sig\n------END NATS USER JWT------\n\n\
+                     ************************* IMPORTANT *************************\n\
+                     -----BEGIN USER NKEY SEED-----\nSUAXYZ\n------END USER NKEY SEED------\n";
+        assert_eq!(
+            parse_credentials(creds),
+            Some(("eyJ0eXAi.payload.sig".into(), "SUAXYZ".into()))
+        );
+        assert_eq!(parse_credentials("nothing here"), None);
+        let dir = std::env::temp_dir().join(format!("trellis-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("user.creds");
+        std::fs::write(&path, creds).unwrap();
+        assert_eq!(
+            NatsAuth::CredsFile(path.clone()).resolve().unwrap(),
+            NatsAuth::Jwt {
+                jwt: "eyJ0eXAi.payload.sig".into(),
+                seed: "SUAXYZ".into()
+            }
+        );
+        std::fs::write(&path, "not credentials").unwrap();
+        let message = NatsAuth::CredsFile(path).resolve().unwrap_err().to_string();
+        assert!(message.contains("not a NATS credentials file"), "{message}");
+        let seed = dir.join("user.nk");
+        std::fs::write(&seed, "SUASEED\n").unwrap();
+        assert_eq!(
+            NatsAuth::NkeyFile(seed).resolve().unwrap(),
+            NatsAuth::Nkey("SUASEED".into())
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

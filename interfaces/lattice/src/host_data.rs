@@ -186,6 +186,45 @@ impl HostData {
         }
     }
 
+    /// Host data whose connection fields say `connection`, the inverse of
+    /// [`HostData::nats_connection`] (feature `client`); the rest is
+    /// empty. File credentials are read here ([`NatsAuth::resolve`]),
+    /// since a provider gets values, not paths; a file that cannot be read
+    /// is logged and leaves the provider without credentials, so its own
+    /// connection error names the server.
+    ///
+    /// [`NatsAuth::resolve`]: crate::connect::NatsAuth::resolve
+    #[cfg(feature = "client")]
+    pub fn from_connection(connection: &crate::connect::NatsConnection) -> Self {
+        use crate::connect::NatsAuth;
+        let auth = connection.auth.resolve().unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot hand NATS credentials to providers");
+            NatsAuth::Anonymous
+        });
+        let path = |p: &std::path::PathBuf| p.display().to_string();
+        let mut data = HostData {
+            lattice_rpc_url: connection.urls.clone(),
+            lattice_rpc_tls_ca_file: connection.tls_ca.as_ref().map(path),
+            lattice_rpc_tls_cert_file: connection.tls_client.as_ref().map(|(cert, _)| path(cert)),
+            lattice_rpc_tls_key_file: connection.tls_client.as_ref().map(|(_, key)| path(key)),
+            ..HostData::default()
+        };
+        match auth {
+            NatsAuth::Jwt { jwt, seed } => {
+                data.lattice_rpc_user_jwt = Some(jwt);
+                data.lattice_rpc_user_seed = Some(seed);
+            }
+            NatsAuth::Nkey(seed) => data.lattice_rpc_user_seed = Some(seed),
+            NatsAuth::User { user, password } => {
+                data.lattice_rpc_user = Some(user);
+                data.lattice_rpc_password = Some(password);
+            }
+            // `resolve` leaves no file behind.
+            NatsAuth::Anonymous | NatsAuth::CredsFile(_) | NatsAuth::NkeyFile(_) => {}
+        }
+        data
+    }
+
     /// The line the host writes to the provider's stdin (no newline).
     pub fn encode(&self) -> Result<String, LatticeError> {
         let json = serde_json::to_vec(self).map_err(|e| LatticeError::json("host data", e))?;
@@ -279,6 +318,36 @@ mod tests {
             !text.contains("SUASECRETSEED") && !text.contains("hunter2"),
             "{text}"
         );
+    }
+
+    #[cfg(feature = "client")]
+    #[test]
+    fn connections_survive_the_trip_through_host_data() {
+        use crate::connect::{NatsAuth, NatsConnection};
+        let base = NatsConnection {
+            tls_ca: Some("/ca.pem".into()),
+            tls_client: Some(("/c.pem".into(), "/k.pem".into())),
+            ..NatsConnection::new("tls://a:4222,tls://b:4222")
+        };
+        for auth in [
+            NatsAuth::Anonymous,
+            NatsAuth::Nkey("SUAX".into()),
+            NatsAuth::Jwt {
+                jwt: "eyJ.x.y".into(),
+                seed: "SUAX".into(),
+            },
+            NatsAuth::User {
+                user: "provider".into(),
+                password: "pw".into(),
+            },
+        ] {
+            let connection = NatsConnection {
+                auth,
+                ..base.clone()
+            };
+            let data = HostData::from_connection(&connection);
+            assert_eq!(data.nats_connection(), connection);
+        }
     }
 
     #[cfg(feature = "client")]
