@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use trellis_lattice::grant::OutboundGrant;
 
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Semaphore;
 use trellis_claims::{Claims, ComponentMetadata};
+use trellis_lattice::grant::OutboundGrant;
 use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use trellis_lattice::wit::WitFunction;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use trellis_lattice::grant::OutboundGrant;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits,
@@ -24,7 +25,6 @@ use crate::HostError;
 use crate::imports::ImportRouter;
 use crate::keyvalue::KeyvalueView;
 use crate::outbound::OutboundHttp;
-use trellis_lattice::grant::OutboundGrant;
 
 /// How often the epoch advances: how often a running guest yields, and the
 /// resolution of call deadlines.
@@ -52,7 +52,8 @@ pub struct InstanceState {
 impl InstanceState {
     /// Fresh state for one call of `component_id`, with named config exposed
     /// as environment variables and stdout/stderr going to the host's log.
-    /// Its lattice imports are sent through `router`.
+    /// Its lattice imports are sent through `router`, and its outgoing HTTP
+    /// requests are checked against `grant`.
     pub fn new(
         component_id: &str,
         max_memory_bytes: u64,

@@ -140,6 +140,19 @@ impl Drop for HostProcess {
     }
 }
 
+/// Kills process `pid` with SIGKILL, as a crash would, and fails if the
+/// signal could not be sent.
+pub fn kill_9(pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -9 {pid} failed ({status})");
+    }
+    Ok(())
+}
+
 /// Runs the real `wash` against `nats_url`/`lattice`.
 pub fn wash(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Output> {
     let binary = trellis_test_support::workspace_binary("wash", "wash")?;

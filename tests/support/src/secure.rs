@@ -27,25 +27,13 @@ impl TestCa {
             .prefix("trellis-ca-")
             .tempdir()
             .map_err(SupportError::io("creating a temp dir for a test CA"))?;
-        openssl(
+        // A self-signed certificate straight from the request.
+        new_key(
             dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name}"),
-            ],
+            "ca-key.pem",
+            "ca.pem",
+            name,
+            &["-x509", "-days", "2"],
         )?;
         Ok(TestCa { dir })
     }
@@ -67,23 +55,7 @@ impl TestCa {
             format!("{name}.csr"),
             format!("{name}.pem"),
         );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        )?;
+        new_key(dir, &key, &csr, name, &[])?;
         openssl(
             dir,
             &[
@@ -106,6 +78,34 @@ impl TestCa {
         )?;
         Ok((dir.join(cert), dir.join(key)))
     }
+}
+
+/// `openssl req` for a new EC P-256 key in `key` and, in `out`, a request
+/// (or with `-x509` in `extra`, a self-signed certificate) for `CN=name`.
+fn new_key(
+    dir: &Path,
+    key: &str,
+    out: &str,
+    name: &str,
+    extra: &[&str],
+) -> Result<(), SupportError> {
+    let subject = format!("/CN={name}");
+    let mut args = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        out,
+        "-subj",
+        &subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args)
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), SupportError> {

@@ -17,7 +17,6 @@ use trellis_lattice::client::CtlClient;
 use trellis_lattice::connect::{NatsArgs, NatsAuth, NatsConnection};
 
 use crate::local_nats::LocalNats;
-
 use crate::output::{self, Format};
 
 /// Where the lattice is and how long to wait for it.

@@ -136,7 +136,7 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
         "NATS        {} ({})",
         connection.urls,
         if nats.started() {
-            "started by wash up, with credentials in $TRELLIS_HOME/nats"
+            "started by wash up, with credentials in $TRELLIS_HOME/nats-credentials.json"
         } else {
             "already running"
         }
@@ -275,8 +275,8 @@ struct NatsChild(Option<(Child, LocalNats)>);
 
 impl NatsChild {
     /// Uses the server at the first URL if it answers; else starts one on
-    /// this machine that admits only the credentials it writes under
-    /// `$TRELLIS_HOME/nats`.
+    /// this machine that admits only the credentials [`LocalNats`] writes
+    /// under `$TRELLIS_HOME`.
     fn ensure(connection: &NatsConnection, files: &RunFiles) -> anyhow::Result<Self> {
         let url = connection
             .server_list()

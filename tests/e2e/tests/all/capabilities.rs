@@ -186,10 +186,7 @@ async fn killed_keyvalue_provider_is_restarted_and_loses_no_acknowledged_increme
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pids = child_pids(lattice.host.pid(), "trellis-keyvalue-sqlite");
     assert_eq!(pids.len(), 1, "one keyvalue-sqlite child: {pids:?}");
-    std::process::Command::new("kill")
-        .args(["-9", &pids[0].to_string()])
-        .status()
-        .unwrap();
+    trellis_e2e::kill_9(pids[0]).unwrap();
     wait_for_event(
         &mut events,
         EventKind::ProviderStopped,

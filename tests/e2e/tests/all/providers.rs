@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use tempfile::TempDir;
 use trellis_claims::ProviderSignOptions;
-use trellis_e2e::{HostProcess, Signer, file_url, test_provider, unique_lattice, wash_ok};
+use trellis_e2e::{HostProcess, Signer, file_url, kill_9, test_provider, unique_lattice, wash_ok};
 use trellis_lattice::client::{ClientError, CtlClient};
 use trellis_lattice::ctl::{StartProviderCommand, StopProviderCommand};
 use trellis_lattice::event::{CloudEvent, EventKind};
@@ -276,11 +276,7 @@ async fn a_killed_provider_is_restarted() {
     let (pid, pid_file) = fx.start_provider().await;
     let mut events = fx.ctl.subscribe_events().await.unwrap();
 
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill_9(pid).unwrap();
 
     let stopped = wait_for(&mut events, EventKind::ProviderStopped).await;
     assert_eq!(stopped["reason"], "exited with signal 9");
@@ -334,11 +330,7 @@ async fn a_staged_copy_swapped_on_disk_is_not_run_at_the_next_restart() {
     std::fs::set_permissions(&swapped, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::rename(&swapped, staged).unwrap();
     let mut events = fx.ctl.subscribe_events().await.unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    kill_9(pid).unwrap();
     wait_for(&mut events, EventKind::ProviderStopped).await;
     let failed = wait_for(&mut events, EventKind::ProviderStartFailed).await;
     let error = failed["error"].as_str().unwrap();
