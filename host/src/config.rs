@@ -20,6 +20,19 @@ pub struct HostConfig {
     pub provider_nats_auth: Option<NatsAuth>,
     /// The host's identity seed (`SN…`); a fresh one is made when absent.
     pub host_seed: Option<String>,
+    /// The seed of the key this host signs invocations with (`SC…`); a
+    /// fresh one is made when absent. Hosts of one lattice share it, or
+    /// list each other's public keys in [`HostConfig::cluster_issuers`].
+    pub cluster_seed: Option<String>,
+    /// Cluster keys (`C…`) whose signed calls this host's providers accept,
+    /// in addition to the host's own.
+    pub cluster_issuers: Vec<String>,
+    /// How old a signed call may be when a provider receives it.
+    pub invocation_window: Duration,
+    /// Sends calls unsigned and tells this host's providers not to check.
+    /// Only for measuring what the check costs: with it, anyone on the
+    /// lattice can act for any component.
+    pub insecure_unsigned_invocations: bool,
     /// Labels in addition to the built-in `hostcore.*` ones.
     pub labels: BTreeMap<String, String>,
     /// Accounts whose components and providers may run.
@@ -58,6 +71,10 @@ impl Default for HostConfig {
             nats: NatsConnection::new(DEFAULT_NATS_URL),
             provider_nats_auth: None,
             host_seed: None,
+            cluster_seed: None,
+            cluster_issuers: Vec::new(),
+            invocation_window: trellis_claims::invocation::DEFAULT_INVOCATION_WINDOW,
+            insecure_unsigned_invocations: false,
             labels: BTreeMap::new(),
             allowed_issuers: Vec::new(),
             allow_any_issuer: false,

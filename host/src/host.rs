@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use trellis_claims::KeyKind;
+use trellis_claims::invocation::InvocationSigner;
 use trellis_lattice::ctl::{ComponentDescription, Host as HostSummary, HostInventory};
 use trellis_lattice::event::LatticeEvent;
 use trellis_lattice::event::{
@@ -40,7 +41,7 @@ struct ComponentSlot {
 pub struct HostInner {
     /// The host's public key (`N…`).
     pub id: String,
-    /// The key that names this host's "cluster", reported as its issuer.
+    /// The key this host signs invocations with (`C…`), reported as its issuer.
     pub issuer: String,
     pub(crate) config: HostConfig,
     pub(crate) nats: async_nats::Client,
@@ -76,6 +77,7 @@ impl Host {
                 .map_err(|e| HostError::BadRequest(e.to_string()))?,
             None => KeyKind::Host.generate(),
         };
+        let (config, cluster_key) = with_cluster_key(config)?;
         let subjects = Subjects::new(&config.lattice)?;
         // Checked before connecting: a host that would trust nobody, or
         // everybody by accident, should not join the lattice at all.
@@ -88,13 +90,26 @@ impl Host {
         let js = async_nats::jetstream::new(nats.clone());
         let state = LatticeState::open(&js, &subjects).await?;
         let runtime = Runtime::new(config.max_memory_bytes)?;
+        let id = key.public_key();
+        let issuer = cluster_key.public_key();
+        let signer = if config.insecure_unsigned_invocations {
+            tracing::warn!(
+                "--insecure-unsigned-invocations: calls go out unsigned and this host's providers \
+                 do not check them, so anyone on the lattice can act for any component"
+            );
+            None
+        } else {
+            let signer = InvocationSigner::new(cluster_key, id.clone())
+                .map_err(|e| HostError::BadRequest(e.to_string()))?;
+            Some(Arc::new(signer))
+        };
         let router = ImportRouter::new(
             nats.clone(),
             subjects.clone(),
             state.link_table(),
             config.call_timeout,
+            signer,
         );
-        let id = key.public_key();
         let mut labels = builtin_labels();
         labels.extend(config.labels.clone());
         labels.extend(state.labels(&id).await?);
@@ -114,9 +129,8 @@ impl Host {
             Arc::clone(&artifacts),
         );
         let inner = Arc::new(HostInner {
-            // wasmCloud reports the key of the host's cluster as its issuer;
-            // a standalone host is its own cluster of one.
-            issuer: KeyKind::Cluster.generate().public_key(),
+            // wasmCloud reports the key of the host's cluster as its issuer.
+            issuer,
             events,
             providers,
             artifacts,
@@ -569,4 +583,27 @@ impl HostInner {
             }))
             .await;
     }
+}
+
+/// The host's cluster key, from its seed or fresh, and `config` with that
+/// key's public half first among the cluster issuers, which are checked
+/// here so that a typo fails the start rather than every call.
+fn with_cluster_key(
+    mut config: HostConfig,
+) -> Result<(HostConfig, trellis_claims::KeyPair), HostError> {
+    let bad = |e: trellis_claims::ClaimsError| HostError::BadRequest(e.to_string());
+    let key = match &config.cluster_seed {
+        Some(seed) => trellis_claims::key_pair_from_seed(KeyKind::Cluster, "cluster seed", seed)
+            .map_err(bad)?,
+        None => KeyKind::Cluster.generate(),
+    };
+    for issuer in &config.cluster_issuers {
+        KeyKind::Cluster
+            .check_public("a cluster issuer (--cluster-issuers)", issuer)
+            .map_err(bad)?;
+    }
+    let own = key.public_key();
+    config.cluster_issuers.retain(|issuer| *issuer != own);
+    config.cluster_issuers.insert(0, own);
+    Ok((config, key))
 }

@@ -9,6 +9,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use trellis_claims::invocation::{Invocation, InvocationSigner, now_ms};
 use trellis_lattice::Link;
 use trellis_lattice::link::{DEFAULT_LINK_NAME, find_route};
 use trellis_lattice::request::{self, Unanswered};
@@ -42,6 +43,9 @@ pub struct ImportRouter {
     subjects: Subjects,
     links: LinkTable,
     timeout: Duration,
+    /// Signs each call for the calling component; `None` only under
+    /// `--insecure-unsigned-invocations`.
+    signer: Option<Arc<InvocationSigner>>,
 }
 
 impl ImportRouter {
@@ -51,12 +55,14 @@ impl ImportRouter {
         subjects: Subjects,
         links: LinkTable,
         timeout: Duration,
+        signer: Option<Arc<InvocationSigner>>,
     ) -> Self {
         ImportRouter {
             nats,
             subjects,
             links,
             timeout,
+            signer,
         }
     }
 
@@ -151,11 +157,26 @@ impl ImportRouter {
             .subjects
             .rpc(&target, function)
             .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let invocation = match &self.signer {
+            Some(signer) => {
+                let call = Invocation {
+                    subject: &subject,
+                    source_id: source,
+                    link_name: DEFAULT_LINK_NAME,
+                    body: &body,
+                };
+                let token = signer.sign(&call, now_ms()).map_err(|e| {
+                    RpcError::new(RpcErrorKind::Refused, format!("cannot sign the call: {e}"))
+                })?;
+                Some(token)
+            }
+            None => None,
+        };
         let call = CallHeaders {
             source_id: source.to_owned(),
             link_name: DEFAULT_LINK_NAME.to_owned(),
-            traceparent: None,
-            tracestate: None,
+            invocation,
+            ..CallHeaders::default()
         };
         let timeout = self.timeout;
         let reply = request::call(&self.nats, subject, &call, body.into(), timeout, |why| {

@@ -34,6 +34,24 @@ struct Args {
     /// The host's identity seed (SN…); a fresh identity when omitted.
     #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
     host_seed: Option<String>,
+    /// The seed of the key this host signs calls with (SC…); a fresh key
+    /// when omitted. Give every host of a lattice the same one, or list
+    /// each host's key in --cluster-issuers.
+    #[arg(long, env = "TRELLIS_CLUSTER_SEED", hide_env_values = true)]
+    cluster_seed: Option<String>,
+    /// More cluster keys (C…, comma separated) whose signed calls this
+    /// host's providers accept; the host's own is always accepted.
+    #[arg(long, env = "TRELLIS_CLUSTER_ISSUERS", value_delimiter = ',')]
+    cluster_issuers: Vec<String>,
+    /// Milliseconds a signed call stays valid: how much clock skew between
+    /// machines is tolerated, and how long providers remember call ids.
+    #[arg(long, env = "TRELLIS_INVOCATION_WINDOW_MS", default_value_t = 30_000)]
+    invocation_window_ms: u64,
+    /// Send calls unsigned and let this host's providers serve them
+    /// unchecked. Only for measuring what the check costs: anyone on the
+    /// lattice can then act for any component.
+    #[arg(long, env = "TRELLIS_INSECURE_UNSIGNED_INVOCATIONS")]
+    insecure_unsigned_invocations: bool,
     /// A label, as key=value; repeat for more.
     #[arg(long = "label", short = 'l')]
     labels: Vec<String>,
@@ -111,6 +129,10 @@ async fn main() -> anyhow::Result<()> {
         provider_nats_auth,
         lattice: args.lattice,
         host_seed: args.host_seed,
+        cluster_seed: args.cluster_seed,
+        cluster_issuers: args.cluster_issuers,
+        invocation_window: Duration::from_millis(args.invocation_window_ms.max(1)),
+        insecure_unsigned_invocations: args.insecure_unsigned_invocations,
         labels: parse_labels(&args.labels)?,
         allowed_issuers: args.allowed_issuers,
         allow_any_issuer: args.allow_any_issuer,

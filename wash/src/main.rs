@@ -71,6 +71,17 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // `up` logs like a host; every other command only reports errors that
+    // arrive outside its own result, such as a NATS permissions violation.
+    if !matches!(cli.command, Command::Up(_)) {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .try_init();
+    }
     let result = match cli.command {
         Command::Keys(command) => cmd::keys::run(command),
         Command::Claims(command) => cmd::claims::run(command),

@@ -20,6 +20,9 @@ pub(crate) struct HostDataTemplate {
     connection: NatsConnection,
     log_level: LogLevel,
     rpc_timeout_ms: u64,
+    cluster_issuers: Vec<String>,
+    invocation_window_ms: u64,
+    skip_invocation_check: bool,
 }
 
 impl HostDataTemplate {
@@ -43,7 +46,10 @@ impl HostDataTemplate {
                 ..config.nats.clone()
             },
             log_level: log_level(LevelFilter::current()),
-            rpc_timeout_ms: u64::try_from(config.call_timeout.as_millis()).unwrap_or(u64::MAX),
+            rpc_timeout_ms: millis(config.call_timeout),
+            cluster_issuers: config.cluster_issuers.clone(),
+            invocation_window_ms: millis(config.invocation_window),
+            skip_invocation_check: config.insecure_unsigned_invocations,
         }
     }
 
@@ -64,9 +70,16 @@ impl HostDataTemplate {
             log_level: Some(self.log_level),
             default_rpc_timeout_ms: Some(self.rpc_timeout_ms),
             data_dir: Some(data_dir.display().to_string()),
+            cluster_issuers: self.cluster_issuers.clone(),
+            invocation_window_ms: Some(self.invocation_window_ms),
+            insecure_skip_invocation_check: self.skip_invocation_check,
             ..HostData::from_connection(&self.connection)
         }
     }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The level the host logs at, which its providers adopt.

@@ -1,4 +1,5 @@
-//! The one error type of this crate. Every variant says what was wrong and,
+//! The error type of this crate (calls have their own,
+//! [`crate::invocation::InvocationError`]). Every variant says what was wrong and,
 //! where there is one, what to do about it, because these messages reach
 //! operators through `wash` and through host events.
 

@@ -26,7 +26,7 @@ const ALGORITHM: &str = "Ed25519";
 const TOKEN_TYPE: &str = "jwt";
 
 /// Writers never pad; readers accept either, since other tools differ.
-const B64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const B64: GeneralPurpose = GeneralPurpose::new(
     &URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
@@ -100,17 +100,7 @@ impl<T: Serialize> Token<T> {
                 claims.iss
             )));
         }
-        let header = Header {
-            typ: TOKEN_TYPE.into(),
-            alg: ALGORITHM.into(),
-        };
-        let header = B64.encode(to_json(&header)?);
-        let body = B64.encode(to_json(&claims)?);
-        let signing_input = format!("{header}.{body}");
-        let signature = issuer
-            .sign(signing_input.as_bytes())
-            .map_err(|e| ClaimsError::InvalidKey(format!("signing failed: {e}")))?;
-        let jwt = format!("{signing_input}.{}", B64.encode(signature));
+        let jwt = sign_body(&claims, issuer)?;
         Ok(Token { jwt, claims })
     }
 }
@@ -119,7 +109,7 @@ impl<T: DeserializeOwned> Token<T> {
     /// Parses `jwt` and verifies its signature against its own `iss`.
     pub fn decode(jwt: &str) -> Result<Self, ClaimsError> {
         let jwt = jwt.trim();
-        let (claims, signing_input, signature) = split(jwt)?;
+        let (claims, signing_input, signature) = split_body::<Claims<T>>(jwt)?;
         let issuer = KeyPair::from_public_key(&claims.iss)
             .map_err(|e| ClaimsError::MalformedToken(format!("`iss` is not a public key ({e})")))?;
         issuer
@@ -135,11 +125,32 @@ impl<T: DeserializeOwned> Token<T> {
 
     /// Parses `jwt` without checking its signature, for display only.
     pub fn decode_unverified(jwt: &str) -> Result<Claims<T>, ClaimsError> {
-        split(jwt.trim()).map(|(claims, _, _)| claims)
+        split_body(jwt.trim()).map(|(claims, _, _)| claims)
     }
 }
 
-fn split<T: DeserializeOwned>(jwt: &str) -> Result<(Claims<T>, &str, Vec<u8>), ClaimsError> {
+/// Encodes `body` as the claims segment of a JWT and signs it with `key`.
+/// The caller has checked that `key` is the issuer the body names.
+pub(crate) fn sign_body<B: Serialize>(body: &B, key: &KeyPair) -> Result<String, ClaimsError> {
+    let header = Header {
+        typ: TOKEN_TYPE.into(),
+        alg: ALGORITHM.into(),
+    };
+    let header = B64.encode(to_json(&header)?);
+    let body = B64.encode(to_json(body)?);
+    let signing_input = format!("{header}.{body}");
+    let signature = key
+        .sign(signing_input.as_bytes())
+        .map_err(|e| ClaimsError::InvalidKey(format!("signing failed: {e}")))?;
+    Ok(format!("{signing_input}.{}", B64.encode(signature)))
+}
+
+/// Splits a JWT into its decoded claims segment, the bytes its signature
+/// covers, and the signature, checking the header on the way. Nothing is
+/// verified yet: the caller knows which key must have signed.
+pub(crate) fn split_body<B: DeserializeOwned>(
+    jwt: &str,
+) -> Result<(B, &str, Vec<u8>), ClaimsError> {
     let mut parts = jwt.split('.');
     let (Some(header), Some(body), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -159,7 +170,7 @@ fn split<T: DeserializeOwned>(jwt: &str) -> Result<(Claims<T>, &str, Vec<u8>), C
             header.typ
         )));
     }
-    let claims: Claims<T> = from_segment("claims", body)?;
+    let claims: B = from_segment("claims", body)?;
     let signature = B64
         .decode(signature)
         .map_err(|e| ClaimsError::MalformedToken(format!("signature is not base64url: {e}")))?;

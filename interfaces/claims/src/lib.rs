@@ -22,6 +22,7 @@
 
 mod component;
 mod error;
+pub mod invocation;
 mod jwt;
 mod keys;
 mod policy;

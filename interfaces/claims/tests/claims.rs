@@ -396,3 +396,47 @@ fn token_encoding_is_pinned() {
     let decoded = Token::<ComponentMetadata>::decode(golden).unwrap();
     assert_eq!(decoded.claims, claims);
 }
+
+/// Pins the invocation token, the `trellis-invocation` header of every call
+/// a host makes for a component: fixed cluster key and claims, fixed JWT.
+#[test]
+fn invocation_token_encoding_is_pinned() {
+    use std::time::Duration;
+    use trellis_claims::invocation::{
+        Invocation, InvocationClaims, InvocationSigner, InvocationVerifier,
+    };
+
+    const CLUSTER_SEED: &str = "SCAACAQDAQCQMBYIBEFAWDANBYHRAEISCMKBKFQXDAMRUGY4DUPB6IFMDY";
+    let cluster = KeyPair::from_seed(CLUSTER_SEED).unwrap();
+    let claims = InvocationClaims {
+        jti: "0123456789abcdef0123456789abcdef".into(),
+        iat_ms: 1_800_000_000_000,
+        iss: cluster.public_key(),
+        sub: "counter".into(),
+        host: "NBLUEHOSTXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX".into(),
+        target: "default.kv.rpc.wasi.keyvalue.atomics.increment".into(),
+        link: "default".into(),
+        // SHA-256 of the body below.
+        hash: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+    };
+    let issuers = vec![cluster.public_key()];
+    let signer = InvocationSigner::new(cluster, claims.host.clone()).unwrap();
+    let token = signer.sign_claims(&claims).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/invocation.jwt");
+    if std::env::var_os("TRELLIS_BLESS").is_some() {
+        std::fs::write(path, format!("{token}\n")).unwrap();
+    }
+    let golden = std::fs::read_to_string(path).unwrap();
+    assert_eq!(token, golden.trim());
+    let verifier = InvocationVerifier::new(&issuers, Duration::from_secs(30)).unwrap();
+    let call = Invocation {
+        subject: &claims.target,
+        source_id: "counter",
+        link_name: "default",
+        body: b"",
+    };
+    let decoded = verifier
+        .verify(Some(golden.trim()), &call, claims.iat_ms + 1)
+        .unwrap();
+    assert_eq!(decoded, claims);
+}

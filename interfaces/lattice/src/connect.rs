@@ -355,12 +355,24 @@ impl NatsConnection {
     }
 
     fn tls_error(&self, reason: String) -> ConnectError {
-        let hint = match &self.tls_ca {
-            Some(ca) => format!(
+        // An alert we *received* is the server rejecting the handshake,
+        // which with a valid server certificate means our client
+        // certificate: missing, or not from a CA the server trusts.
+        let rejected_by_server = reason.contains("received fatal alert");
+        let hint = match (&self.tls_ca, &self.tls_client) {
+            (_, None) if rejected_by_server => "the server requires a client certificate \
+                 (mutual TLS): pass one its CA signed with --nats-tls-cert and --nats-tls-key"
+                .to_owned(),
+            (_, Some((cert, _))) if rejected_by_server => format!(
+                "the server did not accept the client certificate {} (--nats-tls-cert); it must \
+                 be signed by a CA the server trusts",
+                cert.display()
+            ),
+            (Some(ca), _) => format!(
                 "check that {} is the CA that signed the server's certificate (--nats-tls-ca), and that the URL's host name is in that certificate",
                 ca.display()
             ),
-            None => {
+            (None, _) => {
                 "pass the CA that signed the server's certificate with --nats-tls-ca".to_owned()
             }
         };

@@ -112,6 +112,20 @@ pub struct HostData {
     /// wasmCloud's host data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<String>,
+    /// The lattice's cluster issuers (`C…` public keys): the provider
+    /// acts for a component only on a call signed by one of them.
+    #[serde(default)]
+    pub cluster_issuers: Vec<String>,
+    /// How old, in ms, a signed call may be; the default is 30 s. A Trellis
+    /// extension, as is the next field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_window_ms: Option<u64>,
+    /// Serve calls without checking their signatures. Only a host started
+    /// with `--insecure-unsigned-invocations` sets it (for measuring what
+    /// the check costs); any process on the lattice can then act for any
+    /// component.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_invocation_check: bool,
 }
 
 impl std::fmt::Debug for HostData {
@@ -143,6 +157,12 @@ impl std::fmt::Debug for HostData {
             .field("log_level", &self.log_level)
             .field("default_rpc_timeout_ms", &self.default_rpc_timeout_ms)
             .field("data_dir", &self.data_dir)
+            .field("cluster_issuers", &self.cluster_issuers)
+            .field("invocation_window_ms", &self.invocation_window_ms)
+            .field(
+                "insecure_skip_invocation_check",
+                &self.insecure_skip_invocation_check,
+            )
             .finish()
     }
 }

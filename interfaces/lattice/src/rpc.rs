@@ -2,8 +2,9 @@
 //!
 //! A call is a NATS request on the subject from
 //! [`crate::subject::Subjects::rpc`]. Its body is the function's parameters
-//! encoded with [`encode`]; its headers carry the caller's id, the link name
-//! and W3C trace context ([`CallHeaders`]). The reply is always an
+//! encoded with [`encode`]; its headers carry the caller's id, the link name,
+//! the host's signature over the call and W3C trace context
+//! ([`CallHeaders`]). The reply is always an
 //! [`encode_reply`] of `Result<T, RpcError>`, so the caller decodes it with
 //! [`decode_reply`] and gets either the function's result (which may itself
 //! be a WIT `result` carrying the function's own error) or an [`RpcError`]
@@ -24,6 +25,10 @@ use crate::error::LatticeError;
 pub const SOURCE_ID_HEADER: &str = "trellis-source-id";
 /// Header naming the link the call was routed by.
 pub const LINK_NAME_HEADER: &str = "trellis-link-name";
+/// Header carrying the host's signature over the call, a JWT whose format
+/// is `trellis_claims::invocation`'s. Receivers act for the calling
+/// component only when it verifies.
+pub const INVOCATION_HEADER: &str = "trellis-invocation";
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// W3C trace state header.
@@ -159,6 +164,9 @@ pub struct CallHeaders {
     pub source_id: String,
     /// The link the call was routed by.
     pub link_name: String,
+    /// The host's signed invocation token, on calls a host makes for a
+    /// component.
+    pub invocation: Option<String>,
     /// W3C `traceparent`, if the call is traced.
     pub traceparent: Option<String>,
     /// W3C `tracestate`, if any.
@@ -172,6 +180,9 @@ impl CallHeaders {
             (SOURCE_ID_HEADER, self.source_id.clone()),
             (LINK_NAME_HEADER, self.link_name.clone()),
         ];
+        if let Some(token) = &self.invocation {
+            pairs.push((INVOCATION_HEADER, token.clone()));
+        }
         if let Some(tp) = &self.traceparent {
             pairs.push((TRACEPARENT_HEADER, tp.clone()));
         }
@@ -188,6 +199,7 @@ impl CallHeaders {
             source_id: get(SOURCE_ID_HEADER).unwrap_or_default(),
             link_name: get(LINK_NAME_HEADER)
                 .unwrap_or_else(|| crate::link::DEFAULT_LINK_NAME.to_owned()),
+            invocation: get(INVOCATION_HEADER),
             traceparent: get(TRACEPARENT_HEADER),
             tracestate: get(TRACESTATE_HEADER),
         }
@@ -301,6 +313,7 @@ mod tests {
         let headers = CallHeaders {
             source_id: "counter".into(),
             link_name: "cache".into(),
+            invocation: Some("header.claims.signature".into()),
             traceparent: Some("00-abc-def-01".into()),
             tracestate: None,
         };

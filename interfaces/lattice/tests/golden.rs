@@ -360,6 +360,7 @@ fn host_data() -> HostData {
         log_level: Some(LogLevel::Info),
         default_rpc_timeout_ms: Some(2000),
         data_dir: Some("/var/lib/trellis/providers/kv-sqlite".into()),
+        cluster_issuers: vec!["CB43KVROR7TFJ6KAPCYRF2FJROTZAH4FHLTJLPWX4DRZCC5NASLGJXUH".into()],
         ..HostData::default()
     }
 }
@@ -376,6 +377,7 @@ fn secured_host_data() -> HostData {
         lattice_rpc_tls_ca_file: Some("/etc/trellis/nats-ca.pem".into()),
         lattice_rpc_tls_cert_file: Some("/etc/trellis/client.pem".into()),
         lattice_rpc_tls_key_file: Some("/etc/trellis/client-key.pem".into()),
+        invocation_window_ms: Some(10_000),
         ..host_data()
     }
 }

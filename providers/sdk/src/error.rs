@@ -15,6 +15,12 @@ pub enum SdkError {
     /// The host data did not decode, or names an invalid lattice or id.
     #[error("bad host data: {0}")]
     HostData(#[from] LatticeError),
+    /// The host data's cluster issuers cannot be used to check calls.
+    #[error(
+        "bad host data: cluster_issuers: {0}; the host lists the lattice's cluster keys there, so \
+         a provider started by hand needs them too"
+    )]
+    ClusterIssuers(String),
     /// NATS did not accept the connection.
     #[error("cannot connect to NATS at {url}: {message}")]
     Connect {

@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use trellis_claims::invocation::{
+    DEFAULT_INVOCATION_WINDOW, Invocation, InvocationVerifier, now_ms,
+};
 use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
 use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
@@ -21,6 +24,9 @@ pub struct ProviderHandle {
     nats: async_nats::Client,
     subjects: Subjects,
     host_data: Arc<HostData>,
+    /// `None` only when the host said not to check (see
+    /// [`HostData::insecure_skip_invocation_check`]).
+    verifier: Option<Arc<InvocationVerifier>>,
 }
 
 impl ProviderHandle {
@@ -51,11 +57,66 @@ impl ProviderHandle {
     pub fn new(nats: async_nats::Client, host_data: HostData) -> Result<Self, SdkError> {
         let subjects = Subjects::new(&host_data.lattice_rpc_prefix)?;
         trellis_lattice::subject::validate_token("provider id", &host_data.provider_key)?;
+        let verifier = if host_data.insecure_skip_invocation_check {
+            tracing::warn!(
+                "the host asked this provider not to check invocation signatures: anyone on the \
+                 lattice can act for any component"
+            );
+            None
+        } else {
+            let window = host_data
+                .invocation_window_ms
+                .map_or(DEFAULT_INVOCATION_WINDOW, Duration::from_millis);
+            let verifier = InvocationVerifier::new(&host_data.cluster_issuers, window)
+                .map_err(|e| SdkError::ClusterIssuers(e.to_string()))?;
+            Some(Arc::new(verifier))
+        };
         Ok(ProviderHandle {
             nats,
             subjects,
             host_data: Arc::new(host_data),
+            verifier,
         })
+    }
+
+    /// Checks that `headers` prove the call to `subject` with `body` comes
+    /// from a host of the lattice, for the component it names; the error
+    /// is the reply to send instead of serving it.
+    pub fn check_invocation(
+        &self,
+        subject: &str,
+        headers: &CallHeaders,
+        body: &[u8],
+    ) -> Result<(), RpcError> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(());
+        };
+        let call = Invocation {
+            subject,
+            source_id: &headers.source_id,
+            link_name: &headers.link_name,
+            body,
+        };
+        verifier
+            .verify(headers.invocation.as_deref(), &call, now_ms())
+            .map(drop)
+            .map_err(|why| {
+                tracing::warn!(
+                    provider_id = %self.provider_id(),
+                    source = %headers.source_id,
+                    subject,
+                    reason = %why,
+                    "call refused"
+                );
+                RpcError::new(
+                    RpcErrorKind::Refused,
+                    format!(
+                        "provider `{}` refused a call made as `{}`: {why}",
+                        self.provider_id(),
+                        headers.source_id
+                    ),
+                )
+            })
     }
 
     /// The provider's lattice id.
@@ -116,8 +177,7 @@ impl ProviderHandle {
         let call = CallHeaders {
             source_id: self.provider_id().to_owned(),
             link_name: link_name.to_owned(),
-            traceparent: None,
-            tracestate: None,
+            ..CallHeaders::default()
         };
         let reply = request::call(
             &self.nats,

@@ -57,12 +57,7 @@ pub async fn serve<P: Provider>(
     tracing::info!(provider_id = %id, lattice = %subjects.lattice(), "provider serving");
 
     let tasks = [
-        tokio::spawn(serve_calls(
-            nats.clone(),
-            subjects.clone(),
-            Arc::clone(&provider),
-            calls,
-        )),
+        tokio::spawn(serve_calls(handle.clone(), Arc::clone(&provider), calls)),
         tokio::spawn(serve_links(
             nats.clone(),
             Arc::clone(&provider),
@@ -93,37 +88,18 @@ pub async fn serve<P: Provider>(
 }
 
 async fn serve_calls<P: Provider>(
-    nats: async_nats::Client,
-    subjects: trellis_lattice::Subjects,
+    handle: ProviderHandle,
     provider: Arc<P>,
     mut calls: async_nats::Subscriber,
 ) {
-    let incoming = |message: &async_nats::Message| -> Result<IncomingCall, RpcError> {
-        let call = subjects
-            .parse_rpc(&message.subject)
-            .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
-        let headers = CallHeaders::from_lookup(|name| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-        });
-        Ok(IncomingCall {
-            function: call.function,
-            headers,
-            body: message.payload.clone(),
-        })
-    };
     while let Some(message) = calls.next().await {
         let Some(reply_to) = message.reply.clone() else {
             continue;
         };
-        let call = incoming(&message);
         let provider = Arc::clone(&provider);
-        let nats = nats.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
-            let result = match call {
+            let result = match incoming(&handle, &message) {
                 Ok(call) => provider.call(call).await,
                 Err(err) => Err(err),
             };
@@ -131,11 +107,37 @@ async fn serve_calls<P: Provider>(
                 Ok(bytes) => bytes,
                 Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
             };
-            if let Err(err) = nats.publish(reply_to, bytes.into()).await {
+            if let Err(err) = handle.nats().publish(reply_to, bytes.into()).await {
                 tracing::warn!(error = %err, "cannot send a call's reply");
             }
         });
     }
+}
+
+/// Reads one call off the wire and checks its signature. It runs on the
+/// call's own task: a signature check costs tens of microseconds, which the
+/// receive loop should not serialize.
+fn incoming(
+    handle: &ProviderHandle,
+    message: &async_nats::Message,
+) -> Result<IncomingCall, RpcError> {
+    let call = handle
+        .subjects()
+        .parse_rpc(&message.subject)
+        .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+    let headers = CallHeaders::from_lookup(|name| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    });
+    handle.check_invocation(&message.subject, &headers, &message.payload)?;
+    Ok(IncomingCall {
+        function: call.function,
+        headers,
+        body: message.payload.clone(),
+    })
 }
 
 /// Applies link puts and deletes one at a time, in arrival order.

@@ -227,3 +227,71 @@ async fn the_stop_future_ends_serve() {
     let served = start().await;
     served.stop().await;
 }
+
+#[tokio::test]
+async fn a_call_that_no_host_of_the_lattice_signed_is_refused_before_the_provider_sees_it() {
+    use trellis_claims::KeyKind;
+    use trellis_claims::invocation::{Invocation, InvocationSigner, now_ms};
+
+    let served = start().await;
+    let reply = served.put_link(&link("counter", &[("space", "a")])).await;
+    assert!(reply.success, "{}", reply.message);
+    let request = set("k", b"forged");
+    let function = request.function();
+    let body = request.encode().unwrap();
+    let refused = |reply: bytes::Bytes, why: &str| {
+        let err = trellis_lattice::rpc::decode_reply::<rmpv::Value>(&reply).unwrap_err();
+        assert_eq!(err.kind, RpcErrorKind::Refused, "{err}");
+        assert!(err.message.contains(why), "{err}");
+        assert!(err.message.contains(PROVIDER), "{err}");
+    };
+
+    let unsigned = call_headers("counter", "default");
+    refused(
+        served
+            .call_unsigned(&function, &unsigned, body.clone())
+            .await,
+        "no invocation signature",
+    );
+    let stranger = InvocationSigner::new(KeyKind::Cluster.generate(), "NSTRANGER").unwrap();
+    let subject = served.rpc_subject(&function);
+    let invocation = Invocation {
+        subject: &subject,
+        source_id: "counter",
+        link_name: "default",
+        body: &body,
+    };
+    let foreign = trellis_lattice::rpc::CallHeaders {
+        invocation: Some(stranger.sign(&invocation, now_ms()).unwrap()),
+        ..unsigned.clone()
+    };
+    refused(
+        served.call(&function, &foreign, body.clone()).await,
+        "not one of this lattice's cluster issuers",
+    );
+    // Nothing was written.
+    assert_eq!(
+        call(&served, "counter", &get("k")).await,
+        Ok(Ok(KvResponse::Value(None)))
+    );
+}
+
+#[tokio::test]
+async fn host_data_without_cluster_issuers_is_refused_at_start() {
+    let lattice = TestLattice::start(LATTICE).await;
+    let data = trellis_lattice::HostData {
+        cluster_issuers: Vec::new(),
+        ..lattice.host_data(PROVIDER, HOST)
+    };
+    let nats = async_nats::connect(lattice.url()).await.unwrap();
+    let err = trellis_provider_sdk::ProviderHandle::new(nats.clone(), data.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cluster_issuers"), "{err}");
+    // Unless the host explicitly turned the check off.
+    let unchecked = trellis_lattice::HostData {
+        insecure_skip_invocation_check: true,
+        ..data
+    };
+    assert!(trellis_provider_sdk::ProviderHandle::new(nats, unchecked).is_ok());
+}

@@ -57,9 +57,14 @@ pub struct TestLattice {
 impl TestLattice {
     /// Starts NATS and a host on a lattice named after `prefix`.
     pub async fn start(prefix: &str) -> anyhow::Result<Self> {
+        TestLattice::start_with(prefix, &[]).await
+    }
+
+    /// [`TestLattice::start`] with extra flags for the host.
+    pub async fn start_with(prefix: &str, host_args: &[&str]) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
         let lattice = unique_lattice(prefix);
-        let host = HostProcess::start(&nats.url(), &lattice, &[])?;
+        let host = HostProcess::start(&nats.url(), &lattice, host_args)?;
         let connection = async_nats::connect(nats.url()).await?;
         let ctl = CtlClient::new(connection, &lattice)?.with_timeout(Duration::from_secs(30));
         Ok(TestLattice {

@@ -21,6 +21,14 @@ pub mod wadm;
 /// How long a host may take to join the lattice.
 const HOST_START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The cluster key every host a test starts signs calls with, as the hosts
+/// of one lattice share theirs; a test that wants a host outside the
+/// cluster passes `--cluster-seed` itself.
+pub fn cluster_key() -> &'static KeyPair {
+    static KEY: std::sync::OnceLock<KeyPair> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| KeyKind::Cluster.generate())
+}
+
 /// A `trellis-host` child process, killed on drop.
 pub struct HostProcess {
     child: Child,
@@ -62,9 +70,12 @@ impl HostProcess {
             .args(args)
             .env("TRELLIS_LOG", "info,trellis_host=debug")
             .env("TRELLIS_DATA_DIR", dir.path().join("data"))
+            .env("TRELLIS_CLUSTER_SEED", cluster_key().seed()?)
             .env_remove("TRELLIS_ALLOWED_ISSUERS")
             .env_remove("TRELLIS_ALLOW_UNSIGNED")
             .env_remove("TRELLIS_ALLOW_ANY_ISSUER")
+            .env_remove("TRELLIS_CLUSTER_ISSUERS")
+            .env_remove("TRELLIS_INSECURE_UNSIGNED_INVOCATIONS")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

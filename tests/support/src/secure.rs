@@ -174,9 +174,38 @@ pub struct SecuredNats {
 impl SecuredNats {
     /// Makes a CA and a server certificate, and starts the server.
     pub fn start() -> Result<Self, SupportError> {
+        SecuredNats::start_with(false)
+    }
+
+    /// Like [`SecuredNats::start`], with client certificates required
+    /// (mutual TLS): the deploy configuration with `verify: true` added to
+    /// its `tls` block, as its comment tells an operator to do.
+    pub fn start_mutual() -> Result<Self, SupportError> {
+        SecuredNats::start_with(true)
+    }
+
+    fn start_with(mutual: bool) -> Result<Self, SupportError> {
         let ca = TestCa::new("trellis-test-ca")?;
         let (cert, key) = ca.issue("nats-server")?;
-        let config = workspace_root().join("deploy/nats/lattice.conf");
+        let mut config = workspace_root().join("deploy/nats/lattice.conf");
+        if mutual {
+            let text = std::fs::read_to_string(&config)
+                .map_err(SupportError::io("reading deploy/nats/lattice.conf"))?;
+            let tls = "  timeout: 5\n}";
+            if !text.contains(tls) {
+                return Err(SupportError::Io {
+                    what: "adding `verify: true` to deploy/nats/lattice.conf".into(),
+                    source: std::io::Error::other("its tls block no longer ends in `timeout: 5`"),
+                });
+            }
+            let mutual_config = ca.dir.path().join("lattice-mtls.conf");
+            std::fs::write(
+                &mutual_config,
+                text.replace(tls, "  timeout: 5\n  verify: true\n}"),
+            )
+            .map_err(SupportError::io("writing the mutual-TLS configuration"))?;
+            config = mutual_config;
+        }
         let (cert, key, ca_file) = (
             cert.display().to_string(),
             key.display().to_string(),

@@ -101,6 +101,12 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
     } else {
         args.allowed_issuers
     };
+    // The same cluster key across restarts, so hosts started elsewhere with
+    // this seed (or trusting its public key) can call this host's providers.
+    let (cluster, _, _) = keystore::load_or_create("default", KeyKind::Cluster)?;
+    let cluster_seed = cluster
+        .seed()
+        .map_err(|e| anyhow::anyhow!("reading the cluster key: {e}"))?;
     let connection = args.nats.connection()?;
     let mut nats = NatsChild::ensure(&connection, &files)?;
     let connection = nats.connection(connection);
@@ -109,6 +115,7 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
         nats: connection.clone(),
         labels,
         allowed_issuers,
+        cluster_seed: Some(cluster_seed),
         allow_any_issuer: args.allow_any_issuer,
         allow_unsigned: args.allow_unsigned,
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),

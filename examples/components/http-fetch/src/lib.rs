@@ -11,6 +11,15 @@
 //! $ curl 'http://127.0.0.1:8080/?url=https://example.com/'
 //! fetch failed: HTTP-request-denied
 //! ```
+//!
+//! `GET /?tcp=host:port` opens a plain TCP connection with the standard
+//! library instead, which goes through `wasi:sockets`. No grant covers
+//! sockets, so a host refuses every such connection:
+//!
+//! ```text
+//! $ curl 'http://127.0.0.1:8080/?tcp=127.0.0.1:6379'
+//! connect failed: permission denied
+//! ```
 
 mod bindings {
     //! Rust bindings for the `trellis:examples/http-fetch` world.
@@ -39,23 +48,30 @@ struct HttpFetch;
 impl Guest for HttpFetch {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let query = request.path_with_query().unwrap_or_default();
-        let (status, body) = match target(&query) {
-            None => (400, b"ask for ?url=http://host/path\n".to_vec()),
-            Some(url) => match fetch(&url) {
+        let (status, body) = match (parameter(&query, "url"), parameter(&query, "tcp")) {
+            (Some(url), _) => match fetch(&url) {
                 Ok((status, body)) => (status, body),
                 Err(reason) => (502, format!("fetch failed: {reason}\n").into_bytes()),
             },
+            (None, Some(address)) => match std::net::TcpStream::connect(&address) {
+                Ok(_) => (200, format!("connected to {address}\n").into_bytes()),
+                Err(err) => (502, format!("connect failed: {err}\n").into_bytes()),
+            },
+            (None, None) => (
+                400,
+                b"ask for ?url=http://host/path or ?tcp=host:port\n".to_vec(),
+            ),
         };
         respond(response_out, status, &body);
     }
 }
 
-/// The `url` query parameter, as given (no percent-decoding: keep it simple).
-fn target(path_with_query: &str) -> Option<String> {
+/// The query parameter `name`, as given (no percent-decoding: keep it simple).
+fn parameter(path_with_query: &str, name: &str) -> Option<String> {
     let (_, query) = path_with_query.split_once('?')?;
     query
         .split('&')
-        .find_map(|pair| pair.strip_prefix("url="))
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
         .map(str::to_owned)
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use trellis_claims::invocation::{Invocation, now_ms};
 use trellis_lattice::ctl::CtlResponse;
 use trellis_lattice::keyvalue::{self, KvError, KvRequest, KvResponse};
 use trellis_lattice::provider::{HealthCheckResponse, ShutdownRequest};
@@ -168,17 +169,41 @@ impl ProviderClient {
     }
 
     /// Calls `function` on the provider with `headers` and an encoded
-    /// `body`, as a host does for a component; returns the reply body.
+    /// `body`, as a host does for a component; returns the reply body. The
+    /// call is signed with [`super::cluster_signer`] unless `headers`
+    /// already carry an invocation token.
     pub async fn call(
         &self,
         function: &WitFunction,
         headers: &CallHeaders,
         body: Vec<u8>,
     ) -> Bytes {
-        let subject = self
-            .subjects
-            .rpc(&self.provider_id, function)
-            .unwrap_or_else(|e| panic!("no subject for {function}: {e}"));
+        let subject = self.rpc_subject(function);
+        let mut headers = headers.clone();
+        if headers.invocation.is_none() {
+            let call = Invocation {
+                subject: &subject,
+                source_id: &headers.source_id,
+                link_name: &headers.link_name,
+                body: &body,
+            };
+            let token = super::cluster_signer()
+                .sign(&call, now_ms())
+                .unwrap_or_else(|e| panic!("cannot sign a call: {e}"));
+            headers.invocation = Some(token);
+        }
+        self.call_unsigned(function, &headers, body).await
+    }
+
+    /// Calls `function` with exactly `headers`, adding no signature: how a
+    /// test plays a caller that is not a host.
+    pub async fn call_unsigned(
+        &self,
+        function: &WitFunction,
+        headers: &CallHeaders,
+        body: Vec<u8>,
+    ) -> Bytes {
+        let subject = self.rpc_subject(function);
         let mut map = async_nats::HeaderMap::new();
         for (name, value) in headers.to_pairs() {
             map.insert(name, value.as_str());
@@ -188,6 +213,13 @@ impl ProviderClient {
             .await
             .unwrap_or_else(|e| panic!("nothing answered the call on {subject}: {e}"))
             .payload
+    }
+
+    /// The subject calls of `function` to the provider go to.
+    pub fn rpc_subject(&self, function: &WitFunction) -> String {
+        self.subjects
+            .rpc(&self.provider_id, function)
+            .unwrap_or_else(|e| panic!("no subject for {function}: {e}"))
     }
 
     /// Makes a `wasi:keyvalue` call with `headers`: the outer `Err` is a

@@ -49,23 +49,38 @@ mod lattice;
 mod process;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 pub use client::ProviderClient;
 pub use lattice::{ServedProvider, TestLattice};
 pub use process::ProviderProcess;
+use trellis_claims::KeyKind;
+use trellis_claims::invocation::InvocationSigner;
 use trellis_lattice::rpc::CallHeaders;
 use trellis_lattice::{HostData, Link};
 
 use crate::ProviderLink;
 
+/// The cluster key this test process's stand-in hosts sign calls with:
+/// [`ProviderClient`] signs with it, and [`host_data`] trusts it.
+pub fn cluster_signer() -> &'static InvocationSigner {
+    static SIGNER: OnceLock<InvocationSigner> = OnceLock::new();
+    SIGNER.get_or_init(|| {
+        InvocationSigner::new(KeyKind::Cluster.generate(), "NTESTHOST")
+            .unwrap_or_else(|e| panic!("cannot make a cluster signer: {e}"))
+    })
+}
+
 /// The host data a host would write for provider `provider_id`, started by
-/// host `host_id` on `lattice` at `nats_url` (no credentials, no config).
+/// host `host_id` on `lattice` at `nats_url` (no credentials, no config;
+/// calls signed by [`cluster_signer`] are trusted).
 pub fn host_data(provider_id: &str, host_id: &str, lattice: &str, nats_url: &str) -> HostData {
     HostData {
         host_id: host_id.into(),
         lattice_rpc_prefix: lattice.into(),
         lattice_rpc_url: nats_url.into(),
         provider_key: provider_id.into(),
+        cluster_issuers: vec![cluster_signer().issuer().to_owned()],
         ..HostData::default()
     }
 }

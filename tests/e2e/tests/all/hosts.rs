@@ -170,8 +170,7 @@ async fn an_update_swaps_the_image_without_dropping_calls() {
     let headers = CallHeaders {
         source_id: "test".into(),
         link_name: "default".into(),
-        traceparent: None,
-        tracestate: None,
+        ..CallHeaders::default()
     };
     let mut callers = Vec::new();
     for _ in 0..4 {

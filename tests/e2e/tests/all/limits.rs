@@ -76,8 +76,7 @@ async fn call(ctl: &CtlClient, function: &str, args: rmpv::Value) -> Result<rmpv
     let headers = CallHeaders {
         source_id: "test".into(),
         link_name: "default".into(),
-        traceparent: None,
-        tracestate: None,
+        ..CallHeaders::default()
     };
     let reply = ctl
         .call("limits", &function, rpc::encode(&args).unwrap(), &headers)

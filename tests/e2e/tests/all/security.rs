@@ -4,12 +4,17 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use trellis_claims::KeyKind;
+use trellis_claims::invocation::{Invocation, InvocationSigner, now_ms};
 use trellis_e2e::app::{example_manifest, increment};
 use trellis_e2e::wadm::{FAST_WADM_ARGS, WadmProcess};
 use trellis_e2e::{HostProcess, Signer, unique_lattice, wash};
 use trellis_lattice::client::CtlClient;
 use trellis_lattice::connect::{NatsAuth, NatsConnection};
-use trellis_lattice::ctl::ScaleComponentCommand;
+use trellis_lattice::ctl::{ScaleComponentCommand, StartProviderCommand};
+use trellis_lattice::keyvalue::KvRequest;
+use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_test_support::{Role, SecuredNats, TestCa, free_port};
 use wadm::api::WadmClient;
 
@@ -159,59 +164,219 @@ async fn a_wrong_ca_fails_with_a_message_that_names_the_flag() {
     assert!(no_ca.contains("--nats-tls-ca"), "{no_ca}");
 }
 
+/// The counter app deployed by wadm on a secured lattice: a host with
+/// providers connecting as the provider user, wadm as the wadm user, and
+/// the manifest deployed by `wash` as the operator.
+struct SecuredApp {
+    host: HostProcess,
+    _wadm: WadmProcess,
+    /// The counter's URL.
+    url: String,
+}
+
+impl SecuredApp {
+    async fn deploy(nats: &SecuredNats, lattice: &str) -> SecuredApp {
+        let signer = Signer::new().unwrap();
+        let issuer = signer.issuer();
+        let host = host(nats, lattice, &["--allowed-issuers", &issuer]);
+        // WadmProcess passes --nats-url itself.
+        let wadm_args: Vec<String> = args(nats, Role::Wadm)
+            .split_off(2)
+            .into_iter()
+            .chain(FAST_WADM_ARGS.iter().map(|s| (*s).to_owned()))
+            .collect();
+        let wadm_args: Vec<&str> = wadm_args.iter().map(String::as_str).collect();
+        let operator = connect(&connection(nats, Role::Operator)).await;
+        let api = WadmClient::new(operator.clone(), lattice, Duration::from_secs(10));
+        let wadm = WadmProcess::start_with(&nats.url(), lattice, &wadm_args, &api)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("127.0.0.1:{}", free_port().unwrap());
+        let manifest = example_manifest(&signer, dir.path(), "dev", &address, "redis://unused");
+        let (code, text) = wash_as(
+            nats,
+            lattice,
+            &["app", "deploy", manifest.to_str().unwrap(), "--wait"],
+            &args(nats, Role::Operator),
+        );
+        assert_eq!(code, 0, "{text}\nhost log:\n{}", host.log());
+        SecuredApp {
+            host,
+            _wadm: wadm,
+            url: format!("http://{address}/"),
+        }
+    }
+
+    /// The counter's next value, retrying while the app comes up.
+    async fn increment(&self) -> u64 {
+        let mut last_error = String::new();
+        for _ in 0..40 {
+            match increment(&self.url).await {
+                Ok(count) => return count,
+                Err(err) => last_error = err,
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "the counter does not answer: {last_error}\nhost log:\n{}",
+            self.host.log()
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_role_does_its_part_over_tls_and_the_counter_app_runs() {
     let nats = SecuredNats::start().unwrap();
     let lattice = unique_lattice("secured");
-    let signer = Signer::new().unwrap();
-    let issuer = signer.issuer();
-    let host = host(&nats, &lattice, &["--allowed-issuers", &issuer]);
-    // WadmProcess passes --nats-url itself.
-    let wadm_args: Vec<String> = args(&nats, Role::Wadm)
-        .split_off(2)
-        .into_iter()
-        .chain(FAST_WADM_ARGS.iter().map(|s| (*s).to_owned()))
-        .collect();
-    let wadm_args: Vec<&str> = wadm_args.iter().map(String::as_str).collect();
-    let operator = connect(&connection(&nats, Role::Operator)).await;
-    let api = WadmClient::new(operator.clone(), &lattice, Duration::from_secs(10));
-    let _wadm = WadmProcess::start_with(&nats.url(), &lattice, &wadm_args, &api)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
-    let manifest = example_manifest(&signer, dir.path(), "dev", &address, "redis://unused");
-    let operator_flags = args(&nats, Role::Operator);
+    let app = SecuredApp::deploy(&nats, &lattice).await;
+    // Providers connected as the provider user, over TLS, and serve.
+    let mut last = app.increment().await;
+    for _ in 0..10 {
+        let count = increment(&app.url).await.unwrap();
+        assert_eq!(count, last + 1);
+        last = count;
+    }
     let (code, text) = wash_as(
         &nats,
         &lattice,
-        &["app", "deploy", manifest.to_str().unwrap(), "--wait"],
-        &operator_flags,
+        &["get", "inventory"],
+        &args(&nats, Role::Operator),
     );
-    assert_eq!(code, 0, "{text}\nhost log:\n{}", host.log());
-    // Providers connected as the provider user, over TLS, and serve.
-    let url = format!("http://{address}/");
-    let mut last = 0;
-    for _ in 0..20 {
-        match increment(&url).await {
-            Ok(count) => {
-                assert!(count > last, "{count} after {last}");
-                last = count;
-            }
-            Err(err) => {
-                assert_eq!(last, 0, "the counter failed after answering: {err}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    }
-    assert!(
-        last >= 10,
-        "the counter answered {last} times\nhost log:\n{}",
-        host.log()
-    );
-    let (code, text) = wash_as(&nats, &lattice, &["get", "inventory"], &operator_flags);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("kv-counter"), "{text}");
+}
+
+/// Sends `body` to `subject` with `headers` as the test's attacker does,
+/// and returns what the keyvalue provider answered.
+async fn attack(
+    nats: &async_nats::Client,
+    subject: &str,
+    headers: &CallHeaders,
+    body: &[u8],
+) -> Result<(), RpcError> {
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in headers.to_pairs() {
+        map.insert(name, value.as_str());
+    }
+    let reply = nats
+        .request_with_headers(subject.to_owned(), map, body.to_vec().into())
+        .await
+        .unwrap();
+    rpc::decode_reply::<rmpv::Value>(&reply.payload).map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_altered_or_replayed_call_for_a_component_is_refused() {
+    let nats = SecuredNats::start().unwrap();
+    let lattice = unique_lattice("forge");
+    let app = SecuredApp::deploy(&nats, &lattice).await;
+    let before = app.increment().await;
+
+    // The attacker holds the provider role, the most a stranger's process
+    // on a secured lattice can hold: it may send and watch calls.
+    let attacker = connect(&connection(&nats, Role::Provider)).await;
+    let subject_filter = format!("{lattice}.keyvalue-sqlite.rpc.>");
+    let mut watch = attacker.subscribe(subject_filter).await.unwrap();
+    attacker.flush().await.unwrap();
+    assert_eq!(increment(&app.url).await.unwrap(), before + 1);
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let subject = seen.subject.to_string();
+    let genuine = CallHeaders::from_lookup(|name| {
+        seen.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    });
+    assert_eq!(genuine.source_id, "kv-counter");
+    assert!(genuine.invocation.is_some(), "the host signs its calls");
+    let million = KvRequest::Increment {
+        bucket: "default".into(),
+        key: "counter".into(),
+        delta: 1_000_000,
+    }
+    .encode()
+    .unwrap();
+
+    let refused = |result: Result<(), RpcError>, what: &str, why: &str| {
+        let err = result.expect_err(what);
+        assert_eq!(err.kind, RpcErrorKind::Refused, "{what}: {err}");
+        assert!(err.message.contains(why), "{what}: {err}");
+    };
+    // The attack of the issue: the component's name in a header, no proof.
+    let forged = CallHeaders {
+        invocation: None,
+        ..genuine.clone()
+    };
+    refused(
+        attack(&attacker, &subject, &forged, &million).await,
+        "a call with no signature",
+        "carries no invocation signature",
+    );
+    // Signed, but by a cluster key of the attacker's own.
+    let own = InvocationSigner::new(KeyKind::Cluster.generate(), "NATTACKER").unwrap();
+    let call = Invocation {
+        subject: &subject,
+        source_id: "kv-counter",
+        link_name: "default",
+        body: &million,
+    };
+    let foreign = CallHeaders {
+        invocation: Some(own.sign(&call, now_ms()).unwrap()),
+        ..genuine.clone()
+    };
+    refused(
+        attack(&attacker, &subject, &foreign, &million).await,
+        "a call signed by a foreign cluster",
+        "not one of this lattice's cluster issuers",
+    );
+    // The genuine signature on another body, or for another component.
+    refused(
+        attack(&attacker, &subject, &genuine, &million).await,
+        "an altered body",
+        "altered after signing",
+    );
+    let other_component = CallHeaders {
+        source_id: "victim".into(),
+        ..genuine.clone()
+    };
+    refused(
+        attack(&attacker, &subject, &other_component, &seen.payload).await,
+        "an altered source",
+        "altered after signing",
+    );
+    // The genuine call, sent again.
+    refused(
+        attack(&attacker, &subject, &genuine, &seen.payload).await,
+        "a replayed call",
+        "a replay",
+    );
+    // A call the lattice's own key signed, too long ago.
+    let lattice_key = InvocationSigner::new(
+        trellis_claims::key_pair_from_seed(
+            KeyKind::Cluster,
+            "test cluster",
+            &trellis_e2e::cluster_key().seed().unwrap(),
+        )
+        .unwrap(),
+        app.host.id(),
+    )
+    .unwrap();
+    let old = CallHeaders {
+        invocation: Some(lattice_key.sign(&call, now_ms() - 60_000).unwrap()),
+        ..genuine.clone()
+    };
+    refused(
+        attack(&attacker, &subject, &old, &million).await,
+        "a call signed a minute ago",
+        "outside the 30000 ms invocation window",
+    );
+
+    // None of it counted, and the component's own calls still do.
+    assert_eq!(increment(&app.url).await.unwrap(), before + 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -363,7 +528,7 @@ async fn upstream(body: &'static str) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn outbound_http_is_denied_unless_the_host_is_granted() {
+async fn outbound_http_is_denied_unless_the_host_is_granted_and_sockets_always() {
     use trellis_e2e::app::{HTTP, LinkConfig, TestLattice, get};
     let lattice = TestLattice::start("outbound").await.unwrap();
     let granted = upstream("granted upstream").await;
@@ -433,6 +598,15 @@ async fn outbound_http_is_denied_unless_the_host_is_granted() {
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("HTTP-request-denied"), "{body}");
 
+    // No grant covers sockets: a plain TCP connection, even to the granted
+    // host and port, is refused inside the host.
+    let (status, body) = get(&format!("http://{address}/?tcp=127.0.0.1:{granted}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("connect failed"), "{body}");
+    assert!(body.to_lowercase().contains("permission denied"), "{body}");
+
     // A malformed grant is refused before anything runs.
     let err = lattice
         .ctl
@@ -441,4 +615,85 @@ async fn outbound_http_is_denied_unless_the_host_is_granted() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a valid allowed host"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_mutual_tls_every_process_presents_a_client_certificate() {
+    let nats = SecuredNats::start_mutual().unwrap();
+    let lattice = unique_lattice("mtls");
+    let (cert, key) = nats.ca().issue("trellis-client").unwrap();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let with_certificate = |role: Role| NatsConnection {
+        tls_client: Some((cert.clone().into(), key.clone().into())),
+        ..connection(&nats, role)
+    };
+    // The right password without a certificate is not enough.
+    let refused = connection(&nats, Role::Operator)
+        .connect(|o| o, Duration::from_secs(5))
+        .await;
+    let err = refused
+        .expect_err("connected without a client certificate")
+        .to_string();
+    assert!(err.contains("requires a client certificate"), "{err}");
+    assert!(err.contains("--nats-tls-cert"), "{err}");
+
+    let signer = Signer::new().unwrap();
+    let issuer = signer.issuer();
+    let host = host(
+        &nats,
+        &lattice,
+        &[
+            "--nats-tls-cert",
+            &cert,
+            "--nats-tls-key",
+            &key,
+            "--allowed-issuers",
+            &issuer,
+        ],
+    );
+    // A provider connects with the certificate its host hands it.
+    let operator = CtlClient::new(connect(&with_certificate(Role::Operator)).await, &lattice)
+        .unwrap()
+        .with_timeout(Duration::from_secs(10));
+    let built = trellis_test_support::workspace_binary(
+        "trellis-keyvalue-sqlite",
+        "trellis-keyvalue-sqlite",
+    )
+    .unwrap();
+    let provider = signer.sign_provider(&built).unwrap();
+    operator
+        .start_provider_and_wait(
+            &StartProviderCommand {
+                provider_id: "kv-mtls".into(),
+                provider_ref: trellis_e2e::file_url(&provider),
+                host_id: host.id().into(),
+                ..Default::default()
+            },
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nhost log:\n{}", host.log()));
+    // And wash takes the same two flags.
+    let mut flags = args(&nats, Role::Operator);
+    flags.extend(["--nats-tls-cert".into(), cert.clone()]);
+    flags.extend(["--nats-tls-key".into(), key.clone()]);
+    let (code, text) = wash_as(&nats, &lattice, &["get", "inventory"], &flags);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("kv-mtls"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_missing_a_permission_is_told_where_to_grant_it() {
+    let nats = SecuredNats::start().unwrap();
+    let lattice = unique_lattice("perms");
+    let _host = host(&nats, &lattice, &[]);
+    // The provider role may not send control commands.
+    let (_, text) = wash_as(
+        &nats,
+        &lattice,
+        &["get", "hosts"],
+        &args(&nats, Role::Provider),
+    );
+    assert!(text.contains("Permissions Violation"), "{text}");
+    assert!(text.contains("deploy/nats/README.md"), "{text}");
 }
