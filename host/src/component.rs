@@ -24,7 +24,10 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use crate::config::HostConfig;
 use crate::engine::{InstanceState, Runtime};
+use crate::files::{FileLimits, read_bounded};
+use crate::guest_log::GuestLogBudget;
 use crate::imports::ImportRouter;
 use crate::{HostError, value};
 
@@ -66,6 +69,8 @@ pub struct RunningComponent {
     runtime: Runtime,
     router: ImportRouter,
     call_timeout: Duration,
+    /// The log budget every instance's stdout and stderr share.
+    output: Arc<GuestLogBudget>,
 }
 
 /// Reads the bytes behind an image reference: a file path, a `file://`
@@ -75,16 +80,19 @@ pub struct RunningComponent {
 pub async fn fetch(
     artifacts: &ArtifactCache,
     image_ref: &str,
+    limits: FileLimits,
 ) -> Result<(Vec<u8>, Option<Fetched>), HostError> {
     if trellis_oci::is_oci_reference(image_ref) {
         let mut fetched = artifacts.component(image_ref).await?;
         return Ok((std::mem::take(&mut fetched.bytes), Some(fetched)));
     }
     let path = PathBuf::from(image_ref.strip_prefix("file://").unwrap_or(image_ref));
-    let wasm = tokio::fs::read(&path).await.map_err(|e| HostError::Fetch {
-        reference: image_ref.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let wasm = read_bounded(&path, limits)
+        .await
+        .map_err(|reason| HostError::Fetch {
+            reference: image_ref.to_owned(),
+            reason,
+        })?;
     Ok((wasm, None))
 }
 
@@ -96,11 +104,11 @@ impl RunningComponent {
         artifacts: &ArtifactCache,
         router: &ImportRouter,
         spec: &ComponentSpec,
-        call_timeout: Duration,
+        config: &HostConfig,
     ) -> Result<Self, HostError> {
         let grant = OutboundGrant::parse(&spec.allowed_hosts)
             .map_err(|e| HostError::BadRequest(format!("component `{}`: {e}", spec.id)))?;
-        let (wasm, pulled) = fetch(artifacts, &spec.image_ref).await?;
+        let (wasm, pulled) = fetch(artifacts, &spec.image_ref, config.file_limits).await?;
         let token = policy.admit(&wasm).map_err(|source| HostError::Refused {
             reference: spec.image_ref.clone(),
             source,
@@ -133,7 +141,8 @@ impl RunningComponent {
             exports,
             runtime: runtime.clone(),
             router: router.clone(),
-            call_timeout,
+            call_timeout: config.call_timeout,
+            output: GuestLogBudget::new(&spec.id, config.guest_log),
         })
     }
 
@@ -187,6 +196,7 @@ impl RunningComponent {
                 self.runtime.max_memory_bytes(),
                 self.router.clone(),
                 Arc::clone(&self.grant),
+                &self.output,
             ),
         );
         store.limiter(|state| state.limits());

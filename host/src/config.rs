@@ -62,6 +62,13 @@ pub struct HostConfig {
     pub provider_stop_grace: Duration,
     /// How to reach registries for `oci://` references.
     pub registry: trellis_oci::RegistryOptions,
+    /// How large a local component image or provider executable may be,
+    /// and how long reading it may take.
+    pub file_limits: crate::files::FileLimits,
+    /// How many labels the host carries and how long they may be.
+    pub label_limits: trellis_lattice::ctl::LabelLimits,
+    /// How much each component may write to the host's log.
+    pub guest_log: crate::guest_log::GuestLogLimits,
 }
 
 impl Default for HostConfig {
@@ -88,6 +95,9 @@ impl Default for HostConfig {
             provider_health_interval: Duration::from_secs(30),
             provider_stop_grace: Duration::from_secs(5),
             registry: trellis_oci::RegistryOptions::default(),
+            file_limits: crate::files::FileLimits::default(),
+            label_limits: trellis_lattice::ctl::LabelLimits::default(),
+            guest_log: crate::guest_log::GuestLogLimits::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::HostError;
+use crate::guest_log::GuestLogBudget;
 use crate::imports::ImportRouter;
 use crate::keyvalue::KeyvalueView;
 use crate::outbound::OutboundHttp;
@@ -51,7 +52,8 @@ pub struct InstanceState {
 
 impl InstanceState {
     /// Fresh state for one call of `component_id`, with named config exposed
-    /// as environment variables and stdout/stderr going to the host's log.
+    /// as environment variables and stdout/stderr going to the host's log
+    /// within `output`'s budget.
     /// Its lattice imports are sent through `router`, and its outgoing HTTP
     /// requests are checked against `grant`.
     pub fn new(
@@ -59,8 +61,12 @@ impl InstanceState {
         max_memory_bytes: u64,
         router: ImportRouter,
         grant: Arc<OutboundGrant>,
+        output: &Arc<GuestLogBudget>,
     ) -> Self {
-        let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
+        let wasi = WasiCtx::builder()
+            .stdout(output.stream("stdout"))
+            .stderr(output.stream("stderr"))
+            .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(max_memory_bytes).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)

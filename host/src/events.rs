@@ -2,8 +2,15 @@
 //! `wash`, dashboards); losing one must never fail the operation that
 //! caused it, so publish errors are logged, not returned.
 
+use std::time::Duration;
+
 use trellis_lattice::event::LatticeEvent;
 use trellis_lattice::subject::Subjects;
+
+/// How long publishing one event waits for it to reach the server. While
+/// NATS is unreachable a flush would wait for the reconnect, and with it
+/// whatever operation is publishing (a graceful stop, say).
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// Publishes CloudEvents on `wasmbus.evt.{lattice}.{kind}` as this host.
 #[derive(Clone)]
@@ -24,7 +31,7 @@ impl EventPublisher {
     }
 
     /// Publishes `event` and flushes, so it is on the wire before the
-    /// operation that caused it replies.
+    /// operation that caused it replies; waits at most [`FLUSH_WAIT`].
     pub async fn publish(&self, event: LatticeEvent) {
         let kind = event.kind();
         let bytes = match event
@@ -42,8 +49,15 @@ impl EventPublisher {
             tracing::warn!(kind = kind.as_str(), error = %err, "cannot publish event");
             return;
         }
-        if let Err(err) = self.nats.flush().await {
-            tracing::warn!(kind = kind.as_str(), error = %err, "cannot flush event");
+        match tokio::time::timeout(FLUSH_WAIT, self.nats.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(kind = kind.as_str(), error = %err, "cannot flush event")
+            }
+            Err(_) => tracing::warn!(
+                kind = kind.as_str(),
+                "the lattice is unreachable: the event waits in the NATS client for a reconnect"
+            ),
         }
     }
 }

@@ -56,9 +56,10 @@ pub struct HostInner {
     started: Instant,
     labels: RwLock<BTreeMap<String, String>>,
     components: RwLock<HashMap<String, ComponentSlot>>,
-    /// Scale and update of one host are applied one at a time, so two
-    /// commands for the same component cannot interleave.
-    changes: Mutex<()>,
+    /// One lock per component id: scale and update of one component are
+    /// applied one at a time, so two commands for it cannot interleave,
+    /// while a slow fetch for one component holds up no other command.
+    changes: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     stop_requested: Notify,
 }
 
@@ -111,8 +112,27 @@ impl Host {
             signer,
         );
         let mut labels = builtin_labels();
+        for (key, value) in &config.labels {
+            config
+                .label_limits
+                .check(key, value)
+                .map_err(|e| HostError::BadRequest(format!("--label: {e}")))?;
+        }
         labels.extend(config.labels.clone());
-        labels.extend(state.labels(&id).await?);
+        // Labels an operator put before this start; ones past today's
+        // limits (from an older version, say) are dropped, not trusted.
+        for (key, value) in state.labels(&id).await? {
+            match config.label_limits.check(&key, &value) {
+                Ok(()) => {
+                    labels.insert(key, value);
+                }
+                Err(reason) => tracing::warn!(%reason, "a stored label is ignored"),
+            }
+        }
+        config
+            .label_limits
+            .check_count(operator_label_count(&labels))
+            .map_err(|e| HostError::BadRequest(format!("--label: {e}")))?;
         let events = EventPublisher::new(nats.clone(), subjects.clone(), id.clone());
         let artifacts = Arc::new(ArtifactCache::new(
             config.data_dir.join("oci"),
@@ -145,7 +165,7 @@ impl Host {
             started: Instant::now(),
             labels: RwLock::new(labels),
             components: RwLock::new(HashMap::new()),
-            changes: Mutex::new(()),
+            changes: std::sync::Mutex::default(),
             stop_requested: Notify::new(),
         });
         let mut tasks = vec![ctl::serve(Arc::clone(&inner)).await?];
@@ -375,10 +395,22 @@ impl HostInner {
                 "`{key}` is a built-in label and cannot be changed"
             )));
         }
+        let limits = self.config.label_limits;
+        if let Some(value) = value {
+            limits.check(key, value).map_err(HostError::BadRequest)?;
+        }
         let operator_labels = {
             let mut labels = self.labels.write().unwrap_or_else(|p| p.into_inner());
             match value {
-                Some(value) => labels.insert(key.to_owned(), value.to_owned()),
+                Some(value) => {
+                    let count = operator_label_count(&labels);
+                    if !labels.contains_key(key) {
+                        limits
+                            .check_count(count + 1)
+                            .map_err(HostError::BadRequest)?;
+                    }
+                    labels.insert(key.to_owned(), value.to_owned())
+                }
                 None => labels.remove(key),
             };
             labels
@@ -390,13 +422,22 @@ impl HostInner {
         self.state.put_labels(&self.id, &operator_labels).await
     }
 
+    /// Waits for the lock on changes to component `id`.
+    async fn lock_component(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(locks.entry(id.to_owned()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
     /// Applies a scale command: start, rescale, or (at 0) stop.
     pub(crate) async fn scale(
         self: &Arc<Self>,
         spec: ComponentSpec,
         allow_update: bool,
     ) -> Result<String, HostError> {
-        let _guard = self.changes.lock().await;
+        let _guard = self.lock_component(&spec.id).await;
         let existing = self.component(&spec.id);
         if spec.max_instances == 0 {
             return Ok(self.remove(&spec).await);
@@ -430,7 +471,7 @@ impl HostInner {
         new_ref: &str,
         annotations: Option<BTreeMap<String, String>>,
     ) -> Result<String, HostError> {
-        let _guard = self.changes.lock().await;
+        let _guard = self.lock_component(id).await;
         let Some(existing) = self.component(id) else {
             return Err(HostError::BadRequest(format!(
                 "component `{id}` is not running on host {}",
@@ -454,7 +495,7 @@ impl HostInner {
             &self.artifacts,
             &self.router,
             &spec,
-            self.config.call_timeout,
+            &self.config,
         )
         .await;
         let component = match prepared {
@@ -583,6 +624,14 @@ impl HostInner {
             }))
             .await;
     }
+}
+
+/// How many labels an operator set (the built-in `hostcore.*` ones aside).
+fn operator_label_count(labels: &BTreeMap<String, String>) -> usize {
+    labels
+        .keys()
+        .filter(|k| !k.starts_with("hostcore."))
+        .count()
 }
 
 /// The host's cluster key, from its seed or fresh, and `config` with that

@@ -27,6 +27,8 @@ mod ctl;
 mod engine;
 mod error;
 mod events;
+pub mod files;
+pub mod guest_log;
 mod host;
 mod imports;
 mod keyvalue;

@@ -92,6 +92,30 @@ struct Args {
         default_value_t = 10
     )]
     provider_start_timeout_secs: u64,
+    /// The most labels the host carries (besides the built-in hostcore.* ones).
+    #[arg(long, env = "TRELLIS_MAX_LABELS", default_value_t = 64)]
+    max_labels: usize,
+    /// The longest label key, in bytes.
+    #[arg(long, env = "TRELLIS_MAX_LABEL_KEY_BYTES", default_value_t = 128)]
+    max_label_key_bytes: usize,
+    /// The longest label value, in bytes.
+    #[arg(long, env = "TRELLIS_MAX_LABEL_VALUE_BYTES", default_value_t = 1024)]
+    max_label_value_bytes: usize,
+    /// Lines of stdout and stderr a component may write in a burst.
+    #[arg(long, env = "TRELLIS_GUEST_LOG_BURST", default_value_t = 200)]
+    guest_log_burst: u32,
+    /// Lines per second a component may write in the long run.
+    #[arg(long, env = "TRELLIS_GUEST_LOG_LINES_PER_SEC", default_value_t = 50)]
+    guest_log_lines_per_sec: u32,
+    /// Bytes of one guest output line kept in the log.
+    #[arg(long, env = "TRELLIS_GUEST_LOG_LINE_BYTES", default_value_t = 4096)]
+    guest_log_line_bytes: usize,
+    /// The largest local component image or provider executable read, in MiB.
+    #[arg(long, env = "TRELLIS_MAX_ARTIFACT_MIB", default_value_t = 256)]
+    max_artifact_mib: u64,
+    /// Seconds reading one local image or executable may take.
+    #[arg(long, env = "TRELLIS_ARTIFACT_READ_TIMEOUT_SECS", default_value_t = 30)]
+    artifact_read_timeout_secs: u64,
     #[command(flatten)]
     registry: trellis_oci::RegistryArgs,
 }
@@ -142,6 +166,20 @@ async fn main() -> anyhow::Result<()> {
         max_memory_bytes: args.max_memory_mib.max(1) * 1024 * 1024,
         provider_health_interval: Duration::from_secs(args.provider_health_secs.max(1)),
         provider_start_timeout: Duration::from_secs(args.provider_start_timeout_secs.max(1)),
+        guest_log: trellis_host::guest_log::GuestLogLimits {
+            burst_lines: args.guest_log_burst,
+            lines_per_second: args.guest_log_lines_per_sec,
+            max_line_bytes: args.guest_log_line_bytes.max(1),
+        },
+        label_limits: trellis_lattice::ctl::LabelLimits {
+            max_labels: args.max_labels,
+            max_key_bytes: args.max_label_key_bytes,
+            max_value_bytes: args.max_label_value_bytes,
+        },
+        file_limits: trellis_host::files::FileLimits {
+            max_bytes: args.max_artifact_mib.max(1) * 1024 * 1024,
+            timeout: Duration::from_secs(args.artifact_read_timeout_secs.max(1)),
+        },
         registry: args
             .registry
             .options()

@@ -66,7 +66,7 @@ enum Command {
     /// Start a node on this machine: NATS (if none answers) and a host.
     Up(cmd::up::UpArgs),
     /// Stop the node `wash up --detach` started.
-    Down,
+    Down(cmd::up::DownArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,7 +97,7 @@ fn main() -> std::process::ExitCode {
         Command::Push(args) => block_on(cmd::push::run(args)),
         Command::Pull(args) => block_on(cmd::pull::run(args)),
         Command::Up(args) => cmd::up::up(args),
-        Command::Down => cmd::up::down(),
+        Command::Down(args) => cmd::up::down(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

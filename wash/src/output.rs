@@ -36,9 +36,17 @@ pub fn print<T: Serialize>(
 
 /// Renders rows as `label   value` lines with the values aligned.
 pub fn table(rows: &[(&str, String)]) -> String {
-    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    let width = rows
+        .iter()
+        .map(|(label, _)| label.chars().count())
+        .max()
+        .unwrap_or(0);
     rows.iter()
-        .map(|(label, value)| format!("{label:<width$}  {value}\n"))
+        .map(|(label, value)| {
+            // Padded by hand: format!'s width is capped at u16::MAX.
+            let pad = " ".repeat(width - label.chars().count());
+            format!("{label}{pad}  {value}\n")
+        })
         .collect()
 }
 

@@ -24,7 +24,12 @@ use trellis_claims::{ClaimsError, ProviderMetadata, Token};
 use trellis_oci::{ArtifactCache, Fetched};
 
 use crate::HostError;
+use crate::files::{FileLimits, read_bounded};
 use crate::policy::RunPolicy;
+
+/// The largest claims file (`X.jwt`) read beside an executable; real ones
+/// are a few KiB.
+const MAX_CLAIMS_BYTES: u64 = 1024 * 1024;
 
 /// A provider executable that passed the host's policy.
 pub(crate) struct ProviderArtifact {
@@ -44,11 +49,12 @@ pub(crate) async fn load(
     policy: &RunPolicy,
     artifacts: &ArtifactCache,
     bin_dir: &Path,
+    limits: FileLimits,
 ) -> Result<ProviderArtifact, HostError> {
     let source = if trellis_oci::is_oci_reference(reference) {
         pull(reference, artifacts).await?
     } else {
-        read_local(reference).await?
+        read_local(reference, limits).await?
     };
     let claims = policy
         .admit_provider(
@@ -138,24 +144,27 @@ async fn pull(reference: &str, artifacts: &ArtifactCache) -> Result<Source, Host
 }
 
 /// A local executable `X` and its detached claims `X.jwt`.
-async fn read_local(reference: &str) -> Result<Source, HostError> {
+async fn read_local(reference: &str, limits: FileLimits) -> Result<Source, HostError> {
     let fail = |reason: String| HostError::Fetch {
         reference: reference.to_owned(),
         reason,
     };
     let path = local_path(reference)?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let bytes = read_bounded(&path, limits).await.map_err(fail)?;
     let claims_path = trellis_claims::provider_claims_path(&path);
-    let jwt = match tokio::fs::read_to_string(&claims_path).await {
-        Ok(text) => Some(text),
+    let jwt = match tokio::fs::symlink_metadata(&claims_path).await {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => {
-            return Err(fail(format!(
-                "reading its claims {}: {err}",
-                claims_path.display()
-            )));
+        _ => {
+            let claims_limits = FileLimits {
+                max_bytes: MAX_CLAIMS_BYTES,
+                ..limits
+            };
+            let bytes = read_bounded(&claims_path, claims_limits)
+                .await
+                .map_err(|reason| fail(format!("reading its claims: {reason}")))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| fail(format!("its claims {} are not text", claims_path.display())))?;
+            Some(text)
         }
     };
     Ok(Source {
@@ -262,6 +271,7 @@ mod tests {
             &policy(allow_unsigned),
             &artifacts(dir),
             &dir.join("bin"),
+            FileLimits::default(),
         )
         .await
     }

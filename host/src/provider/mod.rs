@@ -18,6 +18,7 @@ mod host_data;
 mod process;
 mod supervise;
 
+use crate::files::FileLimits;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -49,6 +50,7 @@ pub(crate) struct SupervisorContext {
     artifacts: Arc<ArtifactCache>,
     host_data: HostDataTemplate,
     data_dir: PathBuf,
+    file_limits: FileLimits,
     start_timeout: Duration,
     stop_grace: Duration,
     health_interval: Duration,
@@ -108,6 +110,7 @@ impl ProviderSupervisor {
             artifacts,
             host_data: HostDataTemplate::new(host_id, config),
             data_dir: config.data_dir.clone(),
+            file_limits: config.file_limits,
             start_timeout: config.provider_start_timeout,
             stop_grace: config.provider_stop_grace,
             health_interval: config.provider_health_interval,
@@ -167,6 +170,7 @@ impl ProviderSupervisor {
             &ctx.policy,
             &ctx.artifacts,
             &ctx.bin_dir(),
+            ctx.file_limits,
         )
         .await?;
         let id = command.provider_id;

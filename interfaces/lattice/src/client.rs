@@ -472,7 +472,9 @@ impl CtlClient {
         let op = CtlOperation::LabelPut {
             host_id: host_id.to_owned(),
         };
-        let action = format!("label host {host_id} with {key}={value}");
+        let shown: String = value.chars().take(40).collect();
+        let cut = if shown.len() < value.len() { "…" } else { "" };
+        let action = format!("label host {host_id} with {key}={shown}{cut}");
         self.ack(&op, action, to_json("host label", &label)?).await
     }
 

@@ -28,7 +28,9 @@ pub use command::{
     DeleteInterfaceLinkDefinitionRequest, ScaleComponentCommand, StartProviderCommand,
     StopHostCommand, StopProviderCommand, UpdateComponentCommand,
 };
-pub use host::{ComponentDescription, Host, HostInventory, HostLabel, ProviderDescription};
+pub use host::{
+    ComponentDescription, Host, HostInventory, HostLabel, LabelLimits, ProviderDescription,
+};
 
 /// The envelope of every control-interface reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -177,6 +177,31 @@ pub fn wash(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<Outp
         .context("running wash")
 }
 
+/// `wash` with its own `$TRELLIS_HOME`, as a user of this machine runs it:
+/// whether it succeeded, and its stdout and stderr.
+pub fn wash_at(home: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let Ok(binary) = trellis_test_support::workspace_binary("wash", "wash") else {
+        return (false, "wash could not be built".into());
+    };
+    let output = std::process::Command::new(binary)
+        .args(args)
+        .env("TRELLIS_HOME", home)
+        .env_remove("TRELLIS_NATS_URL")
+        .env_remove("TRELLIS_NATS_USER")
+        .env_remove("TRELLIS_NATS_PASSWORD")
+        .env("TRELLIS_TIMEOUT_MS", "10000")
+        .stdin(std::process::Stdio::null())
+        .output();
+    let Ok(output) = output else {
+        return (false, "wash could not be run".into());
+    };
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
 /// stdout of a successful `wash` run, or an error with its stderr.
 pub fn wash_ok(nats_url: &str, lattice: &str, args: &[&str]) -> anyhow::Result<String> {
     let output = wash(nats_url, lattice, args)?;

@@ -6,7 +6,7 @@ use trellis_lattice::Link;
 use trellis_lattice::client::CtlClient;
 use trellis_lattice::ctl::{ClaimsSummary, Host, HostInventory};
 
-use super::lattice::{LatticeArgs, list, pairs, print_columns};
+use super::lattice::{LatticeArgs, cell, columns, list, pairs, print_columns};
 use crate::output::{Format, OutputArgs};
 
 #[derive(Debug, Subcommand)]
@@ -67,13 +67,19 @@ async fn hosts(ctl: &CtlClient, format: Format) -> anyhow::Result<()> {
     if hosts.is_empty() {
         eprintln!("no host answered in lattice `{}`", ctl.lattice());
     }
+    match format {
+        Format::Json => crate::output::print(format, &hosts, &[]),
+        Format::Text => {
+            print!("{}", render_hosts(&hosts));
+            Ok(())
+        }
+    }
+}
+
+/// The `wash get hosts` table.
+fn render_hosts(hosts: &[Host]) -> String {
     let rows: Vec<Vec<String>> = hosts.iter().map(host_row).collect();
-    print_columns(
-        format,
-        &hosts,
-        &["HOST ID", "NAME", "LABELS", "UPTIME", "VERSION"],
-        &rows,
-    )
+    columns(&["HOST ID", "NAME", "LABELS", "UPTIME", "VERSION"], &rows)
 }
 
 fn host_row(host: &Host) -> Vec<String> {
@@ -110,15 +116,19 @@ async fn inventory(ctl: &CtlClient, host_id: Option<&str>, format: Format) -> an
         if i > 0 {
             println!();
         }
-        print_inventory(inventory)?;
+        print!("{}", render_inventory(inventory));
     }
     Ok(())
 }
 
-fn print_inventory(inventory: &HostInventory) -> anyhow::Result<()> {
-    println!("Host {} ({})", inventory.host_id, inventory.friendly_name);
-    println!("Labels: {}", pairs(&inventory.labels));
-    println!();
+/// One host's `wash get inventory` text.
+fn render_inventory(inventory: &HostInventory) -> String {
+    let mut text = format!(
+        "Host {} ({})\nLabels: {}\n\n",
+        cell(&inventory.host_id),
+        cell(&inventory.friendly_name),
+        cell(&pairs(&inventory.labels))
+    );
     let components: Vec<Vec<String>> = inventory
         .components
         .iter()
@@ -131,16 +141,14 @@ fn print_inventory(inventory: &HostInventory) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_columns(
-        Format::Text,
-        &(),
+    text.push_str(&columns(
         &["COMPONENT ID", "IMAGE", "MAX INSTANCES", "ANNOTATIONS"],
         &components,
-    )?;
+    ));
     if inventory.providers.is_empty() {
-        return Ok(());
+        return text;
     }
-    println!();
+    text.push('\n');
     let providers: Vec<Vec<String>> = inventory
         .providers
         .iter()
@@ -153,12 +161,11 @@ fn print_inventory(inventory: &HostInventory) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print_columns(
-        Format::Text,
-        &(),
+    text.push_str(&columns(
         &["PROVIDER ID", "IMAGE", "NAME", "ANNOTATIONS"],
         &providers,
-    )
+    ));
+    text
 }
 
 /// Lists links; shared with `wash link get`.
@@ -218,4 +225,87 @@ async fn claims(ctl: &CtlClient, format: Format) -> anyhow::Result<()> {
         &["SUBJECT", "NAME", "ISSUER", "VERSION", "REVISION"],
         &rows,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use trellis_lattice::ctl::{ComponentDescription, ProviderDescription};
+
+    use super::*;
+    use crate::cmd::lattice::MAX_CELL_CHARS;
+
+    /// Any text a host might send: short and odd (control characters, wide
+    /// and combining characters), or very long.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::collection::vec(any::<char>(), 0..40).prop_map(String::from_iter),
+            1 => (0usize..200_000).prop_map(|n| "x".repeat(n)),
+        ]
+    }
+
+    fn map() -> impl Strategy<Value = BTreeMap<String, String>> {
+        proptest::collection::btree_map(text(), text(), 0..6)
+    }
+
+    prop_compose! {
+        fn host()(
+            id in text(), friendly_name in text(), labels in map(),
+            version in proptest::option::of(text()), uptime_seconds in any::<u64>(),
+            uptime_human in proptest::option::of(text()),
+        ) -> Host {
+            Host { id, friendly_name, labels, version, uptime_seconds, uptime_human, ..Host::default() }
+        }
+    }
+
+    prop_compose! {
+        fn inventory()(
+            host_id in text(), friendly_name in text(), labels in map(),
+            components in proptest::collection::vec((text(), text(), any::<u32>(), proptest::option::of(map())), 0..4),
+            providers in proptest::collection::vec((text(), proptest::option::of(text()), proptest::option::of(text())), 0..4),
+        ) -> HostInventory {
+            HostInventory {
+                host_id,
+                friendly_name,
+                labels,
+                components: components.into_iter().map(|(id, image_ref, max_instances, annotations)| ComponentDescription {
+                    id, image_ref, max_instances, annotations, ..ComponentDescription::default()
+                }).collect(),
+                providers: providers.into_iter().map(|(id, image_ref, name)| ProviderDescription {
+                    id, image_ref, name, ..ProviderDescription::default()
+                }).collect(),
+                ..HostInventory::default()
+            }
+        }
+    }
+
+    /// No line is longer than the cells it can hold, whatever came in.
+    fn bounded(text: &str, columns: usize) {
+        let limit = columns * (MAX_CELL_CHARS + 2) + 40;
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= limit,
+                "a line of {} chars",
+                line.chars().count()
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_hosts_print_without_panicking(hosts in proptest::collection::vec(host(), 0..5)) {
+            let text = render_hosts(&hosts);
+            prop_assert_eq!(text.lines().count(), hosts.len() + 1);
+            bounded(&text, 5);
+        }
+
+        #[test]
+        fn any_inventory_prints_without_panicking(inventory in inventory()) {
+            bounded(&render_inventory(&inventory), 4);
+        }
+    }
 }

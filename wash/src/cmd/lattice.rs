@@ -107,10 +107,21 @@ pub fn print_columns<T: Serialize>(
     }
 }
 
-/// Renders a header and rows as columns separated by two spaces.
+/// The most characters of one cell a table shows; `-o json` has the rest.
+pub const MAX_CELL_CHARS: usize = 120;
+
+/// Renders a header and rows as columns separated by two spaces. Cells are
+/// cut at [`MAX_CELL_CHARS`] (ending in `…`) and control characters shown
+/// as spaces, so whatever a host reports cannot break the layout.
 pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
-    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    let all = || std::iter::once(&header).chain(rows);
+    let shown = |row: &[String]| -> Vec<String> {
+        (0..header.len())
+            .map(|i| cell(row.get(i).map_or("", String::as_str)))
+            .collect()
+    };
+    let header: Vec<String> = header.iter().map(|h| cell(h)).collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| shown(row)).collect();
+    let all = || std::iter::once(&header).chain(&rows);
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             all()
@@ -123,12 +134,27 @@ pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
         .map(|row| {
             let line: Vec<String> = widths
                 .iter()
-                .enumerate()
-                .map(|(i, width)| format!("{:<width$}", row.get(i).map_or("", String::as_str)))
+                .zip(row)
+                .map(|(width, text)| {
+                    // Padded by hand: format!'s width is capped at u16::MAX.
+                    let pad = width.saturating_sub(text.chars().count());
+                    format!("{text}{}", " ".repeat(pad))
+                })
                 .collect();
             format!("{}\n", line.join("  ").trim_end())
         })
         .collect()
+}
+
+/// One cell as a table shows it.
+pub fn cell(text: &str) -> String {
+    let clean = |c: char| if c.is_control() { ' ' } else { c };
+    if text.chars().count() <= MAX_CELL_CHARS {
+        return text.chars().map(clean).collect();
+    }
+    let mut cut: String = text.chars().take(MAX_CELL_CHARS - 1).map(clean).collect();
+    cut.push('…');
+    cut
 }
 
 /// `k=v, k=v`, or `-` when empty.

@@ -22,6 +22,9 @@ use crate::cmd::registry;
 use crate::keystore::{self, trellis_home};
 use crate::local_nats::LocalNats;
 
+/// How long the node's own graceful stop may take.
+const STOP_LIMIT: Duration = Duration::from_secs(15);
+
 /// How long `--detach` waits for the background node to come up.
 const DETACH_WAIT: Duration = Duration::from_secs(60);
 
@@ -157,7 +160,14 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
         () = trellis_host::shutdown_signal() => "signal received",
     };
     wadm.abort();
-    host.stop(reason).await;
+    // Bounded, so that `wash down` (which waits 20 s by default) sees the
+    // node exit on its own even when NATS is gone.
+    if tokio::time::timeout(STOP_LIMIT, host.stop(reason))
+        .await
+        .is_err()
+    {
+        tracing::warn!("the host did not stop within {STOP_LIMIT:?}; exiting anyway");
+    }
     nats.stop(&files);
     let _ = std::fs::remove_file(&files.pid);
     println!("stopped: {reason}");
@@ -224,30 +234,76 @@ fn detach(files: &RunFiles) -> anyhow::Result<()> {
     )
 }
 
-pub fn down() -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Seconds the node has to stop after SIGTERM before it is killed.
+    #[arg(long, default_value_t = 20)]
+    grace_secs: u64,
+}
+
+pub fn down(args: DownArgs) -> anyhow::Result<()> {
     let files = RunFiles::new()?;
     let Some(pid) = running_pid(&files.pid) else {
         println!("no node started by `wash up` is running");
         let _ = std::fs::remove_file(&files.pid);
         return Ok(());
     };
-    terminate(pid)?;
-    let started = Instant::now();
-    while process_alive(pid) {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("the node (pid {pid}) did not stop within 30 s; kill it by hand");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let grace = Duration::from_secs(args.grace_secs);
+    let how = stop_process(pid, grace)?;
     // A node killed abruptly cannot stop its NATS child; do it here.
     if let Some(nats_pid) = running_pid(&files.nats_pid) {
-        terminate(nats_pid)?;
+        stop_process(nats_pid, NATS_GRACE)?;
         LocalNats::forget();
     }
     let _ = std::fs::remove_file(&files.pid);
     let _ = std::fs::remove_file(&files.nats_pid);
-    println!("stopped the node (pid {pid})");
+    match how {
+        Stopped::Gracefully => println!("stopped the node (pid {pid})"),
+        Stopped::Killed => println!(
+            "the node (pid {pid}) did not stop within {} s of SIGTERM, so it was killed \
+             (SIGKILL); its log is {}",
+            grace.as_secs(),
+            files.log.display()
+        ),
+    }
     Ok(())
+}
+
+/// How long the NATS server `wash up` started has to stop before it is killed.
+const NATS_GRACE: Duration = Duration::from_secs(5);
+
+/// How a process was stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stopped {
+    /// It exited after SIGTERM.
+    Gracefully,
+    /// It outlived the grace period and got SIGKILL.
+    Killed,
+}
+
+/// SIGTERM, up to `grace` to exit, then SIGKILL.
+fn stop_process(pid: u32, grace: Duration) -> anyhow::Result<Stopped> {
+    signal(pid, "TERM")?;
+    if wait_exit(pid, grace) {
+        return Ok(Stopped::Gracefully);
+    }
+    signal(pid, "KILL")?;
+    if wait_exit(pid, Duration::from_secs(5)) {
+        return Ok(Stopped::Killed);
+    }
+    bail!("process {pid} survived SIGKILL; is it stuck in the kernel (a hung filesystem)?")
+}
+
+/// Whether `pid` exits within `limit`.
+fn wait_exit(pid: u32, limit: Duration) -> bool {
+    let started = Instant::now();
+    while process_alive(pid) {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
 
 /// The accounts in `$TRELLIS_HOME/keys`, which sign what this user runs.
@@ -338,7 +394,7 @@ impl NatsChild {
 
     fn stop(&mut self, files: &RunFiles) {
         if let Some((mut child, local)) = self.0.take() {
-            let _ = terminate(child.id());
+            let _ = signal(child.id(), "TERM");
             let _ = child.wait();
             let _ = std::fs::remove_file(&files.nats_pid);
             local.remove();
@@ -386,9 +442,9 @@ fn process_alive(pid: u32) -> bool {
             .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
 }
 
-fn terminate(pid: u32) -> anyhow::Result<()> {
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
     let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([format!("-{name}"), pid.to_string()])
         .status()
         .context("running kill")?;
     if !status.success() && process_alive(pid) {
@@ -416,5 +472,37 @@ mod tests {
             ("nats.example.com".into(), 4222)
         );
         assert!(host_port("nats://127.0.0.1:x").is_err());
+    }
+
+    /// A child that is reaped as soon as it exits, as the detached node is
+    /// (its parent is gone); `process_alive` then sees it disappear.
+    fn spawn_reaped(script: &str) -> u32 {
+        let mut child = Command::new("sh").args(["-c", script]).spawn().unwrap();
+        let pid = child.id();
+        std::thread::spawn(move || child.wait());
+        pid
+    }
+
+    #[test]
+    fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
+        let pid = spawn_reaped("trap '' TERM; sleep 60");
+        // Let the shell install its trap.
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        assert_eq!(
+            stop_process(pid, Duration::from_secs(1)).unwrap(),
+            Stopped::Killed
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!process_alive(pid));
+    }
+
+    #[test]
+    fn a_process_that_heeds_sigterm_stops_gracefully() {
+        let pid = spawn_reaped("exec sleep 60");
+        assert_eq!(
+            stop_process(pid, Duration::from_secs(5)).unwrap(),
+            Stopped::Gracefully
+        );
     }
 }

@@ -9,9 +9,17 @@
 //! Hello from Trellis
 //! ```
 //!
-//! The component imports nothing beyond the wasi:http types and wasi:io
-//! streams it needs to write the response, so it runs on any host that
-//! serves WASI 0.2 HTTP.
+//! `GET /?log=N` first writes N lines to stderr. A host puts guest output
+//! in its own log under the component's id, within a line budget per
+//! component, so this is also how to see that budget at work:
+//!
+//! ```text
+//! $ curl 'http://127.0.0.1:8080/?log=3'
+//! Hello from Trellis
+//! ```
+//!
+//! The component needs only the wasi:http types, wasi:io streams and
+//! stderr, so it runs on any host that serves WASI 0.2 HTTP.
 
 mod bindings {
     //! Rust bindings for the `trellis:examples/http-hello` world.
@@ -36,7 +44,11 @@ const GREETING: &[u8] = b"Hello from Trellis\n";
 struct HttpHello;
 
 impl Guest for HttpHello {
-    fn handle(_request: IncomingRequest, response_out: ResponseOutparam) {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let query = request.path_with_query().unwrap_or_default();
+        for line in 0..log_lines(&query) {
+            eprintln!("http-hello log line {line}");
+        }
         // Headers must be set before the response is sent: once handed to
         // `OutgoingResponse` they become immutable.
         let headers = Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())])
@@ -55,6 +67,16 @@ impl Guest for HttpHello {
         ResponseOutparam::set(response_out, Ok(response));
         write_body(body, GREETING);
     }
+}
+
+/// The `log` query parameter: how many lines to write to stderr.
+fn log_lines(path_with_query: &str) -> u32 {
+    path_with_query
+        .split_once('?')
+        .into_iter()
+        .flat_map(|(_, query)| query.split('&'))
+        .find_map(|pair| pair.strip_prefix("log=")?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Writes `bytes` to `body` and finishes it, so the host knows the response

@@ -127,10 +127,106 @@ pub struct HostLabel {
     pub value: String,
 }
 
+/// How many labels a host carries and how long each may be. Labels travel
+/// in every heartbeat and ping reply, so unbounded ones would push those
+/// past the server's max payload and make the host vanish from view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelLimits {
+    /// The most labels set by operators (the built-in `hostcore.*` ones
+    /// do not count).
+    pub max_labels: usize,
+    /// The longest key, in bytes.
+    pub max_key_bytes: usize,
+    /// The longest value, in bytes.
+    pub max_value_bytes: usize,
+}
+
+impl Default for LabelLimits {
+    fn default() -> Self {
+        LabelLimits {
+            max_labels: 64,
+            max_key_bytes: 128,
+            max_value_bytes: 1024,
+        }
+    }
+}
+
+impl LabelLimits {
+    /// Checks one label; the error names the label and the limit.
+    pub fn check(&self, key: &str, value: &str) -> Result<(), String> {
+        let shown: String = key.chars().take(40).collect();
+        if key.trim().is_empty() {
+            return Err("a label key must not be empty".into());
+        }
+        if key.len() > self.max_key_bytes {
+            return Err(format!(
+                "label key `{shown}…` is {} bytes long; keys are at most {} bytes",
+                key.len(),
+                self.max_key_bytes
+            ));
+        }
+        if key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '=')
+        {
+            return Err(format!(
+                "label key `{shown}` may not contain spaces, control characters or `=`"
+            ));
+        }
+        if value.len() > self.max_value_bytes {
+            return Err(format!(
+                "the value of label `{shown}` is {} bytes long; values are at most {} bytes",
+                value.len(),
+                self.max_value_bytes
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(format!(
+                "the value of label `{shown}` may not contain control characters"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that a host may hold `count` operator labels.
+    pub fn check_count(&self, count: usize) -> Result<(), String> {
+        if count > self.max_labels {
+            return Err(format!(
+                "a host carries at most {} labels; delete one before adding another",
+                self.max_labels
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn labels_are_bounded_and_need_a_key() {
+        let limits = LabelLimits::default();
+        assert!(limits.check("zone", "eu-west-1").is_ok());
+        assert!(limits.check("", "x").unwrap_err().contains("empty"));
+        assert!(limits.check("  ", "x").unwrap_err().contains("empty"));
+        let long_key = "k".repeat(129);
+        assert!(
+            limits
+                .check(&long_key, "x")
+                .unwrap_err()
+                .contains("128 bytes")
+        );
+        let bomb = "v".repeat(600 * 1024);
+        let err = limits.check("big", &bomb).unwrap_err();
+        assert!(err.contains("at most 1024 bytes"), "{err}");
+        assert!(limits.check("a b", "x").is_err());
+        assert!(limits.check("a=b", "x").is_err());
+        assert!(limits.check("k", "line\nbreak").is_err());
+        assert!(limits.check_count(64).is_ok());
+        assert!(limits.check_count(65).unwrap_err().contains("at most 64"));
+    }
 
     #[test]
     fn ping_answer_omits_unknown_optionals() {

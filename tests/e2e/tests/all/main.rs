@@ -7,6 +7,7 @@
 mod capabilities;
 mod common;
 mod compat;
+mod hostile;
 mod hosts;
 mod isolation;
 mod limits;

@@ -9,7 +9,7 @@ use trellis_claims::KeyKind;
 use trellis_claims::invocation::{Invocation, InvocationSigner, now_ms};
 use trellis_e2e::app::{example_manifest, increment};
 use trellis_e2e::wadm::{FAST_WADM_ARGS, WadmProcess};
-use trellis_e2e::{HostProcess, Signer, unique_lattice, wash};
+use trellis_e2e::{HostProcess, Signer, unique_lattice, wash, wash_at};
 use trellis_lattice::client::CtlClient;
 use trellis_lattice::connect::{NatsAuth, NatsConnection};
 use trellis_lattice::ctl::{ScaleComponentCommand, StartProviderCommand};
@@ -425,26 +425,6 @@ async fn providers_and_hosts_cannot_send_control_commands_or_read_config() {
     // The host is still there and runs nothing it was not told to.
     let inventory = operator.get_inventory(host.id()).await.unwrap();
     assert!(inventory.components.is_empty(), "{inventory:?}");
-}
-
-/// `wash` with its own `$TRELLIS_HOME`, as a user of this machine runs it.
-fn wash_at(home: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let binary = trellis_test_support::workspace_binary("wash", "wash").unwrap();
-    let output = std::process::Command::new(binary)
-        .args(args)
-        .env("TRELLIS_HOME", home)
-        .env_remove("TRELLIS_NATS_URL")
-        .env_remove("TRELLIS_NATS_USER")
-        .env_remove("TRELLIS_NATS_PASSWORD")
-        .env("TRELLIS_TIMEOUT_MS", "10000")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

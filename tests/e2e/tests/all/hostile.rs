@@ -1,0 +1,245 @@
+//! Hostile control-plane input: what one command names must never wedge a
+//! host or hold up the commands of others.
+
+use std::time::{Duration, Instant};
+
+use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice, wash_at};
+use trellis_test_support::NatsServer;
+
+use crate::common::{client, scale_command};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifo_device_and_oversized_images_are_refused_at_once() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("images");
+    let host = HostProcess::start(&nats.url(), &lattice, &["--max-artifact-mib", "1"]).unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Sparse: two MiB long, no space used.
+    let big = dir.path().join("big.wasm");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 * 1024 * 1024)
+        .unwrap();
+    for (image, why) in [
+        (fifo.display().to_string(), "is a FIFO"),
+        ("/dev/zero".to_owned(), "is a character device"),
+        (big.display().to_string(), "--max-artifact-mib"),
+    ] {
+        let started = Instant::now();
+        let err = ctl
+            .scale_component(&scale_command(
+                host.id(),
+                "bomb",
+                &file_url(image.as_ref()),
+                1,
+            ))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{image}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{image} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The host is as it was.
+    let hosts = ctl.ping_hosts().await.unwrap();
+    assert!(hosts.iter().any(|h| h.id == host.id()), "{hosts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_that_stalls_holds_up_no_other_command() {
+    // A "registry" that accepts connections and never answers.
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registry = format!("127.0.0.1:{}", stall.local_addr().unwrap().port());
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("stall");
+    let host = HostProcess::start(
+        &nats.url(),
+        &lattice,
+        &["--allow-insecure-registry", &registry],
+    )
+    .unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let stalled = {
+        let ctl = ctl.clone();
+        let command = scale_command(host.id(), "stalled", &format!("{registry}/slow:1.0"), 1);
+        tokio::spawn(async move { ctl.scale_component(&command).await })
+    };
+    // Give the stalled scale time to be under way.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let signer = Signer::new().unwrap();
+    let image = file_url(&signer.sign_example("http-hello").unwrap());
+    let started = Instant::now();
+    ctl.scale_component(&scale_command(host.id(), "hello", &image, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nhost log:\n{}", host.log()));
+    let inventory = ctl.get_inventory(host.id()).await.unwrap();
+    assert!(
+        inventory.components.iter().any(|c| c.id == "hello"),
+        "{inventory:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "other commands waited {:?} behind the stalled fetch",
+        started.elapsed()
+    );
+    assert!(!stalled.is_finished(), "the stalled fetch ended on its own");
+    stalled.abort();
+    drop(stall);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_label_bomb_is_refused_and_the_host_stays_listed() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("labels");
+    let host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let bomb = "x".repeat(600 * 1024);
+    for (key, value, why) in [
+        ("big", bomb.as_str(), "values are at most 1024 bytes"),
+        ("", "x", "must not be empty"),
+        ("has space", "x", "may not contain spaces"),
+    ] {
+        let err = ctl
+            .put_label(host.id(), key, value)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{key}: {err}");
+    }
+    for i in 0..64 {
+        ctl.put_label(host.id(), &format!("k{i}"), &"v".repeat(1024))
+            .await
+            .unwrap();
+    }
+    let err = ctl
+        .put_label(host.id(), "one-too-many", "x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 64 labels"), "{err}");
+    // Replacing an existing label is not adding one.
+    ctl.put_label(host.id(), "k0", "new").await.unwrap();
+    // At the limits the host is still listed, in a table and in JSON.
+    let text = trellis_e2e::wash_ok(&nats.url(), &lattice, &["get", "hosts"]).unwrap();
+    assert!(text.contains(host.id()), "{text}");
+    let json =
+        trellis_e2e::wash_ok(&nats.url(), &lattice, &["get", "hosts", "-o", "json"]).unwrap();
+    let hosts: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(hosts[0]["labels"]["k0"], "new");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wash_down_stops_the_node_even_when_nats_is_gone() {
+    let home = tempfile::tempdir().unwrap();
+    let url = format!(
+        "nats://127.0.0.1:{}",
+        trellis_test_support::free_port().unwrap()
+    );
+    let (ok, text) = wash_at(home.path(), &["up", "--detach", "--nats-url", &url]);
+    assert!(ok, "{text}");
+    let pid = |name: &str| -> u32 {
+        std::fs::read_to_string(home.path().join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (node, nats) = (pid("wash-up.pid"), pid("nats-server.pid"));
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &nats.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let (ok, text) = wash_at(home.path(), &["down", "--grace-secs", "10"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("stopped the node") || text.contains("was killed"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "wash down took {:?}",
+        started.elapsed()
+    );
+    // Gone, or a zombie its (departed) parent left unreaped.
+    let state = std::fs::read_to_string(format!("/proc/{node}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .is_some_and(|s| s != "Z");
+    assert!(!running, "the node (pid {node}) is still running: {state}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_flooding_its_output_gets_a_bounded_share_of_the_host_log() {
+    use trellis_e2e::app::{HTTP, LinkConfig, TestLattice, get};
+    let lattice = TestLattice::start_with(
+        "flood",
+        &["--guest-log-burst", "20", "--guest-log-lines-per-sec", "5"],
+    )
+    .await
+    .unwrap();
+    lattice.start_provider(HTTP).await.unwrap();
+    let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
+    lattice
+        .config("hello-http", &[("address", &address)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            HTTP.0,
+            "hello",
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("hello-http"),
+        )
+        .await
+        .unwrap();
+    lattice
+        .start_component("http-hello", "hello", 2)
+        .await
+        .unwrap();
+    let url = format!("http://{address}/?log=20000");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(get(&url).await, Ok((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "no answer\n{}",
+            lattice.host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    for _ in 0..4 {
+        let (status, body) = get(&url).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "Hello from Trellis\n"));
+    }
+    // Let the budget refill, so the next line reports the drops.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    get(&format!("http://{address}/?log=1")).await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64() + 30.0;
+    let log = lattice.host.log();
+    let lines = log.matches("http-hello log line").count();
+    // 100 000 lines written; the burst plus the rate over the whole test.
+    assert!(lines >= 20, "{lines} lines logged");
+    assert!(
+        (lines as f64) <= 20.0 + 5.0 * elapsed,
+        "{lines} lines logged in {elapsed:.0} s"
+    );
+    assert!(log.contains("dropped lines of guest output"), "{log}");
+    assert!(log.contains("component=hello"), "{log}");
+}
