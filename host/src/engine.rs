@@ -48,6 +48,8 @@ pub struct InstanceState {
     router: ImportRouter,
     /// The component this instance belongs to, for routing its imports.
     pub component_id: String,
+    /// Where its `wasi:logging` entries go, within its log budget.
+    pub(crate) log: Arc<GuestLogBudget>,
 }
 
 impl InstanceState {
@@ -79,6 +81,7 @@ impl InstanceState {
             limits,
             router,
             component_id: component_id.to_owned(),
+            log: Arc::clone(output),
         }
     }
 

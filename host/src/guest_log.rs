@@ -90,17 +90,43 @@ impl GuestLogBudget {
         (true, std::mem::take(&mut bucket.dropped))
     }
 
-    fn log(&self, stream: &'static str, line: &[u8], now: Instant) {
+    /// Whether one more line may be logged now; reports earlier drops.
+    fn take_line(&self, now: Instant) -> bool {
         let (admitted, dropped) = self.admit(now);
-        if !admitted {
-            return;
-        }
-        if dropped > 0 {
+        if admitted && dropped > 0 {
             tracing::warn!(
                 component = %self.component_id,
                 dropped,
                 "dropped lines of guest output over the log budget"
             );
+        }
+        admitted
+    }
+
+    /// One `wasi:logging` entry, at its own level, within the same budget
+    /// as the component's stdout and stderr.
+    pub fn record(&self, level: &str, context: &str, message: &str) {
+        if !self.take_line(Instant::now()) {
+            return;
+        }
+        let max = self.limits.max_line_bytes;
+        let message = match message.char_indices().nth(max) {
+            Some((cut, _)) => format!("{}…", &message[..cut]),
+            None => message.to_owned(),
+        };
+        let component = &self.component_id;
+        match level {
+            "trace" => tracing::trace!(component = %component, context, "{message}"),
+            "debug" => tracing::debug!(component = %component, context, "{message}"),
+            "info" => tracing::info!(component = %component, context, "{message}"),
+            "warn" => tracing::warn!(component = %component, context, "{message}"),
+            _ => tracing::error!(component = %component, context, level, "{message}"),
+        }
+    }
+
+    fn log(&self, stream: &'static str, line: &[u8], now: Instant) {
+        if !self.take_line(now) {
+            return;
         }
         let cut = line.len() > self.limits.max_line_bytes;
         let kept = &line[..line.len().min(self.limits.max_line_bytes)];

@@ -33,6 +33,31 @@ const LOCAL_PACKAGES: &[&str] = &[
     "wasi:sockets/",
 ];
 
+/// `wasi:logging/logging`, which every host serves itself: entries go to
+/// the host's log under the component's id.
+const LOGGING: &str = "wasi:logging/logging";
+
+/// Defines `wasi:logging/logging.log` (whatever version `name` carries).
+fn add_logging(linker: &mut Linker<InstanceState>, name: &str) -> Result<(), HostError> {
+    let mut instance = linker
+        .instance(name)
+        .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
+    instance
+        .func_new("log", |store, _ty, params, _results| {
+            let text = |i: usize| match params.get(i) {
+                Some(Val::String(s)) => s.as_str(),
+                _ => "",
+            };
+            let level = match params.first() {
+                Some(Val::Enum(level)) => level.as_str(),
+                _ => "info",
+            };
+            store.data().log.record(level, text(1), text(2));
+            Ok(())
+        })
+        .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))
+}
+
 /// The links currently known to this host, shared with the state watcher.
 pub type LinkTable = Arc<RwLock<Vec<Link>>>;
 
@@ -76,6 +101,10 @@ impl ImportRouter {
         let mut keyvalue_linked = false;
         for (name, item) in component.component_type().imports(engine) {
             if LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            if name.starts_with(LOGGING) {
+                add_logging(linker, name)?;
                 continue;
             }
             if keyvalue::serves(name) {

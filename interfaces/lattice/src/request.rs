@@ -62,6 +62,19 @@ pub async fn call(
             _ => return Err(RpcError::new(RpcErrorKind::NoTarget, err.to_string())),
         },
     };
+    // With the connection down the call never left this process: saying
+    // "nothing serves X" or "X did not answer" would send the reader to
+    // the wrong place.
+    if nats.connection_state() != async_nats::connection::State::Connected {
+        return Err(RpcError::new(
+            RpcErrorKind::NoTarget,
+            format!(
+                "the lattice is unreachable: the connection to NATS is down, so the call was not \
+                 delivered ({})",
+                describe(unanswered)
+            ),
+        ));
+    }
     let kind = match unanswered {
         Unanswered::NoResponders => RpcErrorKind::NoTarget,
         Unanswered::Elapsed | Unanswered::TimedOut => RpcErrorKind::Timeout,

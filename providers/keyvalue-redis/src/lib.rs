@@ -34,9 +34,13 @@
 //! its own; like SCAN, a page may be empty before the last one, and a key
 //! written during the walk may be listed twice or not at all.
 //!
-//! After Redis restarts, the connection is re-established on the next
-//! request; until then requests fail with a store error and the provider's
-//! health check says which server is down.
+//! After Redis restarts, the first request finds the old connection dead;
+//! the connection is re-established and a read or a write of a fixed value
+//! (`set`, `delete`) is sent once more, so it succeeds. An increment is not
+//! sent twice, since it may have been applied before the connection broke:
+//! it fails with an error that says so. While Redis is down, requests fail
+//! with a store error and the provider's health check says which server is
+//! down.
 //!
 //! # Use from Rust
 //!

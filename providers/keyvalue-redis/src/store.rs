@@ -80,8 +80,18 @@ impl RedisStore {
         &self.url
     }
 
-    /// Runs one command under [`COMMAND_TIMEOUT`].
+    /// Runs one command that may safely run twice (a read, or a write of
+    /// a fixed value) under [`COMMAND_TIMEOUT`], once more if the
+    /// connection turned out to be gone: the first request after a Redis
+    /// restart finds the old connection dead, and the manager has a new one
+    /// for the second attempt.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Failure> {
+        self.run(cmd, Repeat::Idempotent).await
+    }
+
+    /// Runs `cmd`, repeating it after a connection failure only if `repeat`
+    /// allows it.
+    async fn run<T: FromRedisValue>(&self, cmd: &Cmd, repeat: Repeat) -> Result<T, Failure> {
         let mut conn = self.conn.clone();
         let attempt = async {
             match cmd.query_async(&mut conn).await {
@@ -89,11 +99,23 @@ impl RedisStore {
                 // even INCRBY may go again; the refusal made the manager
                 // start a new connection, which a Redis that is back accepts.
                 Err(e) if e.is_connection_refusal() => cmd.query_async(&mut conn).await,
+                Err(e) if lost_in_flight(&e) => match repeat {
+                    Repeat::Idempotent => cmd.query_async(&mut conn).await,
+                    Repeat::AtMostOnce => Err(e),
+                },
                 other => other,
             }
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
             Err(_) => Err(Failure::Timeout),
+            Ok(Err(e)) if repeat == Repeat::AtMostOnce && lost_in_flight(&e) => {
+                Err(Failure::Store(KvError::Other(format!(
+                    "Redis at {} dropped the connection while the command was in flight ({e}); it \
+                     may or may not have been applied, so it was not sent again. The connection \
+                     is re-established: read the value before trying again",
+                    self.url
+                ))))
+            }
             Ok(result) => result.map_err(Failure::Redis),
         }
     }
@@ -192,7 +214,8 @@ impl RedisStore {
                 "Redis counters are signed 64-bit; {delta} is too large"
             ))
         })?;
-        let next: i64 = match self.query(&Cmd::incr(redis_key(bucket, key), delta)).await {
+        let incr = Cmd::incr(redis_key(bucket, key), delta);
+        let next: i64 = match self.run(&incr, Repeat::AtMostOnce).await {
             Err(Failure::Redis(e)) if e.kind() == ErrorKind::ResponseError => {
                 let detail = e.detail().unwrap_or_default();
                 return Err(if detail.contains("not an integer") {
@@ -227,6 +250,21 @@ impl RedisStore {
 }
 
 /// Why a command produced no result.
+/// Whether a command may be sent again after its connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repeat {
+    /// Running it twice does what running it once does.
+    Idempotent,
+    /// It must not be applied twice (INCRBY).
+    AtMostOnce,
+}
+
+/// Whether `e` says the connection broke after the command may have left:
+/// its effect is unknown.
+fn lost_in_flight(e: &RedisError) -> bool {
+    e.is_connection_dropped() || (e.is_io_error() && !e.is_connection_refusal())
+}
+
 enum Failure {
     Timeout,
     Redis(RedisError),

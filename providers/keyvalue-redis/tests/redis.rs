@@ -366,3 +366,45 @@ async fn the_binary_serves_links_calls_and_health_and_exits_when_stdin_closes() 
     let status = process.close_stdin_and_wait(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn after_a_redis_restart_the_first_read_succeeds_and_an_increment_fails_clearly() {
+    let mut redis = RedisServer::start().unwrap();
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    store.handle(set("b", "k", b"v")).await.unwrap();
+    redis.restart().unwrap();
+    // The restarted server kept nothing; what matters is that the very
+    // first request after the restart gets an answer.
+    assert_eq!(
+        store.handle(get("b", "k")).await,
+        Ok(KvResponse::Value(None))
+    );
+    store.handle(set("b", "k", b"again")).await.unwrap();
+    assert_eq!(
+        store.handle(get("b", "k")).await,
+        Ok(KvResponse::Value(Some(b"again".to_vec())))
+    );
+
+    redis.restart().unwrap();
+    let bump = KvRequest::Increment {
+        bucket: "b".into(),
+        key: "n".into(),
+        delta: 1,
+    };
+    // Refused before it left, or lost in flight and not repeated: it never
+    // counts twice, and a failure says why.
+    match store.handle(bump.clone()).await {
+        Ok(KvResponse::Counter(1)) => {}
+        Err(KvError::Other(message)) => {
+            assert!(
+                message.contains("may or may not have been applied"),
+                "{message}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let Ok(KvResponse::Counter(n)) = store.handle(bump).await else {
+        panic!("the connection was not re-established");
+    };
+    assert!(n <= 2, "{n}");
+}

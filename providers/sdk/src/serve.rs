@@ -1,6 +1,7 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use trellis_lattice::Link;
@@ -15,6 +16,15 @@ use crate::{IncomingCall, Provider, ProviderHandle, SdkError};
 /// checks report until the link is put again successfully or deleted.
 type FailedLinks = Arc<Mutex<BTreeMap<String, String>>>;
 
+/// Links to this provider that its host data lists but whose put (with
+/// their config) has not arrived yet, by source and name. Right after a
+/// start or a restart, calls on such a link wait for it a moment instead
+/// of being told the link does not exist.
+type PendingLinks = tokio::sync::watch::Sender<HashSet<(String, String)>>;
+
+/// How long a call waits for its link's first put after a start.
+const PENDING_LINK_WAIT: Duration = Duration::from_secs(2);
+
 /// Serves `provider` on `handle`'s lattice until `stop` resolves or a host
 /// asks it to shut down; then calls [`Provider::shutdown`] and drains NATS
 /// so replies already sent are delivered.
@@ -25,6 +35,15 @@ pub async fn serve<P: Provider>(
 ) -> Result<(), SdkError> {
     let provider = Arc::new(provider);
     let failed: FailedLinks = Arc::default();
+    let pending: Arc<PendingLinks> = Arc::new(tokio::sync::watch::Sender::new(
+        handle
+            .host_data()
+            .link_definitions
+            .iter()
+            .filter(|link| link.target == handle.provider_id())
+            .map(|link| (link.source_id.clone(), link.name.clone()))
+            .collect(),
+    ));
     let id = handle.provider_id().to_owned();
     let subjects = handle.subjects().clone();
     let nats = handle.nats().clone();
@@ -57,11 +76,17 @@ pub async fn serve<P: Provider>(
     tracing::info!(provider_id = %id, lattice = %subjects.lattice(), "provider serving");
 
     let tasks = [
-        tokio::spawn(serve_calls(handle.clone(), Arc::clone(&provider), calls)),
+        tokio::spawn(serve_calls(
+            handle.clone(),
+            Arc::clone(&provider),
+            Arc::clone(&pending),
+            calls,
+        )),
         tokio::spawn(serve_links(
             nats.clone(),
             Arc::clone(&provider),
             Arc::clone(&failed),
+            pending,
             link_puts,
             link_dels,
         )),
@@ -90,6 +115,7 @@ pub async fn serve<P: Provider>(
 async fn serve_calls<P: Provider>(
     handle: ProviderHandle,
     provider: Arc<P>,
+    pending: Arc<PendingLinks>,
     mut calls: async_nats::Subscriber,
 ) {
     while let Some(message) = calls.next().await {
@@ -98,9 +124,13 @@ async fn serve_calls<P: Provider>(
         };
         let provider = Arc::clone(&provider);
         let handle = handle.clone();
+        let pending = Arc::clone(&pending);
         tokio::spawn(async move {
             let result = match incoming(&handle, &message) {
-                Ok(call) => provider.call(call).await,
+                Ok(call) => match wait_for_link(&handle, &pending, &call).await {
+                    Ok(()) => provider.call(call).await,
+                    Err(err) => Err(err),
+                },
                 Err(err) => Err(err),
             };
             let bytes = match result {
@@ -140,11 +170,40 @@ fn incoming(
     })
 }
 
+/// Waits, for at most [`PENDING_LINK_WAIT`], until the host has put the
+/// link `call` came by, if that link is still pending after a start.
+async fn wait_for_link(
+    handle: &ProviderHandle,
+    pending: &PendingLinks,
+    call: &IncomingCall,
+) -> Result<(), RpcError> {
+    let key = (
+        call.headers.source_id.clone(),
+        call.headers.link_name.clone(),
+    );
+    let mut watch = pending.subscribe();
+    let arrived =
+        tokio::time::timeout(PENDING_LINK_WAIT, watch.wait_for(|set| !set.contains(&key)));
+    match arrived.await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(RpcError::new(
+            RpcErrorKind::Refused,
+            format!(
+                "provider `{}` is starting and has not received its link from `{}` yet; try \
+                 again in a moment",
+                handle.provider_id(),
+                key.0
+            ),
+        )),
+    }
+}
+
 /// Applies link puts and deletes one at a time, in arrival order.
 async fn serve_links<P: Provider>(
     nats: async_nats::Client,
     provider: Arc<P>,
     failed: FailedLinks,
+    pending: Arc<PendingLinks>,
     mut puts: async_nats::Subscriber,
     mut dels: async_nats::Subscriber,
 ) {
@@ -160,6 +219,7 @@ async fn serve_links<P: Provider>(
                 Ok(link) => {
                     let slot = slot(&link.link);
                     let result = provider.link_put(&link).await;
+                    settle(&pending, &link.link);
                     let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
                     match &result {
                         Ok(()) => {
@@ -179,6 +239,7 @@ async fn serve_links<P: Provider>(
                 Err(e) => Err(format!("the link delete is not valid JSON: {e}")),
                 Ok(link) => {
                     provider.link_del(&link).await;
+                    settle(&pending, &link);
                     failed
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -253,6 +314,11 @@ async fn respond_json<T: serde::Serialize>(
         }
         Err(err) => tracing::warn!(error = %err, "cannot encode an answer to the host"),
     }
+}
+
+/// Calls on `link` need wait no longer: it was put or deleted.
+fn settle(pending: &PendingLinks, link: &Link) {
+    pending.send_if_modified(|set| set.remove(&(link.source_id.clone(), link.name.clone())));
 }
 
 /// A link's slot, as people read it: `source → target (ns:pkg, name)`.

@@ -295,3 +295,48 @@ async fn host_data_without_cluster_issuers_is_refused_at_start() {
     };
     assert!(trellis_provider_sdk::ProviderHandle::new(nats, unchecked).is_ok());
 }
+
+#[tokio::test]
+async fn right_after_a_start_a_call_waits_for_its_link_instead_of_being_told_there_is_none() {
+    let lattice = TestLattice::start(LATTICE).await;
+    let known = link("counter", &[("space", "a")]);
+    let data = trellis_lattice::HostData {
+        link_definitions: vec![known.link.clone()],
+        ..lattice.host_data(PROVIDER, HOST)
+    };
+    let nats = async_nats::connect(lattice.url()).await.unwrap();
+    let handle = trellis_provider_sdk::ProviderHandle::new(nats, data).unwrap();
+    let provider = KeyValueProvider::new(&handle, MemoryBackend);
+    let served = lattice.serve(handle, provider).await;
+
+    // The host puts the link a little after the call arrives, as it does
+    // once a restarted provider answers its first health check.
+    let putter = {
+        let client = (*served).clone();
+        let known = known.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client.put_link(&known).await
+        })
+    };
+    assert_eq!(
+        call(&served, "counter", &set("k", b"v")).await,
+        Ok(Ok(KvResponse::Done))
+    );
+    assert!(putter.await.unwrap().success);
+
+    // A link the host data named but never put gives up after a moment,
+    // saying the provider is starting.
+    let lattice = TestLattice::start(LATTICE).await;
+    let data = trellis_lattice::HostData {
+        link_definitions: vec![known.link.clone()],
+        ..lattice.host_data(PROVIDER, HOST)
+    };
+    let nats = async_nats::connect(lattice.url()).await.unwrap();
+    let handle = trellis_provider_sdk::ProviderHandle::new(nats, data).unwrap();
+    let provider = KeyValueProvider::new(&handle, MemoryBackend);
+    let served = lattice.serve(handle, provider).await;
+    let err = call(&served, "counter", &set("k", b"v")).await.unwrap_err();
+    assert!(err.message.contains("is starting"), "{err}");
+    assert!(!err.message.contains("wash link put"), "{err}");
+}

@@ -162,7 +162,7 @@ fn spawn_nats(dir: &Path, port: u16, launch: &Launch) -> Result<Child, SupportEr
 pub struct RedisServer {
     child: Child,
     port: u16,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl RedisServer {
@@ -174,29 +174,10 @@ impl RedisServer {
             .map_err(SupportError::io("creating a temp dir for redis-server"))?;
         let binary = find_binary("redis-server", "redis-server", "TRELLIS_REDIS_SERVER")?;
         let log = dir.path().join("redis-server.log");
-        let ready = Readiness {
-            what: "redis-server",
-            log: &log,
-            request: b"PING\r\n",
-            reply: b"+PONG",
-        };
-        let (child, port) = retry_on_port_clash(&ready, |port| {
-            Command::new(&binary)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log_file(&log)?)
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(SupportError::io("spawning redis-server"))
-        })?;
-        Ok(RedisServer {
-            child,
-            port,
-            _dir: dir,
-        })
+        let ready = redis_readiness(&log);
+        let (child, port) =
+            retry_on_port_clash(&ready, |port| spawn_redis(&binary, port, dir.path(), &log))?;
+        Ok(RedisServer { child, port, dir })
     }
 
     /// `redis://127.0.0.1:{port}`.
@@ -208,6 +189,46 @@ impl RedisServer {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Kills the server and starts a fresh one on the same port, as a
+    /// crash and a supervisor's restart would (nothing is kept: the test
+    /// server saves no data).
+    pub fn restart(&mut self) -> Result<(), SupportError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let binary = find_binary("redis-server", "redis-server", "TRELLIS_REDIS_SERVER")?;
+        let log = self.dir.path().join("redis-server.log");
+        let mut child = spawn_redis(&binary, self.port, self.dir.path(), &log)?;
+        let ready = redis_readiness(&log);
+        let port = self.port;
+        let outcome = wait_until_ready(ready.what, &mut child, &log, READY_TIMEOUT, || {
+            ready.probe(port)
+        });
+        self.child = child;
+        outcome
+    }
+}
+
+fn redis_readiness(log: &Path) -> Readiness<'_> {
+    Readiness {
+        what: "redis-server",
+        log,
+        request: b"PING\r\n",
+        reply: b"+PONG",
+    }
+}
+
+fn spawn_redis(binary: &Path, port: u16, dir: &Path, log: &Path) -> Result<Child, SupportError> {
+    Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log_file(log)?)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(SupportError::io("spawning redis-server"))
 }
 
 impl Drop for RedisServer {

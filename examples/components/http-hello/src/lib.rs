@@ -9,17 +9,18 @@
 //! Hello from Trellis
 //! ```
 //!
-//! `GET /?log=N` first writes N lines to stderr. A host puts guest output
-//! in its own log under the component's id, within a line budget per
-//! component, so this is also how to see that budget at work:
+//! `GET /?log=N` first logs N entries through `wasi:logging`, and
+//! `?stderr=N` writes N lines to stderr. A host puts both in its own log
+//! under the component's id, within one line budget per component, so this
+//! is also how to see that budget at work:
 //!
 //! ```text
-//! $ curl 'http://127.0.0.1:8080/?log=3'
+//! $ curl 'http://127.0.0.1:8080/?log=3&stderr=3'
 //! Hello from Trellis
 //! ```
 //!
-//! The component needs only the wasi:http types, wasi:io streams and
-//! stderr, so it runs on any host that serves WASI 0.2 HTTP.
+//! The component needs only the wasi:http types, wasi:io streams,
+//! wasi:logging and stderr, all of which every Trellis host serves itself.
 
 mod bindings {
     //! Rust bindings for the `trellis:examples/http-hello` world.
@@ -36,6 +37,7 @@ use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
+use bindings::wasi::logging::logging;
 
 /// The greeting every request receives.
 const GREETING: &[u8] = b"Hello from Trellis\n";
@@ -46,8 +48,15 @@ struct HttpHello;
 impl Guest for HttpHello {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let query = request.path_with_query().unwrap_or_default();
-        for line in 0..log_lines(&query) {
-            eprintln!("http-hello log line {line}");
+        for line in 0..count(&query, "log") {
+            logging::log(
+                logging::Level::Info,
+                "http-hello",
+                &format!("http-hello log line {line}"),
+            );
+        }
+        for line in 0..count(&query, "stderr") {
+            eprintln!("http-hello stderr line {line}");
         }
         // Headers must be set before the response is sent: once handed to
         // `OutgoingResponse` they become immutable.
@@ -69,13 +78,13 @@ impl Guest for HttpHello {
     }
 }
 
-/// The `log` query parameter: how many lines to write to stderr.
-fn log_lines(path_with_query: &str) -> u32 {
+/// The number in query parameter `name`, or 0.
+fn count(path_with_query: &str, name: &str) -> u32 {
     path_with_query
         .split_once('?')
         .into_iter()
         .flat_map(|(_, query)| query.split('&'))
-        .find_map(|pair| pair.strip_prefix("log=")?.parse().ok())
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
         .unwrap_or(0)
 }
 

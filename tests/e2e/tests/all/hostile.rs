@@ -213,7 +213,7 @@ async fn a_guest_flooding_its_output_gets_a_bounded_share_of_the_host_log() {
         .start_component("http-hello", "hello", 2)
         .await
         .unwrap();
-    let url = format!("http://{address}/?log=20000");
+    let url = format!("http://{address}/?log=10000&stderr=10000");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !matches!(get(&url).await, Ok((200, _))) {
         assert!(
@@ -230,10 +230,11 @@ async fn a_guest_flooding_its_output_gets_a_bounded_share_of_the_host_log() {
     }
     // Let the budget refill, so the next line reports the drops.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    get(&format!("http://{address}/?log=1")).await.unwrap();
+    get(&format!("http://{address}/?stderr=1")).await.unwrap();
     let elapsed = started.elapsed().as_secs_f64() + 30.0;
     let log = lattice.host.log();
-    let lines = log.matches("http-hello log line").count();
+    let logged = log.matches("http-hello log line").count();
+    let lines = logged + log.matches("http-hello stderr line").count();
     // 100 000 lines written; the burst plus the rate over the whole test.
     assert!(lines >= 20, "{lines} lines logged");
     assert!(
@@ -242,4 +243,13 @@ async fn a_guest_flooding_its_output_gets_a_bounded_share_of_the_host_log() {
     );
     assert!(log.contains("dropped lines of guest output"), "{log}");
     assert!(log.contains("component=hello"), "{log}");
+    // Both ways out arrive: wasi:logging with its context, and stderr.
+    assert!(logged > 0, "{log}");
+    assert!(
+        log.lines().any(|line| line.contains("http-hello log line")
+            && line.contains("context")
+            && line.contains("\"http-hello\"")),
+        "{log}"
+    );
+    assert!(log.contains("http-hello stderr line"), "{log}");
 }
