@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::rpc::{CallHeaders, RpcError, RpcErrorKind};
+use crate::rpc::{CallHeaders, LATTICE_UNREACHABLE, RpcError, RpcErrorKind};
 
 /// The ways a call can go unanswered that the caller words itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub async fn call(
         return Err(RpcError::new(
             RpcErrorKind::NoTarget,
             format!(
-                "the lattice is unreachable: the connection to NATS is down, so the call was not \
+                "{LATTICE_UNREACHABLE}: the connection to NATS is down, so the call was not \
                  delivered ({})",
                 describe(unanswered)
             ),

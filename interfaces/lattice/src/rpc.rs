@@ -117,7 +117,18 @@ pub struct RpcError {
     pub message: String,
 }
 
+/// How the message of a call that never left begins: the caller's own
+/// NATS connection is down (see [`RpcError::lattice_unreachable`]).
+pub const LATTICE_UNREACHABLE: &str = "the lattice is unreachable";
+
 impl RpcError {
+    /// Whether the call failed because the caller's NATS connection is
+    /// down, rather than because nothing serves the target. Both travel as
+    /// [`RpcErrorKind::NoTarget`], so older peers read them alike.
+    pub fn lattice_unreachable(&self) -> bool {
+        self.kind == RpcErrorKind::NoTarget && self.message.starts_with(LATTICE_UNREACHABLE)
+    }
+
     /// An error of `kind` with an explanation.
     pub fn new(kind: RpcErrorKind, message: impl Into<String>) -> Self {
         Self {

@@ -168,6 +168,13 @@ fn is_framing(name: &HeaderName) -> bool {
 pub(crate) fn failure_response(err: &RpcError, route: &Route) -> Response<Full<Bytes>> {
     let component = &route.component;
     match err.kind {
+        RpcErrorKind::NoTarget if err.lattice_unreachable() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request did not reach component `{component}`: {}",
+                err.message
+            ),
+        ),
         RpcErrorKind::NoTarget => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

@@ -3,6 +3,7 @@
 //! planner run against hand-built lattices (no NATS), and the store and API
 //! against a private nats-server.
 
+mod fuzz;
 mod lease;
 mod manifest;
 mod planner;

@@ -26,9 +26,14 @@ pub fn fixture(name: &str) -> Result<Manifest, ManifestError> {
 
 /// One of the repository's example manifests.
 pub fn example(name: &str) -> Manifest {
+    let text = example_text(name);
+    Manifest::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The text of the example manifest `name`.
+pub fn example_text(name: &str) -> String {
     let path = crate_dir().join("../examples/manifests").join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    Manifest::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// An alive host with labels given as `key=value`.

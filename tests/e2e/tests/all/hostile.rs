@@ -253,3 +253,34 @@ async fn a_guest_flooding_its_output_gets_a_bounded_share_of_the_host_log() {
     );
     assert!(log.contains("http-hello stderr line"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nats_down_a_caller_hears_the_lattice_is_unreachable() {
+    use trellis_e2e::app::{HTTP, SQLITE, TestLattice, get};
+    let mut lattice = TestLattice::start("unreachable").await.unwrap();
+    for provider in [SQLITE, HTTP] {
+        lattice.start_provider(provider).await.unwrap();
+    }
+    let db = lattice.dir.path().join("counter.sqlite3");
+    lattice
+        .config("counter-kv", &[("path", db.to_str().unwrap())])
+        .await
+        .unwrap();
+    let url = lattice
+        .counter_app(SQLITE.0, "counter-kv", 2)
+        .await
+        .unwrap();
+    lattice.nats.kill();
+    // The http-server provider is still listening; its calls go nowhere.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        let (status, body) = get(&url).await.unwrap();
+        if body.contains("unreachable") || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the lattice is unreachable"), "{body}");
+    assert!(!body.contains("start it"), "{body}");
+}
