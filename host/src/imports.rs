@@ -6,6 +6,7 @@
 //! that forwards the call over NATS to whichever target the component's
 //! link names, so the component never knows where its dependency runs.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -58,6 +59,11 @@ fn add_logging(linker: &mut Linker<InstanceState>, name: &str) -> Result<(), Hos
         .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))
 }
 
+/// The providers of this host whose process exited and is being started
+/// again, shared with the supervisor: a call that finds nobody serving one
+/// of them hears that it is restarting.
+pub type RestartingProviders = Arc<RwLock<HashSet<String>>>;
+
 /// The links currently known to this host, shared with the state watcher.
 pub type LinkTable = Arc<RwLock<Vec<Link>>>;
 
@@ -71,6 +77,7 @@ pub struct ImportRouter {
     /// Signs each call for the calling component; `None` only under
     /// `--insecure-unsigned-invocations`.
     signer: Option<Arc<InvocationSigner>>,
+    restarting: RestartingProviders,
 }
 
 impl ImportRouter {
@@ -88,7 +95,37 @@ impl ImportRouter {
             links,
             timeout,
             signer,
+            restarting: RestartingProviders::default(),
         }
+    }
+
+    /// The set of this host's restarting providers, for the supervisor to keep.
+    pub fn restarting(&self) -> RestartingProviders {
+        Arc::clone(&self.restarting)
+    }
+
+    /// `err`, or if it says nothing served `target` while this host is
+    /// restarting that provider, an error that says so.
+    fn explain_restart(&self, target: &str, err: RpcError) -> RpcError {
+        let unanswered = matches!(err.kind, RpcErrorKind::NoTarget | RpcErrorKind::Timeout);
+        if !unanswered || err.lattice_unreachable() {
+            return err;
+        }
+        let restarting = self
+            .restarting
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(target);
+        if !restarting {
+            return err;
+        }
+        RpcError::new(
+            err.kind,
+            format!(
+                "provider `{target}` is restarting: its process exited and this host is starting \
+                 it again; try again in a moment"
+            ),
+        )
     }
 
     /// Defines every non-local import of `component` in `linker`.
@@ -220,7 +257,8 @@ impl ImportRouter {
                 }
             }
         })
-        .await?;
+        .await
+        .map_err(|err| self.explain_restart(&target, err))?;
         Ok(reply.payload)
     }
 }

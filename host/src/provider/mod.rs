@@ -19,6 +19,7 @@ mod process;
 mod supervise;
 
 use crate::files::FileLimits;
+use crate::imports::RestartingProviders;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -41,6 +42,8 @@ use trellis_oci::ArtifactCache;
 
 /// What every supervised provider shares: the host's connections and settings.
 pub(crate) struct SupervisorContext {
+    /// Which providers are between a lost process and the next one.
+    restarting: RestartingProviders,
     host_id: String,
     nats: async_nats::Client,
     subjects: Subjects,
@@ -99,8 +102,10 @@ impl ProviderSupervisor {
         state: LatticeState,
         policy: RunPolicy,
         artifacts: Arc<ArtifactCache>,
+        restarting: RestartingProviders,
     ) -> Self {
         let ctx = SupervisorContext {
+            restarting,
             host_id: host_id.to_owned(),
             nats,
             subjects,
@@ -181,6 +186,7 @@ impl ProviderSupervisor {
             command.config,
             artifact,
             control,
+            Arc::clone(&ctx.restarting),
         ));
         {
             // Registered while starting, so the link watcher can find it
@@ -210,6 +216,7 @@ impl ProviderSupervisor {
 
     /// Removes `provider` from the registry, unless another took its place.
     fn forget(&self, provider: &Arc<SupervisedProvider>) {
+        provider.no_longer_restarting();
         let mut providers = self.providers.write().unwrap_or_else(|p| p.into_inner());
         if providers
             .get(&provider.id)

@@ -29,6 +29,7 @@ use super::control::{ProviderControl, ProviderRequestError, REQUEST_TIMEOUT, sec
 use super::process::ProviderProcess;
 use crate::HostError;
 use crate::host::human_time;
+use crate::imports::RestartingProviders;
 
 /// The first wait before restarting a provider that exited.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -98,6 +99,9 @@ pub(crate) struct SupervisedProvider {
     health: Mutex<Option<Health>>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The host's set of restarting providers, which this one joins while
+    /// its process is being replaced.
+    restarting: RestartingProviders,
 }
 
 impl SupervisedProvider {
@@ -109,6 +113,7 @@ impl SupervisedProvider {
         config_names: Vec<String>,
         artifact: super::artifact::ProviderArtifact,
         control: ProviderControl,
+        restarting: RestartingProviders,
     ) -> Self {
         SupervisedProvider {
             id,
@@ -123,6 +128,7 @@ impl SupervisedProvider {
             health: Mutex::new(None),
             stop: Mutex::new(None),
             task: Mutex::new(None),
+            restarting,
         }
     }
 
@@ -130,8 +136,22 @@ impl SupervisedProvider {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Leaves the host's restarting set: the provider was stopped for good.
+    pub(crate) fn no_longer_restarting(&self) {
+        self.restarting
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+
     fn set_phase(&self, phase: Phase) {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+        let mut restarting = self.restarting.write().unwrap_or_else(|p| p.into_inner());
+        if phase == Phase::Restarting {
+            restarting.insert(self.id.clone());
+        } else {
+            restarting.remove(&self.id);
+        }
     }
 
     /// The process is gone: its health is unknown until the next one answers.

@@ -284,3 +284,61 @@ async fn with_nats_down_a_caller_hears_the_lattice_is_unreachable() {
     assert!(body.contains("the lattice is unreachable"), "{body}");
     assert!(!body.contains("start it"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_a_provider_restarts_its_callers_hear_that_it_is_restarting() {
+    use trellis_e2e::app::{HTTP, SQLITE, TestLattice, get};
+    let lattice = TestLattice::start("restarting").await.unwrap();
+    for provider in [SQLITE, HTTP] {
+        lattice.start_provider(provider).await.unwrap();
+    }
+    let db = lattice.dir.path().join("counter.sqlite3");
+    lattice
+        .config("counter-kv", &[("path", db.to_str().unwrap())])
+        .await
+        .unwrap();
+    let url = lattice
+        .counter_app(SQLITE.0, "counter-kv", 4)
+        .await
+        .unwrap();
+    let pgrep = std::process::Command::new("pgrep")
+        .args([
+            "-P",
+            &lattice.host.pid().to_string(),
+            "-f",
+            "trellis-keyvalue-sqlite",
+        ])
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&pgrep.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("the keyvalue-sqlite process");
+    trellis_e2e::kill_9(pid).unwrap();
+    // Until the relaunched process has its links, requests fail; one of
+    // them must say why, and none may send the reader to `wash link put`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut failures = Vec::new();
+    let recovered = loop {
+        match get(&url).await {
+            Ok((200, _)) if !failures.is_empty() => break true,
+            Ok((200, _)) => {}
+            Ok((_, body)) => failures.push(body),
+            Err(err) => failures.push(err.to_string()),
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(recovered, "{failures:#?}\n{}", lattice.host.log());
+    assert!(
+        failures.iter().any(|f| f.contains("is restarting")),
+        "{failures:#?}"
+    );
+    assert!(
+        failures.iter().all(|f| !f.contains("wash link put")),
+        "{failures:#?}"
+    );
+}
