@@ -477,7 +477,15 @@ mod tests {
     /// A child that is reaped as soon as it exits, as the detached node is
     /// (its parent is gone); `process_alive` then sees it disappear.
     fn spawn_reaped(script: &str) -> u32 {
-        let mut child = Command::new("sh").args(["-c", script]).spawn().unwrap();
+        // No pipes to the test runner: a `sleep` outliving its killed shell
+        // would otherwise hold them open.
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         std::thread::spawn(move || child.wait());
         pid
@@ -485,7 +493,7 @@ mod tests {
 
     #[test]
     fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
-        let pid = spawn_reaped("trap '' TERM; sleep 60");
+        let pid = spawn_reaped("trap '' TERM; sleep 5");
         // Let the shell install its trap.
         std::thread::sleep(Duration::from_millis(200));
         let started = Instant::now();
