@@ -110,9 +110,16 @@ impl GuestLogBudget {
             return;
         }
         let max = self.limits.max_line_bytes;
-        let message = match message.char_indices().nth(max) {
-            Some((cut, _)) => format!("{}…", &message[..cut]),
-            None => message.to_owned(),
+        let message = if message.len() > max {
+            // The longest prefix of at most `max` bytes that ends on a
+            // character boundary, as the stdout/stderr path cuts lines.
+            let cut = (0..=max)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
+            format!("{}…", &message[..cut])
+        } else {
+            message.to_owned()
         };
         let component = &self.component_id;
         match level {

@@ -62,8 +62,19 @@ impl KvStore for MemoryStore {
 
 /// The in-memory backend served in-process on a private lattice.
 async fn start() -> ServedProvider {
+    start_knowing(Vec::new()).await
+}
+
+/// [`start`], with host data that lists `links` as already existing, as a
+/// host's does for a provider it restarts.
+async fn start_knowing(links: Vec<Link>) -> ServedProvider {
     let lattice = TestLattice::start(LATTICE).await;
-    let handle = lattice.handle(PROVIDER, HOST).await;
+    let data = trellis_lattice::HostData {
+        link_definitions: links,
+        ..lattice.host_data(PROVIDER, HOST)
+    };
+    let nats = async_nats::connect(lattice.url()).await.unwrap();
+    let handle = trellis_provider_sdk::ProviderHandle::new(nats, data).unwrap();
     let provider = KeyValueProvider::new(&handle, MemoryBackend);
     lattice.serve(handle, provider).await
 }
@@ -298,16 +309,8 @@ async fn host_data_without_cluster_issuers_is_refused_at_start() {
 
 #[tokio::test]
 async fn right_after_a_start_a_call_waits_for_its_link_instead_of_being_told_there_is_none() {
-    let lattice = TestLattice::start(LATTICE).await;
     let known = link("counter", &[("space", "a")]);
-    let data = trellis_lattice::HostData {
-        link_definitions: vec![known.link.clone()],
-        ..lattice.host_data(PROVIDER, HOST)
-    };
-    let nats = async_nats::connect(lattice.url()).await.unwrap();
-    let handle = trellis_provider_sdk::ProviderHandle::new(nats, data).unwrap();
-    let provider = KeyValueProvider::new(&handle, MemoryBackend);
-    let served = lattice.serve(handle, provider).await;
+    let served = start_knowing(vec![known.link.clone()]).await;
 
     // The host puts the link a little after the call arrives, as it does
     // once a restarted provider answers its first health check.
@@ -327,15 +330,7 @@ async fn right_after_a_start_a_call_waits_for_its_link_instead_of_being_told_the
 
     // A link the host data named but never put gives up after a moment,
     // saying the provider is starting.
-    let lattice = TestLattice::start(LATTICE).await;
-    let data = trellis_lattice::HostData {
-        link_definitions: vec![known.link.clone()],
-        ..lattice.host_data(PROVIDER, HOST)
-    };
-    let nats = async_nats::connect(lattice.url()).await.unwrap();
-    let handle = trellis_provider_sdk::ProviderHandle::new(nats, data).unwrap();
-    let provider = KeyValueProvider::new(&handle, MemoryBackend);
-    let served = lattice.serve(handle, provider).await;
+    let served = start_knowing(vec![known.link.clone()]).await;
     let err = call(&served, "counter", &set("k", b"v")).await.unwrap_err();
     assert!(err.message.contains("is starting"), "{err}");
     assert!(!err.message.contains("wash link put"), "{err}");

@@ -192,7 +192,7 @@ impl ProviderClient {
                 .unwrap_or_else(|e| panic!("cannot sign a call: {e}"));
             headers.invocation = Some(token);
         }
-        self.call_unsigned(function, &headers, body).await
+        self.send(subject, &headers, body).await
     }
 
     /// Calls `function` with exactly `headers`, adding no signature: how a
@@ -203,7 +203,10 @@ impl ProviderClient {
         headers: &CallHeaders,
         body: Vec<u8>,
     ) -> Bytes {
-        let subject = self.rpc_subject(function);
+        self.send(self.rpc_subject(function), headers, body).await
+    }
+
+    async fn send(&self, subject: String, headers: &CallHeaders, body: Vec<u8>) -> Bytes {
         let mut map = async_nats::HeaderMap::new();
         for (name, value) in headers.to_pairs() {
             map.insert(name, value.as_str());
