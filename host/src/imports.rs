@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use trellis_claims::invocation::{Invocation, InvocationSigner, now_ms};
+use trellis_claims::ClaimsError;
+use trellis_claims::invocation::{Invocation, InvocationSigner, SentToken, now_ms};
 use trellis_lattice::Link;
 use trellis_lattice::link::{DEFAULT_LINK_NAME, find_route};
 use trellis_lattice::request::{self, Unanswered};
@@ -212,6 +213,11 @@ impl ImportRouter {
     /// Sends `body` (the encoded parameters of `function`) from `source` to
     /// the target its link names, and returns the raw reply for the caller
     /// to decode by the function's own result type.
+    ///
+    /// The call is sealed for the target's receivers this host has paired
+    /// with, or signed. A receiver that could not check the seal introduces
+    /// itself in its reply instead of serving the call, which is then sent
+    /// once more, signed, and pairs the two.
     pub async fn send(
         &self,
         source: &str,
@@ -223,44 +229,90 @@ impl ImportRouter {
             .subjects
             .rpc(&target, function)
             .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
-        let invocation = match &self.signer {
-            Some(signer) => {
-                let call = Invocation {
-                    subject: &subject,
-                    source_id: source,
-                    link_name: DEFAULT_LINK_NAME,
-                    body: &body,
-                };
-                let token = signer.sign(&call, now_ms()).map_err(|e| {
-                    RpcError::new(RpcErrorKind::Refused, format!("cannot sign the call: {e}"))
-                })?;
-                Some(token)
-            }
-            None => None,
+        let body = bytes::Bytes::from(body);
+        let call = Invocation {
+            subject: &subject,
+            source_id: source,
+            link_name: DEFAULT_LINK_NAME,
+            body: &body,
         };
-        let call = CallHeaders {
-            source_id: source.to_owned(),
-            link_name: DEFAULT_LINK_NAME.to_owned(),
-            invocation,
+        let cannot_sign = |e: ClaimsError| {
+            RpcError::new(RpcErrorKind::Refused, format!("cannot sign the call: {e}"))
+        };
+        let Some(signer) = &self.signer else {
+            let reply = self
+                .request(&target, function, (&call, &body), None)
+                .await?;
+            return Ok(reply.payload);
+        };
+        let sent = signer.seal(&target, &call, now_ms()).map_err(cannot_sign)?;
+        let reply = self
+            .request(&target, function, (&call, &body), Some(&sent.token))
+            .await?;
+        if !signer.answered(&target, &sent, introduction(&reply)) {
+            return Ok(reply.payload);
+        }
+        let signed = SentToken {
+            token: signer.sign(&call, now_ms()).map_err(cannot_sign)?,
+            sealed: false,
+        };
+        let reply = self
+            .request(&target, function, (&call, &body), Some(&signed.token))
+            .await?;
+        signer.answered(&target, &signed, introduction(&reply));
+        Ok(reply.payload)
+    }
+
+    /// Sends `call` (of `function`, with `body`) to `target` once, with
+    /// `token` as its proof.
+    async fn request(
+        &self,
+        target: &str,
+        function: &WitFunction,
+        call: (&Invocation<'_>, &bytes::Bytes),
+        token: Option<&str>,
+    ) -> Result<async_nats::Message, RpcError> {
+        let (call, body) = call;
+        let headers = CallHeaders {
+            source_id: call.source_id.to_owned(),
+            link_name: call.link_name.to_owned(),
+            invocation: token.map(str::to_owned),
             ..CallHeaders::default()
         };
         let timeout = self.timeout;
-        let reply = request::call(&self.nats, subject, &call, body.into(), timeout, |why| {
-            match why {
-                Unanswered::NoResponders => format!(
-                    "nothing on the lattice serves `{target}` (linked from `{source}` for {})",
-                    function.interface
-                ),
-                // Whichever clock ran out, the component hears the same thing.
-                Unanswered::Elapsed | Unanswered::TimedOut => {
-                    format!("`{target}` did not answer {function} within {timeout:?}")
+        let source = call.source_id;
+        let subject = call.subject.to_owned();
+        request::call(
+            &self.nats,
+            subject,
+            &headers,
+            body.clone(),
+            timeout,
+            |why| {
+                match why {
+                    Unanswered::NoResponders => format!(
+                        "nothing on the lattice serves `{target}` (linked from `{source}` for {})",
+                        function.interface
+                    ),
+                    // Whichever clock ran out, the component hears the same thing.
+                    Unanswered::Elapsed | Unanswered::TimedOut => {
+                        format!("`{target}` did not answer {function} within {timeout:?}")
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
-        .map_err(|err| self.explain_restart(&target, err))?;
-        Ok(reply.payload)
+        .map_err(|err| self.explain_restart(target, err))
     }
+}
+
+/// The pairing key a receiver introduced in `reply`, if any.
+fn introduction(reply: &async_nats::Message) -> Option<&str> {
+    reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(rpc::INVOCATION_PEER_HEADER))
+        .map(|v| v.as_str())
 }
 
 /// One imported function, ready to forward.

@@ -3,20 +3,26 @@
 //!
 //! Only hosts run components, so only a host can say "this call is component
 //! X's". Each host holds a cluster key (`C…`). Every call it sends for a
-//! component carries a token, a JWT signed by that key, whose
-//! [`InvocationClaims`] bind the call as sent: the subject (target and
-//! function), the calling component, the link, and the SHA-256 of the body,
-//! together with a unique id and the time of signing. A receiver holds the
-//! public keys of the lattice's cluster issuers and accepts a call only when
-//! - one of those keys signed the token,
+//! component carries a token whose [`InvocationClaims`] bind the call as
+//! sent: the subject (target and function), the calling component, the
+//! link, and the SHA-256 of the body, together with a unique id and the time
+//! of sending. A receiver holds the public keys of the lattice's cluster
+//! issuers and accepts a call only when
+//! - the token is signed by one of those keys, or sealed with a key the
+//!   receiver shares with a host such a token vouched for (see below),
 //! - every bound field matches the call as it arrived,
-//! - it was signed within the replay window, and
+//! - it was sent within the replay window, and
 //! - its id was not seen before within that window.
 //!
-//! The keys are asymmetric because the receivers are the ones checking: with
-//! a shared secret (an HMAC), every provider able to check a call could also
-//! forge one. The replay window bounds how long a receiver must remember ids,
-//! and with them how much clock skew between machines is tolerated.
+//! The cluster keys are asymmetric because the receivers are the ones
+//! checking: with one shared secret (an HMAC key), every provider able to
+//! check a call could also forge one. An Ed25519 check costs tens of
+//! microseconds per call, though, so a host signs only until it has paired
+//! with a receiver: each pair then shares a key of its own, and the host
+//! seals its calls with a MAC that costs about a microsecond to check
+//! ([`pairing`] has the handshake). The replay window bounds how long a
+//! receiver must remember ids, and with them how much clock skew between
+//! machines is tolerated.
 //!
 //! ```
 //! use std::time::Duration;
@@ -25,18 +31,26 @@
 //!
 //! let cluster = KeyKind::Cluster.generate();
 //! let issuers = vec![cluster.public_key()];
-//! let signer = InvocationSigner::new(cluster, "NHOST")?;
-//! let verifier = InvocationVerifier::new(&issuers, Duration::from_secs(30))?;
+//! let host = InvocationSigner::new(cluster, "NHOST")?;
+//! let provider = InvocationVerifier::new(&issuers, Duration::from_secs(30))?;
 //! let call = Invocation {
 //!     subject: "default.kv.rpc.wasi.keyvalue.atomics.increment",
 //!     source_id: "counter",
 //!     link_name: "default",
 //!     body: b"\x93\xa4hits\x01",
 //! };
-//! let token = signer.sign(&call, now_ms())?;
-//! assert!(verifier.verify(Some(&token), &call, now_ms()).is_ok());
+//! // The first call to `kv` is signed; the reply introduces the provider.
+//! let first = host.seal("kv", &call, now_ms())?;
+//! let outcome = provider.verify(Some(&first.token), &call, now_ms());
+//! assert!(outcome.is_ok());
+//! let retry = host.answered("kv", &first, provider.introduction(&outcome));
+//! assert!(!retry);
+//! // From then on calls to `kv` are sealed with the key the two share.
+//! let next = host.seal("kv", &call, now_ms())?;
+//! assert!(next.sealed);
+//! assert!(provider.verify(Some(&next.token), &call, now_ms()).is_ok());
 //! // The same token a second time is a replay.
-//! assert!(verifier.verify(Some(&token), &call, now_ms()).is_err());
+//! assert!(provider.verify(Some(&next.token), &call, now_ms()).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -53,6 +67,10 @@ use thiserror::Error;
 
 use crate::jwt::{B64, sign_body, split_body};
 use crate::{ClaimsError, KeyKind};
+
+pub mod pairing;
+
+use pairing::{Pairing, Pairings, PeerBook, Sealed, Session};
 
 /// How long after signing a call is accepted, unless configured otherwise.
 pub const DEFAULT_INVOCATION_WINDOW: Duration = Duration::from_secs(30);
@@ -94,6 +112,10 @@ pub struct InvocationClaims {
     pub link: String,
     /// SHA-256 of the body, base64url without padding.
     pub hash: String,
+    /// In signed tokens, the host's X25519 key (base64url) for receivers
+    /// to pair with; the cluster key's signature vouches for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hk: Option<String>,
 }
 
 /// Why a receiver refuses a call. Each message says what was wrong and
@@ -157,6 +179,29 @@ pub enum InvocationError {
         window_ms: u64,
     },
 
+    /// The call is sealed, but not for this receiver: it has not paired with
+    /// the sending host, or the host has not paired with it yet. The host
+    /// sends the call again, signed.
+    #[error(
+        "the call is sealed for receivers other than this one (it has not paired with host key \
+         {host_key}); the host sends it again signed"
+    )]
+    Unpaired {
+        /// The host's X25519 key, as the token names it.
+        host_key: String,
+    },
+
+    /// The seal does not verify against the key this receiver shares with
+    /// the host the token names.
+    #[error(
+        "the invocation seal does not verify against the key this receiver shares with host \
+         {host}"
+    )]
+    BadSeal {
+        /// The host paired with that key.
+        host: String,
+    },
+
     /// The same call arrived before.
     #[error("the call {jti} was received before: a replay")]
     Replayed {
@@ -190,11 +235,25 @@ fn body_hash(body: &[u8]) -> String {
     B64.encode(Sha256::digest(body))
 }
 
-/// Signs calls with a host's cluster key.
+/// What a host sends with one call: the token, and whether it is sealed
+/// (so that a receiver's introduction means "send it again, signed").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentToken {
+    /// The `trellis-invocation` header's value.
+    pub token: String,
+    /// Whether the token is sealed for paired receivers rather than signed.
+    pub sealed: bool,
+}
+
+/// Signs and seals calls for a host: with its cluster key, and with the
+/// keys it shares with the receivers it has paired with. Safe to share
+/// between tasks.
 pub struct InvocationSigner {
     key: KeyPair,
     issuer: String,
     host_id: String,
+    session: Session,
+    peers: Mutex<PeerBook>,
 }
 
 impl fmt::Debug for InvocationSigner {
@@ -202,18 +261,39 @@ impl fmt::Debug for InvocationSigner {
         f.debug_struct("InvocationSigner")
             .field("issuer", &self.issuer)
             .field("host_id", &self.host_id)
+            .field("host_key", &self.session.public_key())
             .finish_non_exhaustive()
     }
 }
 
 impl InvocationSigner {
-    /// A signer for host `host_id`; `cluster_key` must be a cluster key (`SC…`).
+    /// A signer for host `host_id`; `cluster_key` must be a cluster key
+    /// (`SC…`). Its X25519 key is new, and lives as long as it does.
     pub fn new(cluster_key: KeyPair, host_id: impl Into<String>) -> Result<Self, ClaimsError> {
+        Self::with_session(cluster_key, host_id, Session::generate())
+    }
+
+    /// The same with a given X25519 secret, to pin the format in tests.
+    pub fn with_host_secret(
+        cluster_key: KeyPair,
+        host_id: impl Into<String>,
+        secret: [u8; 32],
+    ) -> Result<Self, ClaimsError> {
+        Self::with_session(cluster_key, host_id, Session::from_secret(secret))
+    }
+
+    fn with_session(
+        cluster_key: KeyPair,
+        host_id: impl Into<String>,
+        session: Session,
+    ) -> Result<Self, ClaimsError> {
         KeyKind::Cluster.check_pair("the cluster key", &cluster_key)?;
         Ok(InvocationSigner {
             issuer: cluster_key.public_key(),
             key: cluster_key,
             host_id: host_id.into(),
+            session,
+            peers: Mutex::new(PeerBook::default()),
         })
     }
 
@@ -222,9 +302,13 @@ impl InvocationSigner {
         &self.issuer
     }
 
-    /// A token for `call`, signed at `now_ms`.
-    pub fn sign(&self, call: &Invocation<'_>, now_ms: u64) -> Result<String, ClaimsError> {
-        let claims = InvocationClaims {
+    /// The host's X25519 public key, base64url: the `hk` of its tokens.
+    pub fn host_key(&self) -> &str {
+        self.session.public_key()
+    }
+
+    fn claims(&self, call: &Invocation<'_>, now_ms: u64, hk: Option<String>) -> InvocationClaims {
+        InvocationClaims {
             jti: uuid::Uuid::new_v4().simple().to_string(),
             iat_ms: now_ms,
             iss: self.issuer.clone(),
@@ -233,8 +317,15 @@ impl InvocationSigner {
             target: call.subject.to_owned(),
             link: call.link_name.to_owned(),
             hash: body_hash(call.body),
-        };
-        self.sign_claims(&claims)
+            hk,
+        }
+    }
+
+    /// A token for `call`, signed with the cluster key at `now_ms`; any
+    /// receiver of the lattice can check it, and pair with this host.
+    pub fn sign(&self, call: &Invocation<'_>, now_ms: u64) -> Result<String, ClaimsError> {
+        let hk = Some(self.session.public_key().to_owned());
+        self.sign_claims(&self.claims(call, now_ms, hk))
     }
 
     /// Signs `claims` as they are. [`InvocationSigner::sign`] is the way to
@@ -248,15 +339,98 @@ impl InvocationSigner {
         }
         sign_body(claims, &self.key)
     }
+
+    /// The token for `call` to `target` (a provider id) at `now_ms`: sealed
+    /// for the receivers of `target` this host has paired with, or signed
+    /// when it knows none yet.
+    pub fn seal(
+        &self,
+        target: &str,
+        call: &Invocation<'_>,
+        now_ms: u64,
+    ) -> Result<SentToken, ClaimsError> {
+        let claims = self.claims(call, now_ms, None);
+        if let Some(sent) = self.seal_claims(target, &claims) {
+            return Ok(sent);
+        }
+        let signed = InvocationClaims {
+            hk: Some(self.session.public_key().to_owned()),
+            ..claims
+        };
+        Ok(SentToken {
+            token: self.sign_claims(&signed)?,
+            sealed: false,
+        })
+    }
+
+    /// Seals `claims` as they are, or `None` if this host has paired with
+    /// no receiver of `target`. [`InvocationSigner::seal`] is the way to
+    /// seal a call; this exists to pin the format in tests.
+    pub fn seal_claims(&self, target: &str, claims: &InvocationClaims) -> Option<SentToken> {
+        let json = serde_json::to_vec(claims).ok()?;
+        let signed_part = format!(
+            "{}.{}.{}",
+            pairing::SEALED_PREFIX,
+            self.session.public_key(),
+            B64.encode(json)
+        );
+        let tags = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tags(target, &signed_part)?;
+        Some(SentToken {
+            token: format!("{signed_part}.{tags}"),
+            sealed: true,
+        })
+    }
+
+    /// Takes in the reply to a call sent to `target` with `sent`, whose
+    /// `trellis-invocation-peer` header was `introduction`: pairs with the
+    /// receiver it introduces, if new. Returns whether the call must be sent
+    /// again, with [`InvocationSigner::sign`], because it was sealed and the
+    /// receiver could not check the seal (it only introduces itself then).
+    /// Sealing the retry would not do: the receiver may know nothing of this
+    /// host yet.
+    pub fn answered(&self, target: &str, sent: &SentToken, introduction: Option<&str>) -> bool {
+        let Some(peer) = introduction.map(str::trim) else {
+            return false;
+        };
+        let known = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .knows(target, peer);
+        // A key that does not agree is ignored: the host keeps signing
+        // calls that reach whoever sent it.
+        if !known && let Ok(key) = self.session.agree(peer, true) {
+            self.peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .learn(target, peer, key);
+        }
+        sent.sealed
+    }
 }
 
-/// Checks calls against the lattice's cluster issuers, and remembers the
-/// ids it accepted for as long as the window lasts. Safe to share between
-/// tasks.
+/// A call a receiver accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// What the token says.
+    pub claims: InvocationClaims,
+    /// Whether it was sealed for this receiver (else it was signed).
+    pub sealed: bool,
+}
+
+/// Checks calls against the lattice's cluster issuers and the hosts it has
+/// paired with, and remembers the ids it accepted for as long as the window
+/// lasts. Safe to share between tasks.
 pub struct InvocationVerifier {
     issuers: HashMap<String, KeyPair>,
     window_ms: u64,
     seen: Mutex<ReplayCache>,
+    session: Session,
+    pairings: Mutex<Pairings>,
 }
 
 impl fmt::Debug for InvocationVerifier {
@@ -264,13 +438,15 @@ impl fmt::Debug for InvocationVerifier {
         f.debug_struct("InvocationVerifier")
             .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
             .field("window_ms", &self.window_ms)
+            .field("peer_key", &self.session.public_key())
             .finish_non_exhaustive()
     }
 }
 
 impl InvocationVerifier {
-    /// Trusts `issuers` (public cluster keys, `C…`) for calls signed at
-    /// most `window` ago, remembering up to [`DEFAULT_REPLAY_CAPACITY`] ids.
+    /// Trusts `issuers` (public cluster keys, `C…`) for calls sent at most
+    /// `window` ago, remembering up to [`DEFAULT_REPLAY_CAPACITY`] ids and
+    /// [`pairing::DEFAULT_PAIRING_CAPACITY`] hosts. Its X25519 key is new.
     pub fn new(issuers: &[String], window: Duration) -> Result<Self, ClaimsError> {
         if issuers.is_empty() {
             return Err(ClaimsError::InvalidKey(
@@ -289,6 +465,8 @@ impl InvocationVerifier {
             issuers: keys,
             window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
             seen: Mutex::new(ReplayCache::new(DEFAULT_REPLAY_CAPACITY)),
+            session: Session::generate(),
+            pairings: Mutex::new(Pairings::new(pairing::DEFAULT_PAIRING_CAPACITY)),
         })
     }
 
@@ -298,6 +476,37 @@ impl InvocationVerifier {
         self
     }
 
+    /// The same verifier staying paired with at most `capacity` hosts.
+    pub fn with_pairing_capacity(mut self, capacity: usize) -> Self {
+        self.pairings = Mutex::new(Pairings::new(capacity));
+        self
+    }
+
+    /// The same verifier with a given X25519 secret, to pin the format in
+    /// tests.
+    pub fn with_peer_secret(mut self, secret: [u8; 32]) -> Self {
+        self.session = Session::from_secret(secret);
+        self
+    }
+
+    /// This receiver's X25519 public key, base64url.
+    pub fn peer_key(&self) -> &str {
+        self.session.public_key()
+    }
+
+    /// The introduction to put in the reply to a call whose check came out
+    /// as `outcome`: this receiver's key, when the call was not sealed for
+    /// it, so that the host pairs with it (and sends a refused sealed call
+    /// again, signed).
+    pub fn introduction(&self, outcome: &Result<Accepted, InvocationError>) -> Option<&str> {
+        match outcome {
+            Ok(Accepted { sealed: false, .. }) | Err(InvocationError::Unpaired { .. }) => {
+                Some(self.session.public_key())
+            }
+            _ => None,
+        }
+    }
+
     /// Accepts `call` if `token` proves it, at time `now_ms`, and returns
     /// what the token says; a call accepted once is refused the next time.
     pub fn verify(
@@ -305,9 +514,24 @@ impl InvocationVerifier {
         token: Option<&str>,
         call: &Invocation<'_>,
         now_ms: u64,
-    ) -> Result<InvocationClaims, InvocationError> {
-        let token = token.ok_or(InvocationError::Missing)?;
-        let (claims, signing_input, signature) = split_body::<InvocationClaims>(token.trim())
+    ) -> Result<Accepted, InvocationError> {
+        let token = token.ok_or(InvocationError::Missing)?.trim();
+        match Sealed::parse(token) {
+            Some(sealed) => {
+                let sealed = sealed.map_err(InvocationError::Malformed)?;
+                self.verify_sealed(&sealed, call, now_ms)
+            }
+            None => self.verify_signed(token, call, now_ms),
+        }
+    }
+
+    fn verify_signed(
+        &self,
+        token: &str,
+        call: &Invocation<'_>,
+        now_ms: u64,
+    ) -> Result<Accepted, InvocationError> {
+        let (claims, signing_input, signature) = split_body::<InvocationClaims>(token)
             .map_err(|e| InvocationError::Malformed(e.to_string()))?;
         let key = self
             .issuers
@@ -319,6 +543,83 @@ impl InvocationVerifier {
             .map_err(|_| InvocationError::BadSignature {
                 issuer: claims.iss.clone(),
             })?;
+        self.check_call(&claims, call, now_ms)?;
+        if let Some(hk) = &claims.hk {
+            self.pair(hk, &claims)?;
+        }
+        Ok(Accepted {
+            claims,
+            sealed: false,
+        })
+    }
+
+    /// Pairs with the host whose signed token named `hk`, unless already.
+    fn pair(&self, hk: &str, claims: &InvocationClaims) -> Result<(), InvocationError> {
+        let lock = || self.pairings.lock().unwrap_or_else(|p| p.into_inner());
+        let current = lock()
+            .get(hk)
+            .is_some_and(|p| p.issuer == claims.iss && p.host == claims.host);
+        if current {
+            return Ok(());
+        }
+        let key = self
+            .session
+            .agree(hk, false)
+            .map_err(|e| InvocationError::Malformed(format!("the host key `hk`: {e}")))?;
+        lock().insert(
+            hk,
+            Pairing {
+                key,
+                issuer: claims.iss.clone(),
+                host: claims.host.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    fn verify_sealed(
+        &self,
+        sealed: &Sealed<'_>,
+        call: &Invocation<'_>,
+        now_ms: u64,
+    ) -> Result<Accepted, InvocationError> {
+        let unpaired = || InvocationError::Unpaired {
+            host_key: sealed.host_key.to_owned(),
+        };
+        let pairing = self
+            .pairings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sealed.host_key)
+            .cloned()
+            .ok_or_else(unpaired)?;
+        let tag = sealed.tag_for(self.session.id()).ok_or_else(unpaired)?;
+        if !pairing::tag_matches(&pairing.key, sealed.signed_part, tag) {
+            return Err(InvocationError::BadSeal { host: pairing.host });
+        }
+        let claims: InvocationClaims = B64
+            .decode(sealed.claims)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| {
+                InvocationError::Malformed("the sealed claims are not base64url JSON".into())
+            })?;
+        check_field("issuer", &pairing.issuer, &claims.iss)?;
+        check_field("host", &pairing.host, &claims.host)?;
+        self.check_call(&claims, call, now_ms)?;
+        Ok(Accepted {
+            claims,
+            sealed: true,
+        })
+    }
+
+    /// Checks the bound fields, the time and the id of a proven token.
+    fn check_call(
+        &self,
+        claims: &InvocationClaims,
+        call: &Invocation<'_>,
+        now_ms: u64,
+    ) -> Result<(), InvocationError> {
         self.check_time(claims.iat_ms, now_ms)?;
         check_field("subject", &claims.target, call.subject)?;
         check_field("source", &claims.sub, call.source_id)?;
@@ -342,8 +643,7 @@ impl InvocationVerifier {
                     jti: claims.jti.clone(),
                     capacity,
                 },
-            })?;
-        Ok(claims)
+            })
     }
 
     fn check_time(&self, iat_ms: u64, now_ms: u64) -> Result<(), InvocationError> {
@@ -462,7 +762,8 @@ mod tests {
         let token = signer.sign(&call(b"body"), T0).unwrap();
         let claims = verifier
             .verify(Some(&token), &call(b"body"), T0 + 5)
-            .unwrap();
+            .unwrap()
+            .claims;
         assert_eq!(claims.sub, "counter");
         assert_eq!(claims.host, "NHOST");
         assert_eq!(claims.iss, signer.issuer());
@@ -628,6 +929,181 @@ mod tests {
         let cache = verifier.seen.lock().unwrap();
         assert_eq!(cache.order.len(), 1);
         assert_eq!(cache.seen.len(), 1);
+    }
+
+    /// Sends `call` to target `kv` as a host would: sealed if it can,
+    /// signed again if the receiver asks; returns how it was accepted.
+    fn send(
+        signer: &InvocationSigner,
+        receiver: &InvocationVerifier,
+        call: &Invocation<'_>,
+        now: u64,
+    ) -> Result<Accepted, InvocationError> {
+        let sent = signer.seal("kv", call, now).unwrap();
+        let outcome = receiver.verify(Some(&sent.token), call, now);
+        if signer.answered("kv", &sent, receiver.introduction(&outcome)) {
+            let again = SentToken {
+                token: signer.sign(call, now).unwrap(),
+                sealed: false,
+            };
+            let outcome = receiver.verify(Some(&again.token), call, now);
+            assert!(!signer.answered("kv", &again, receiver.introduction(&outcome)));
+            return outcome;
+        }
+        outcome
+    }
+
+    #[test]
+    fn after_one_signed_call_a_host_seals_its_calls_and_they_are_checked_alike() {
+        let (signer, verifier) = pair();
+        let first = send(&signer, &verifier, &call(b"1"), T0).unwrap();
+        assert!(!first.sealed);
+        assert_eq!(first.claims.hk.as_deref(), Some(signer.host_key()));
+        let sent = signer.seal("kv", &call(b"2"), T0).unwrap();
+        assert!(sent.sealed);
+        let accepted = verifier.verify(Some(&sent.token), &call(b"2"), T0).unwrap();
+        assert!(accepted.sealed);
+        assert_eq!(accepted.claims.host, "NHOST");
+        assert_eq!(accepted.claims.iss, signer.issuer());
+        assert!(verifier.introduction(&Ok(accepted)).is_none());
+        // Replays, alterations and a stale seal are refused as for signatures.
+        assert!(matches!(
+            verifier.verify(Some(&sent.token), &call(b"2"), T0),
+            Err(InvocationError::Replayed { .. })
+        ));
+        let next = signer.seal("kv", &call(b"3"), T0).unwrap();
+        assert!(matches!(
+            verifier.verify(Some(&next.token), &call(b"4"), T0),
+            Err(InvocationError::Altered {
+                field: "body hash",
+                ..
+            })
+        ));
+        let window = u64::try_from(WINDOW.as_millis()).unwrap();
+        assert!(matches!(
+            verifier.verify(Some(&next.token), &call(b"3"), T0 + window + 1),
+            Err(InvocationError::Stale { .. })
+        ));
+    }
+
+    #[test]
+    fn a_seal_whose_claims_or_tag_were_edited_does_not_verify() {
+        let (signer, verifier) = pair();
+        send(&signer, &verifier, &call(b""), T0).unwrap();
+        let sent = signer.seal("kv", &call(b""), T0).unwrap();
+        let (signed_part, tags) = sent.token.rsplit_once('.').unwrap();
+        let (head, claims) = signed_part.rsplit_once('.').unwrap();
+        let mut edited: InvocationClaims =
+            serde_json::from_slice(&B64.decode(claims).unwrap()).unwrap();
+        edited.sub = "victim".into();
+        let edited = B64.encode(serde_json::to_vec(&edited).unwrap());
+        let (id, tag) = tags.split_once(':').unwrap();
+        let flipped = if tag.starts_with('A') { "B" } else { "A" };
+        for forged in [
+            format!("{head}.{edited}.{tags}"),
+            format!("{signed_part}.{id}:{flipped}{}", &tag[1..]),
+        ] {
+            let as_victim = Invocation {
+                source_id: "victim",
+                ..call(b"")
+            };
+            for c in [as_victim, call(b"")] {
+                assert!(matches!(
+                    verifier.verify(Some(&forged), &c, T0),
+                    Err(InvocationError::BadSeal { .. })
+                ));
+            }
+        }
+        assert!(verifier.verify(Some(&sent.token), &call(b""), T0).is_ok());
+    }
+
+    #[test]
+    fn a_seal_binds_the_host_that_paired() {
+        // Another host that got hold of this host's X25519 secret (and the
+        // cluster key, to pair at all) still cannot seal as a third host.
+        let key = KeyKind::Cluster.generate();
+        let seed = key.seed().unwrap();
+        let issuers = vec![key.public_key()];
+        let verifier = InvocationVerifier::new(&issuers, WINDOW).unwrap();
+        let blue = InvocationSigner::with_host_secret(key, "NBLUE", [9; 32]).unwrap();
+        send(&blue, &verifier, &call(b""), T0).unwrap();
+        let green = InvocationSigner::with_host_secret(
+            KeyPair::from_seed(&seed).unwrap(),
+            "NGREEN",
+            [9; 32],
+        )
+        .unwrap();
+        let introduction = Some(verifier.peer_key());
+        let signed = SentToken {
+            token: String::new(),
+            sealed: false,
+        };
+        green.answered("kv", &signed, introduction);
+        let sent = green.seal("kv", &call(b""), T0).unwrap();
+        assert!(sent.sealed);
+        assert!(matches!(
+            verifier.verify(Some(&sent.token), &call(b""), T0),
+            Err(InvocationError::Altered { field: "host", .. })
+        ));
+    }
+
+    #[test]
+    fn a_receiver_the_host_has_not_paired_with_asks_for_a_signed_call() {
+        let (signer, a) = pair();
+        let issuers = vec![signer.issuer().to_owned()];
+        let b = InvocationVerifier::new(&issuers, WINDOW).unwrap();
+        send(&signer, &a, &call(b"1"), T0).unwrap();
+        // The same target's other instance gets a seal it cannot check...
+        let sealed = signer.seal("kv", &call(b"2"), T0).unwrap();
+        let outcome = b.verify(Some(&sealed.token), &call(b"2"), T0);
+        assert!(matches!(outcome, Err(InvocationError::Unpaired { .. })));
+        assert_eq!(b.introduction(&outcome), Some(b.peer_key()));
+        assert!(signer.answered("kv", &sealed, b.introduction(&outcome)));
+        // ...and is paired by the signed retry, after which both check seals.
+        let retry = SentToken {
+            token: signer.sign(&call(b"2"), T0).unwrap(),
+            sealed: false,
+        };
+        let retried = b.verify(Some(&retry.token), &call(b"2"), T0);
+        assert!(!signer.answered("kv", &retry, b.introduction(&retried)));
+        assert!(matches!(retried, Ok(Accepted { sealed: false, .. })));
+        for (i, receiver) in [&a, &b].into_iter().enumerate() {
+            let body = [b'3' + u8::try_from(i).unwrap()];
+            let sent = signer.seal("kv", &call(&body), T0).unwrap();
+            assert_eq!(sent.token.matches(':').count(), 2);
+            assert!(
+                receiver
+                    .verify(Some(&sent.token), &call(&body), T0)
+                    .unwrap()
+                    .sealed
+            );
+        }
+        // A receiver that restarted (a new key) is paired again the same way.
+        let restarted = InvocationVerifier::new(&issuers, WINDOW).unwrap();
+        assert!(!send(&signer, &restarted, &call(b"5"), T0).unwrap().sealed);
+        assert!(send(&signer, &restarted, &call(b"6"), T0).unwrap().sealed);
+    }
+
+    #[test]
+    fn only_a_trusted_signature_pairs_a_host() {
+        let (_, verifier) = pair();
+        let stranger = InvocationSigner::new(KeyKind::Cluster.generate(), "NX").unwrap();
+        let sent = stranger.seal("kv", &call(b""), T0).unwrap();
+        let outcome = verifier.verify(Some(&sent.token), &call(b""), T0);
+        assert!(matches!(
+            outcome,
+            Err(InvocationError::UnknownIssuer { .. })
+        ));
+        assert!(verifier.introduction(&outcome).is_none());
+        // Even knowing the receiver's key, its seals are not accepted.
+        stranger.answered("kv", &sent, Some(verifier.peer_key()));
+        let sealed = stranger.seal("kv", &call(b""), T0).unwrap();
+        assert!(sealed.sealed);
+        assert!(matches!(
+            verifier.verify(Some(&sealed.token), &call(b""), T0),
+            Err(InvocationError::Unpaired { .. })
+        ));
+        assert_eq!(verifier.pairings.lock().unwrap().len(), 0);
     }
 
     #[test]

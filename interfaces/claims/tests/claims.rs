@@ -397,46 +397,75 @@ fn token_encoding_is_pinned() {
     assert_eq!(decoded.claims, claims);
 }
 
-/// Pins the invocation token, the `trellis-invocation` header of every call
-/// a host makes for a component: fixed cluster key and claims, fixed JWT.
+fn golden(name: &str, value: &str) -> String {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("TRELLIS_BLESS").is_some() {
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+    }
+    std::fs::read_to_string(&path).unwrap().trim().to_owned()
+}
+
+/// Pins both forms of the `trellis-invocation` header of every call a host
+/// makes for a component, with fixed keys and claims: the signed JWT, and
+/// the token sealed for a receiver once the two have paired.
 #[test]
-fn invocation_token_encoding_is_pinned() {
+fn invocation_token_encodings_are_pinned() {
     use std::time::Duration;
     use trellis_claims::invocation::{
-        Invocation, InvocationClaims, InvocationSigner, InvocationVerifier,
+        Invocation, InvocationClaims, InvocationSigner, InvocationVerifier, SentToken,
     };
 
     const CLUSTER_SEED: &str = "SCAACAQDAQCQMBYIBEFAWDANBYHRAEISCMKBKFQXDAMRUGY4DUPB6IFMDY";
     let cluster = KeyPair::from_seed(CLUSTER_SEED).unwrap();
+    let host = "NBLUEHOSTXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+    let issuers = vec![cluster.public_key()];
+    let signer = InvocationSigner::with_host_secret(cluster, host, [0x42; 32]).unwrap();
+    let verifier = InvocationVerifier::new(&issuers, Duration::from_secs(30))
+        .unwrap()
+        .with_peer_secret([0x24; 32]);
     let claims = InvocationClaims {
         jti: "0123456789abcdef0123456789abcdef".into(),
         iat_ms: 1_800_000_000_000,
-        iss: cluster.public_key(),
+        iss: signer.issuer().to_owned(),
         sub: "counter".into(),
-        host: "NBLUEHOSTXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX".into(),
+        host: host.into(),
         target: "default.kv.rpc.wasi.keyvalue.atomics.increment".into(),
         link: "default".into(),
         // SHA-256 of the body below.
         hash: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+        hk: Some(signer.host_key().to_owned()),
     };
-    let issuers = vec![cluster.public_key()];
-    let signer = InvocationSigner::new(cluster, claims.host.clone()).unwrap();
-    let token = signer.sign_claims(&claims).unwrap();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/invocation.jwt");
-    if std::env::var_os("TRELLIS_BLESS").is_some() {
-        std::fs::write(path, format!("{token}\n")).unwrap();
-    }
-    let golden = std::fs::read_to_string(path).unwrap();
-    assert_eq!(token, golden.trim());
-    let verifier = InvocationVerifier::new(&issuers, Duration::from_secs(30)).unwrap();
     let call = Invocation {
         subject: &claims.target,
         source_id: "counter",
         link_name: "default",
         body: b"",
     };
-    let decoded = verifier
-        .verify(Some(golden.trim()), &call, claims.iat_ms + 1)
+
+    let token = signer.sign_claims(&claims).unwrap();
+    let signed = golden("invocation.jwt", &token);
+    assert_eq!(token, signed);
+    let outcome = verifier.verify(Some(&signed), &call, claims.iat_ms + 1);
+    assert_eq!(outcome.as_ref().unwrap().claims, claims);
+    let introduction = verifier.introduction(&outcome);
+    assert_eq!(introduction, Some(verifier.peer_key()));
+    let sent = SentToken {
+        token,
+        sealed: false,
+    };
+    assert!(!signer.answered("kv", &sent, introduction));
+
+    let sealed_claims = InvocationClaims {
+        jti: "fedcba9876543210fedcba9876543210".into(),
+        hk: None,
+        ..claims.clone()
+    };
+    let token = signer.seal_claims("kv", &sealed_claims).unwrap().token;
+    let sealed = golden("invocation.sealed", &token);
+    assert_eq!(token, sealed);
+    let accepted = verifier
+        .verify(Some(&sealed), &call, claims.iat_ms + 2)
         .unwrap();
-    assert_eq!(decoded, claims);
+    assert!(accepted.sealed);
+    assert_eq!(accepted.claims, sealed_claims);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
-use trellis_claims::invocation::{Invocation, InvocationSigner, InvocationVerifier};
+use trellis_claims::invocation::{Invocation, InvocationSigner, InvocationVerifier, SentToken};
 use trellis_claims::{ComponentMetadata, KeyKind, ProviderMetadata, Token};
 
 /// Strings shaped like tokens: three segments of base64url-encoded bytes
@@ -80,6 +80,18 @@ proptest! {
         if changed != genuine {
             prop_assert!(verifier.verify(Some(&changed), &call, now).is_err());
         }
-        prop_assert!(verifier.verify(Some(&genuine), &call, now).is_ok());
+        let outcome = verifier.verify(Some(&genuine), &call, now);
+        prop_assert!(outcome.is_ok());
+        // Paired by that call, the host now seals; a mangled seal is
+        // refused just the same, and the genuine one still goes through.
+        let first = SentToken { token: genuine, sealed: false };
+        signer.answered("kv", &first, verifier.introduction(&outcome));
+        let sealed = signer.seal("kv", &call, now).unwrap();
+        prop_assert!(sealed.sealed);
+        let changed = mangled(&sealed.token, &edits);
+        if changed != sealed.token {
+            prop_assert!(verifier.verify(Some(&changed), &call, now).is_err());
+        }
+        prop_assert!(verifier.verify(Some(&sealed.token), &call, now).is_ok());
     }
 }

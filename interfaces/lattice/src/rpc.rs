@@ -25,10 +25,15 @@ use crate::error::LatticeError;
 pub const SOURCE_ID_HEADER: &str = "trellis-source-id";
 /// Header naming the link the call was routed by.
 pub const LINK_NAME_HEADER: &str = "trellis-link-name";
-/// Header carrying the host's signature over the call, a JWT whose format
-/// is `trellis_claims::invocation`'s. Receivers act for the calling
-/// component only when it verifies.
+/// Header carrying the host's proof of the call: a JWT signed with its
+/// cluster key, or a token sealed for the receivers it has paired with, in
+/// the formats of `trellis_claims::invocation`. Receivers act for the
+/// calling component only when it verifies.
 pub const INVOCATION_HEADER: &str = "trellis-invocation";
+/// Reply header by which a receiver introduces its pairing key to a host
+/// whose call it could not check with a seal (see
+/// `trellis_claims::invocation::pairing`).
+pub const INVOCATION_PEER_HEADER: &str = "trellis-invocation-peer";
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// W3C trace state header.

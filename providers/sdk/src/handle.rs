@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use trellis_claims::invocation::{
-    DEFAULT_INVOCATION_WINDOW, Invocation, InvocationVerifier, now_ms,
+    DEFAULT_INVOCATION_WINDOW, Invocation, InvocationError, InvocationVerifier, now_ms,
 };
 use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
 use trellis_lattice::request::{self, Unanswered};
@@ -81,15 +81,18 @@ impl ProviderHandle {
 
     /// Checks that `headers` prove the call to `subject` with `body` comes
     /// from a host of the lattice, for the component it names; the error
-    /// is the reply to send instead of serving it.
+    /// is the reply to send instead of serving it. Also returns the
+    /// introduction (this provider's pairing key) to send back in the
+    /// [`rpc::INVOCATION_PEER_HEADER`] reply header, if the call was not
+    /// sealed for this provider.
     pub fn check_invocation(
         &self,
         subject: &str,
         headers: &CallHeaders,
         body: &[u8],
-    ) -> Result<(), RpcError> {
+    ) -> (Result<(), RpcError>, Option<&str>) {
         let Some(verifier) = &self.verifier else {
-            return Ok(());
+            return (Ok(()), None);
         };
         let call = Invocation {
             subject,
@@ -97,10 +100,13 @@ impl ProviderHandle {
             link_name: &headers.link_name,
             body,
         };
-        verifier
-            .verify(headers.invocation.as_deref(), &call, now_ms())
-            .map(drop)
-            .map_err(|why| {
+        let outcome = verifier.verify(headers.invocation.as_deref(), &call, now_ms());
+        let introduction = verifier.introduction(&outcome);
+        let result = outcome.map(drop).map_err(|why| {
+            // A seal for other receivers is routine: the host signs again.
+            if matches!(why, InvocationError::Unpaired { .. }) {
+                tracing::debug!(source = %headers.source_id, subject, "call sealed for other receivers");
+            } else {
                 tracing::warn!(
                     provider_id = %self.provider_id(),
                     source = %headers.source_id,
@@ -108,15 +114,17 @@ impl ProviderHandle {
                     reason = %why,
                     "call refused"
                 );
-                RpcError::new(
-                    RpcErrorKind::Refused,
-                    format!(
-                        "provider `{}` refused a call made as `{}`: {why}",
-                        self.provider_id(),
-                        headers.source_id
-                    ),
-                )
-            })
+            }
+            RpcError::new(
+                RpcErrorKind::Refused,
+                format!(
+                    "provider `{}` refused a call made as `{}`: {why}",
+                    self.provider_id(),
+                    headers.source_id
+                ),
+            )
+        });
+        (result, introduction)
     }
 
     /// The provider's lattice id.

@@ -126,7 +126,8 @@ async fn serve_calls<P: Provider>(
         let handle = handle.clone();
         let pending = Arc::clone(&pending);
         tokio::spawn(async move {
-            let result = match incoming(&handle, &message) {
+            let (call, introduction) = incoming(&handle, &message);
+            let result = match call {
                 Ok(call) => match wait_for_link(&handle, &pending, &call).await {
                     Ok(()) => provider.call(call).await,
                     Err(err) => Err(err),
@@ -137,24 +138,36 @@ async fn serve_calls<P: Provider>(
                 Ok(bytes) => bytes,
                 Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
             };
-            if let Err(err) = handle.nats().publish(reply_to, bytes.into()).await {
+            let sent = match introduction {
+                Some(key) => {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(rpc::INVOCATION_PEER_HEADER, key.as_str());
+                    handle
+                        .nats()
+                        .publish_with_headers(reply_to, headers, bytes.into())
+                        .await
+                }
+                None => handle.nats().publish(reply_to, bytes.into()).await,
+            };
+            if let Err(err) = sent {
                 tracing::warn!(error = %err, "cannot send a call's reply");
             }
         });
     }
 }
 
-/// Reads one call off the wire and checks its signature. It runs on the
-/// call's own task: a signature check costs tens of microseconds, which the
-/// receive loop should not serialize.
+/// Reads one call off the wire and checks its proof, and returns it with
+/// the introduction its reply must carry, if any. It runs on the call's own
+/// task: a signature check costs tens of microseconds, which the receive
+/// loop should not serialize.
 fn incoming(
     handle: &ProviderHandle,
     message: &async_nats::Message,
-) -> Result<IncomingCall, RpcError> {
-    let call = handle
-        .subjects()
-        .parse_rpc(&message.subject)
-        .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+) -> (Result<IncomingCall, RpcError>, Option<String>) {
+    let call = match handle.subjects().parse_rpc(&message.subject) {
+        Ok(call) => call,
+        Err(e) => return (Err(RpcError::new(RpcErrorKind::Codec, e.to_string())), None),
+    };
     let headers = CallHeaders::from_lookup(|name| {
         message
             .headers
@@ -162,12 +175,15 @@ fn incoming(
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_owned())
     });
-    handle.check_invocation(&message.subject, &headers, &message.payload)?;
-    Ok(IncomingCall {
+    let (checked, introduction) =
+        handle.check_invocation(&message.subject, &headers, &message.payload);
+    let introduction = introduction.map(str::to_owned);
+    let call = checked.map(|()| IncomingCall {
         function: call.function,
         headers,
         body: message.payload.clone(),
-    })
+    });
+    (call, introduction)
 }
 
 /// Waits, for at most [`PENDING_LINK_WAIT`], until the host has put the

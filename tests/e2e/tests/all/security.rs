@@ -292,7 +292,9 @@ async fn a_forged_altered_or_replayed_call_for_a_component_is_refused() {
             .map(|v| v.as_str().to_owned())
     });
     assert_eq!(genuine.source_id, "kv-counter");
-    assert!(genuine.invocation.is_some(), "the host signs its calls");
+    // The host paired with the provider on its first call, so it seals.
+    let token = genuine.invocation.clone().expect("the host proves its calls");
+    assert!(token.starts_with("m1."), "{token}");
     let million = KvRequest::Increment {
         bucket: "default".into(),
         key: "counter".into(),
@@ -347,6 +349,30 @@ async fn a_forged_altered_or_replayed_call_for_a_component_is_refused() {
         attack(&attacker, &subject, &other_component, &seen.payload).await,
         "an altered source",
         "altered after signing",
+    );
+    // The genuine seal over claims edited to the attacker's body, and a
+    // seal by a host key the provider never paired with.
+    let (signed_part, tags) = token.rsplit_once('.').unwrap();
+    let (head, claims) = signed_part.rsplit_once('.').unwrap();
+    let edited = own.sign(&call, now_ms()).unwrap();
+    let edited_claims = edited.split('.').nth(1).unwrap();
+    let reclaimed = CallHeaders {
+        invocation: Some(format!("{head}.{edited_claims}.{tags}")),
+        ..genuine.clone()
+    };
+    refused(
+        attack(&attacker, &subject, &reclaimed, &million).await,
+        "a genuine seal over edited claims",
+        "seal does not verify",
+    );
+    let stranger = CallHeaders {
+        invocation: Some(format!("m1.{}.{claims}.{tags}", own.host_key())),
+        ..genuine.clone()
+    };
+    refused(
+        attack(&attacker, &subject, &stranger, &seen.payload).await,
+        "a seal by an unpaired host key",
+        "has not paired with host key",
     );
     // The genuine call, sent again.
     refused(
