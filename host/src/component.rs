@@ -69,6 +69,8 @@ pub struct RunningComponent {
     runtime: Runtime,
     router: ImportRouter,
     call_timeout: Duration,
+    /// The most bytes of response body one call may produce.
+    max_body_bytes: u64,
     /// The log budget every instance's stdout and stderr share.
     output: Arc<GuestLogBudget>,
 }
@@ -142,6 +144,7 @@ impl RunningComponent {
             runtime: runtime.clone(),
             router: router.clone(),
             call_timeout: config.call_timeout,
+            max_body_bytes: config.max_body_bytes,
             output: GuestLogBudget::new(&spec.id, config.guest_log),
         })
     }
@@ -297,14 +300,27 @@ impl RunningComponent {
             }
         };
         let (parts, body) = response.into_parts();
-        let body = match tokio::time::timeout(deadline, body.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes().to_vec(),
-            Ok(Err(code)) => {
+        let collected = collect_bounded(body, self.max_body_bytes);
+        let body = match tokio::time::timeout(deadline, collected).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(BodyFailure::Guest(code))) => {
                 return Err(RpcError::new(
                     RpcErrorKind::Application,
                     format!(
-                        "component `{}` failed while writing its body: {code:?}",
+                        "component `{}` failed while writing its body: {code}",
                         self.id
+                    ),
+                ));
+            }
+            Ok(Err(BodyFailure::TooLarge)) => {
+                // Dropping the task's store stops the guest where it is.
+                guest.abort();
+                return Err(RpcError::new(
+                    RpcErrorKind::Application,
+                    format!(
+                        "component `{}` wrote a response body over the {}-byte limit \
+                         (--max-body-mib); it was stopped",
+                        self.id, self.max_body_bytes
                     ),
                 ));
             }
@@ -437,6 +453,34 @@ fn to_hyper(request: &HttpRequest) -> Result<hyper::Request<Full<bytes::Bytes>>,
     builder
         .body(Full::new(bytes::Bytes::from(request.body.clone())))
         .map_err(|e| bad("head", &e))
+}
+
+/// Why a response body could not be collected.
+enum BodyFailure {
+    /// The guest's body stream failed, as described.
+    Guest(String),
+    /// The guest wrote more than the limit.
+    TooLarge,
+}
+
+/// Collects `body`, frame by frame, refusing to hold more than `limit`
+/// bytes: a guest that writes without end is cut off at the limit.
+async fn collect_bounded<B>(mut body: B, limit: u64) -> Result<Vec<u8>, BodyFailure>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyFailure::Guest(format!("{e:?}")))?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() as u64 + data.len() as u64 > limit {
+                return Err(BodyFailure::TooLarge);
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected)
 }
 
 fn timeout_error(id: &str, deadline: Duration) -> RpcError {

@@ -69,6 +69,10 @@ pub struct HostConfig {
     pub label_limits: trellis_lattice::ctl::LabelLimits,
     /// How much each component may write to the host's log.
     pub guest_log: crate::guest_log::GuestLogLimits,
+    /// The largest payload (call parameters, reply, HTTP body) this host and
+    /// its providers send or accept, in bytes; larger ones than a NATS
+    /// message holds cross in chunks.
+    pub max_body_bytes: u64,
 }
 
 impl Default for HostConfig {
@@ -98,6 +102,7 @@ impl Default for HostConfig {
             file_limits: crate::files::FileLimits::default(),
             label_limits: trellis_lattice::ctl::LabelLimits::default(),
             guest_log: crate::guest_log::GuestLogLimits::default(),
+            max_body_bytes: trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }

@@ -110,7 +110,8 @@ impl Host {
             state.link_table(),
             config.call_timeout,
             signer,
-        );
+        )
+        .with_max_body(config.max_body_bytes);
         let mut labels = builtin_labels();
         for (key, value) in &config.labels {
             config

@@ -13,6 +13,7 @@ use std::time::Duration;
 use trellis_claims::ClaimsError;
 use trellis_claims::invocation::{Invocation, InvocationSigner, SentToken, now_ms};
 use trellis_lattice::Link;
+use trellis_lattice::chunk::ChunkLimits;
 use trellis_lattice::link::{DEFAULT_LINK_NAME, find_route};
 use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
@@ -79,6 +80,7 @@ pub struct ImportRouter {
     /// `--insecure-unsigned-invocations`.
     signer: Option<Arc<InvocationSigner>>,
     restarting: RestartingProviders,
+    limits: ChunkLimits,
 }
 
 impl ImportRouter {
@@ -97,7 +99,15 @@ impl ImportRouter {
             timeout,
             signer,
             restarting: RestartingProviders::default(),
+            limits: ChunkLimits::default(),
         }
+    }
+
+    /// The same router sending and accepting payloads of at most
+    /// `max_body` bytes.
+    pub fn with_max_body(mut self, max_body: u64) -> Self {
+        self.limits.max_body = max_body;
+        self
     }
 
     /// The set of this host's restarting providers, for the supervisor to keep.
@@ -288,6 +298,7 @@ impl ImportRouter {
             &headers,
             body.clone(),
             timeout,
+            &self.limits,
             |why| {
                 match why {
                     Unanswered::NoResponders => format!(

@@ -113,6 +113,10 @@ struct Args {
     /// The largest local component image or provider executable read, in MiB.
     #[arg(long, env = "TRELLIS_MAX_ARTIFACT_MIB", default_value_t = 256)]
     max_artifact_mib: u64,
+    /// The largest payload (call parameters, reply, HTTP body) sent or
+    /// accepted, in MiB; an HTTP request over it is answered 413.
+    #[arg(long, env = "TRELLIS_MAX_BODY_MIB", default_value_t = 100)]
+    max_body_mib: u64,
     /// Seconds reading one local image or executable may take.
     #[arg(long, env = "TRELLIS_ARTIFACT_READ_TIMEOUT_SECS", default_value_t = 30)]
     artifact_read_timeout_secs: u64,
@@ -180,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
             max_bytes: args.max_artifact_mib.max(1) * 1024 * 1024,
             timeout: Duration::from_secs(args.artifact_read_timeout_secs.max(1)),
         },
+        max_body_bytes: args.max_body_mib.max(1) * 1024 * 1024,
         registry: args
             .registry
             .options()

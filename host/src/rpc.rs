@@ -6,8 +6,11 @@
 
 use std::sync::Arc;
 
+use async_nats::HeaderMap;
 use futures::StreamExt;
+use trellis_lattice::chunk::{self, ChunkLimits};
 use trellis_lattice::http::{HttpRequest, INCOMING_HANDLER};
+use trellis_lattice::request;
 use trellis_lattice::rpc::{self, RpcError, RpcErrorKind};
 
 use crate::host::HostInner;
@@ -39,11 +42,22 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
         tracing::debug!(subject = %message.subject, "call without a reply subject ignored");
         return;
     };
-    let bytes = match dispatch(&inner, &component_id, &message).await {
+    let limits = ChunkLimits {
+        max_body: inner.config.max_body_bytes,
+        ..ChunkLimits::default()
+    };
+    // Parameters too large for one message are pulled in chunks first, and
+    // so a reply too large for one is offered.
+    let result = match chunk::payload_of(&inner.nats, &message, &limits).await {
+        Ok(payload) => dispatch(&inner, &component_id, &message.subject, &payload).await,
+        Err(err) => Err(RpcError::from(err)),
+    };
+    let bytes = match result {
         Ok(bytes) => bytes,
         Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
     };
-    if let Err(err) = inner.nats.publish(reply, bytes.into()).await {
+    let sent = request::reply(&inner.nats, reply, HeaderMap::new(), bytes.into(), &limits).await;
+    if let Err(err) = sent {
         tracing::warn!(component = %component_id, error = %err, "cannot send a call's reply");
     }
 }
@@ -53,13 +67,11 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
 async fn dispatch(
     inner: &HostInner,
     component_id: &str,
-    message: &async_nats::Message,
+    subject: &str,
+    payload: &[u8],
 ) -> Result<Vec<u8>, RpcError> {
     let codec = |e: &dyn std::fmt::Display| RpcError::new(RpcErrorKind::Codec, e.to_string());
-    let call = inner
-        .subjects
-        .parse_rpc(&message.subject)
-        .map_err(|e| codec(&e))?;
+    let call = inner.subjects.parse_rpc(subject).map_err(|e| codec(&e))?;
     let Some(component) = inner.component(component_id) else {
         return Err(RpcError::new(
             RpcErrorKind::NoTarget,
@@ -70,14 +82,14 @@ async fn dispatch(
         ));
     };
     if call.function.to_string() == INCOMING_HANDLER {
-        let request: HttpRequest = rpc::decode(&message.payload).map_err(|e| codec(&e))?;
+        let request: HttpRequest = rpc::decode(payload).map_err(|e| codec(&e))?;
         let result = component.handle_http(request).await;
         return rpc::encode_reply(&result).map_err(|e| codec(&e));
     }
-    let args: rmpv::Value = if message.payload.is_empty() {
+    let args: rmpv::Value = if payload.is_empty() {
         rmpv::Value::Array(Vec::new())
     } else {
-        rpc::decode(&message.payload).map_err(|e| codec(&e))?
+        rpc::decode(payload).map_err(|e| codec(&e))?
     };
     let result = component.call(&call.function, &args).await;
     rpc::encode_reply(&result).map_err(|e| codec(&e))

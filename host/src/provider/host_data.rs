@@ -23,6 +23,7 @@ pub(crate) struct HostDataTemplate {
     cluster_issuers: Vec<String>,
     invocation_window_ms: u64,
     skip_invocation_check: bool,
+    max_body_bytes: u64,
 }
 
 impl HostDataTemplate {
@@ -50,6 +51,7 @@ impl HostDataTemplate {
             cluster_issuers: config.cluster_issuers.clone(),
             invocation_window_ms: millis(config.invocation_window),
             skip_invocation_check: config.insecure_unsigned_invocations,
+            max_body_bytes: config.max_body_bytes,
         }
     }
 
@@ -73,6 +75,7 @@ impl HostDataTemplate {
             cluster_issuers: self.cluster_issuers.clone(),
             invocation_window_ms: Some(self.invocation_window_ms),
             insecure_skip_invocation_check: self.skip_invocation_check,
+            max_body_bytes: Some(self.max_body_bytes),
             ..HostData::from_connection(&self.connection)
         }
     }

@@ -126,6 +126,10 @@ pub struct HostData {
     /// component.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_invocation_check: bool,
+    /// The largest payload the provider sends or accepts, in bytes (the
+    /// host's `--max-body-mib`); 100 MiB when absent. A Trellis extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for HostData {
@@ -163,6 +167,7 @@ impl std::fmt::Debug for HostData {
                 "insecure_skip_invocation_check",
                 &self.insecure_skip_invocation_check,
             )
+            .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
 }
@@ -243,6 +248,16 @@ impl HostData {
             NatsAuth::Anonymous | NatsAuth::CredsFile(_) | NatsAuth::NkeyFile(_) => {}
         }
         data
+    }
+
+    /// The bounds on the payloads the provider sends and accepts.
+    pub fn chunk_limits(&self) -> crate::chunk::ChunkLimits {
+        crate::chunk::ChunkLimits {
+            max_body: self
+                .max_body_bytes
+                .unwrap_or(crate::chunk::DEFAULT_MAX_BODY_BYTES),
+            ..crate::chunk::ChunkLimits::default()
+        }
     }
 
     /// The line the host writes to the provider's stdin (no newline).

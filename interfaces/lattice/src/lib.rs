@@ -16,12 +16,14 @@
 //! - [`http`]: HTTP requests and responses as they cross the lattice, and
 //!   [`grant`]: which hosts a component may reach with outgoing HTTP.
 //! - [`wit`]: WIT interface and function names as links and subjects use them.
+//! - [`chunk`]: how a payload larger than one NATS message crosses, pulled
+//!   in chunks; with feature `client`, both sides of the transfer.
 //! - `client` (feature `client`): an async control-interface client over
 //!   NATS for `wash` and wadm, and `request` (feature `client`): one RPC
 //!   call sent and answered over NATS, shared by the host and the provider
 //!   SDK, and `connect` (feature `client`): the NATS connection options
-//!   every process takes (URLs, credentials, TLS). These three are the only
-//!   modules here that do I/O.
+//!   every process takes (URLs, credentials, TLS). These, and `chunk`'s
+//!   transfers, are the only parts here that do I/O.
 //!
 //! ```
 //! use trellis_lattice::ctl::{CtlResponse, ScaleComponentCommand};
@@ -58,6 +60,7 @@
 //! # Ok::<(), trellis_lattice::LatticeError>(())
 //! ```
 
+pub mod chunk;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod config;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::chunk::{self, ChunkLimits};
 use crate::rpc::{CallHeaders, LATTICE_UNREACHABLE, RpcError, RpcErrorKind};
 
 /// The ways a call can go unanswered that the caller words itself.
@@ -38,12 +39,26 @@ pub async fn call(
     headers: &CallHeaders,
     body: Bytes,
     timeout: Duration,
+    limits: &ChunkLimits,
     describe: impl FnOnce(Unanswered) -> String,
 ) -> Result<async_nats::Message, RpcError> {
     let mut map = async_nats::HeaderMap::new();
     for (name, value) in headers.to_pairs() {
         map.insert(name, value.as_str());
     }
+    // Parameters too large for one message are offered, and pulled by the
+    // receiver; so is a reply too large for one.
+    let body = if chunk::fits(nats, body.len()) {
+        body
+    } else {
+        let offer = chunk::offer(nats, body, limits)
+            .await
+            .map_err(RpcError::from)?;
+        for (name, value) in offer.to_pairs() {
+            map.insert(name, value.as_str());
+        }
+        Bytes::new()
+    };
     // The request carries `timeout` itself: the client's default (10 s)
     // would otherwise cut longer calls short.
     let request = nats.send_request(
@@ -54,7 +69,12 @@ pub async fn call(
             .timeout(Some(timeout)),
     );
     let unanswered = match tokio::time::timeout(timeout, request).await {
-        Ok(Ok(message)) => return Ok(message),
+        Ok(Ok(mut message)) => {
+            message.payload = chunk::payload_of(nats, &message, limits)
+                .await
+                .map_err(RpcError::from)?;
+            return Ok(message);
+        }
         Err(_) => Unanswered::Elapsed,
         Ok(Err(err)) => match err.kind() {
             async_nats::RequestErrorKind::NoResponders => Unanswered::NoResponders,
@@ -80,4 +100,30 @@ pub async fn call(
         Unanswered::Elapsed | Unanswered::TimedOut => RpcErrorKind::Timeout,
     };
     Err(RpcError::new(kind, describe(unanswered)))
+}
+
+/// Sends the reply `bytes` (an encoded [`crate::rpc`] reply) to `reply_to`
+/// with `headers`, offering it in chunks if it does not fit one message.
+/// A reply over `limits.max_body` is replaced by an error reply that says
+/// so, so the caller hears why instead of waiting out its timeout.
+pub async fn reply(
+    nats: &async_nats::Client,
+    reply_to: async_nats::Subject,
+    headers: async_nats::HeaderMap,
+    bytes: Bytes,
+    limits: &ChunkLimits,
+) -> Result<(), chunk::ChunkError> {
+    let sent = chunk::publish(nats, reply_to.clone(), headers.clone(), bytes, limits).await;
+    let Err(chunk::ChunkError::TooLarge { size, limit }) = sent else {
+        return sent;
+    };
+    let refusal = RpcError::new(
+        RpcErrorKind::Application,
+        format!(
+            "the reply is {size} bytes, over the {limit}-byte limit (--max-body-mib on the \
+             answering host)"
+        ),
+    );
+    let bytes = crate::rpc::encode_reply::<()>(&Err(refusal)).unwrap_or_default();
+    chunk::publish(nats, reply_to, headers, bytes.into(), limits).await
 }

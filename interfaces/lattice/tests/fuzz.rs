@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
+use trellis_lattice::chunk::{Offer, Pull, Reassembler};
 use trellis_lattice::ctl::{
     HostLabel, LabelLimits, ScaleComponentCommand, StartProviderCommand, StopHostCommand,
     StopProviderCommand, UpdateComponentCommand,
@@ -132,5 +133,43 @@ proptest! {
         let _ = WitFunction::parse(&text);
         let _ = OutboundGrant::parse(&list);
         let _ = HostData::decode(&text);
+    }
+}
+
+proptest! {
+    /// Whatever chunks arrive, in whatever order and size, the reassembler
+    /// never panics, never holds more than the offer's size, and completes
+    /// only with exactly the bytes sent, in order.
+    #[test]
+    fn the_chunk_reassembler_takes_only_the_payload_as_offered(
+        size in 1u64..5000,
+        chunk in 1u64..2000,
+        limit in 0u64..6000,
+        arrivals in proptest::collection::vec((0u64..8, 0usize..2100), 0..12),
+        headers in proptest::collection::vec(("[a-z-]{1,20}", ".{0,20}"), 0..4),
+    ) {
+        let _ = Offer::from_lookup(|name| {
+            headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        });
+        let _ = Pull::parse(&format!("{size}"));
+        let offer = Offer { subject: "_INBOX.x".into(), size, chunk };
+        let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let Ok(mut r) = Reassembler::new(offer.clone(), limit) else {
+            prop_assert!(size > limit);
+            return Ok(());
+        };
+        for (seq, len) in arrivals {
+            let start = usize::try_from(seq * chunk).unwrap().min(payload.len());
+            let end = (start + len).min(payload.len());
+            let _ = r.accept(seq, &payload[start..end]);
+        }
+        // Then the genuine chunks, from wherever it got to.
+        while !r.is_complete() {
+            let seq = r.next();
+            let start = usize::try_from(seq * chunk).unwrap();
+            let len = usize::try_from(offer.chunk_len(seq).unwrap()).unwrap();
+            r.accept(seq, &payload[start..start + len]).unwrap();
+        }
+        prop_assert_eq!(r.finish().unwrap(), payload);
     }
 }

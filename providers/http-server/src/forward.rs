@@ -14,8 +14,6 @@ use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use trellis_provider_sdk::ProviderHandle;
 
-use crate::MAX_BODY_BYTES;
-
 /// Where a listener's requests go. A link put that keeps the address
 /// replaces it in place, so the listener keeps its port and connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +40,8 @@ impl Forwarder {
     pub async fn respond(&self, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
         let route = self.route.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (parts, body) = request.into_parts();
-        let body = match read_body(&parts.headers, body).await {
+        let limit = self.handle.host_data().chunk_limits().max_body;
+        let body = match read_body(&parts.headers, body, limit).await {
             Ok(body) => body,
             Err(response) => return response,
         };
@@ -68,16 +67,18 @@ impl Forwarder {
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with `413`.
+/// Reads the whole body, refusing more than `limit` bytes with `413`.
 async fn read_body(
     headers: &http::HeaderMap,
     body: Incoming,
+    limit: u64,
 ) -> Result<Vec<u8>, Response<Full<Bytes>>> {
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "the request body is larger than the {MAX_BODY_BYTES} bytes this server accepts"
+                "the request body is larger than the {limit} bytes this server accepts (the \
+                 host's --max-body-mib)"
             ),
         )
     };
@@ -86,10 +87,11 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes().to_vec()),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(err) => Err(text(

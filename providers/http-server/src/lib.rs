@@ -23,10 +23,10 @@
 //! instance of the component is running, `504` when it did not answer in
 //! time, `500` when it failed, and `502` for anything else.
 //!
-//! Bodies are buffered whole in both directions (requests up to
-//! [`MAX_BODY_BYTES`], else `413`): a component's streams cannot cross
-//! NATS, so streaming would need wasi:http streams carried as a sequence of
-//! messages.
+//! Bodies are buffered whole in both directions, requests up to the host's
+//! `--max-body-mib` (100 MiB by default, else `413`); one larger than a
+//! NATS message crosses the lattice in chunks
+//! ([`trellis_lattice::chunk`]).
 //!
 //! ```text
 //! $ wash config put web address=127.0.0.1:8080
@@ -53,7 +53,3 @@ mod provider;
 
 pub use config::{ConfigError, DEFAULT_ADDRESS, ListenConfig};
 pub use provider::HttpServerProvider;
-
-/// The largest request body passed on to a component; larger requests get
-/// `413 Payload Too Large`.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;

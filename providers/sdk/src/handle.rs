@@ -193,6 +193,7 @@ impl ProviderHandle {
             &call,
             body.into(),
             timeout,
+            &self.host_data.chunk_limits(),
             |why| match why {
                 Unanswered::Elapsed => {
                     format!("`{target}` did not answer {function} within {timeout:?}")

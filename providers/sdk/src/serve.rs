@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use trellis_lattice::Link;
+use trellis_lattice::chunk::{self, ChunkLimits};
 use trellis_lattice::ctl::CtlResponse;
 use trellis_lattice::provider::{HealthCheckResponse, ProviderLink, ShutdownRequest};
+use trellis_lattice::request;
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_lattice::subject::ProviderOperation;
 
@@ -126,7 +128,8 @@ async fn serve_calls<P: Provider>(
         let handle = handle.clone();
         let pending = Arc::clone(&pending);
         tokio::spawn(async move {
-            let (call, introduction) = incoming(&handle, &message);
+            let limits = handle.host_data().chunk_limits();
+            let (call, introduction) = incoming(&handle, &message, &limits).await;
             let result = match call {
                 Ok(call) => match wait_for_link(&handle, &pending, &call).await {
                     Ok(()) => provider.call(call).await,
@@ -138,35 +141,35 @@ async fn serve_calls<P: Provider>(
                 Ok(bytes) => bytes,
                 Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
             };
-            let sent = match introduction {
-                Some(key) => {
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert(rpc::INVOCATION_PEER_HEADER, key.as_str());
-                    handle
-                        .nats()
-                        .publish_with_headers(reply_to, headers, bytes.into())
-                        .await
-                }
-                None => handle.nats().publish(reply_to, bytes.into()).await,
-            };
-            if let Err(err) = sent {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(key) = introduction {
+                headers.insert(rpc::INVOCATION_PEER_HEADER, key.as_str());
+            }
+            let sent = request::reply(handle.nats(), reply_to, headers, bytes.into(), &limits);
+            if let Err(err) = sent.await {
                 tracing::warn!(error = %err, "cannot send a call's reply");
             }
         });
     }
 }
 
-/// Reads one call off the wire and checks its proof, and returns it with
-/// the introduction its reply must carry, if any. It runs on the call's own
-/// task: a signature check costs tens of microseconds, which the receive
-/// loop should not serialize.
-fn incoming(
+/// Reads one call off the wire (pulling parameters too large for one
+/// message) and checks its proof, and returns it with the introduction its
+/// reply must carry, if any. It runs on the call's own task: a signature
+/// check costs tens of microseconds, which the receive loop should not
+/// serialize.
+async fn incoming(
     handle: &ProviderHandle,
     message: &async_nats::Message,
+    limits: &ChunkLimits,
 ) -> (Result<IncomingCall, RpcError>, Option<String>) {
     let call = match handle.subjects().parse_rpc(&message.subject) {
         Ok(call) => call,
         Err(e) => return (Err(RpcError::new(RpcErrorKind::Codec, e.to_string())), None),
+    };
+    let payload = match chunk::payload_of(handle.nats(), message, limits).await {
+        Ok(payload) => payload,
+        Err(e) => return (Err(RpcError::from(e)), None),
     };
     let headers = CallHeaders::from_lookup(|name| {
         message
@@ -175,13 +178,12 @@ fn incoming(
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_owned())
     });
-    let (checked, introduction) =
-        handle.check_invocation(&message.subject, &headers, &message.payload);
+    let (checked, introduction) = handle.check_invocation(&message.subject, &headers, &payload);
     let introduction = introduction.map(str::to_owned);
     let call = checked.map(|()| IncomingCall {
         function: call.function,
         headers,
-        body: message.payload.clone(),
+        body: payload,
     });
     (call, introduction)
 }

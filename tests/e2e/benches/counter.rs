@@ -6,8 +6,10 @@
 //! TCP to the http-server provider, a NATS call to the host running
 //! kv-counter, and from the component's `atomics.increment` a NATS call to
 //! the keyvalue provider, which commits to SQLite (a file in a temp dir,
-//! WAL) or Redis (a private redis-server). With the check on, the host signs
-//! that last call with its cluster key and the provider verifies it. All
+//! WAL) or Redis (a private redis-server). With the check on, the host
+//! proves that last call and the provider checks it: signed with the
+//! host's cluster key the first time, sealed with the key the two then
+//! share after that. All
 //! processes are release builds on one machine: two lattices (NATS, a host,
 //! three providers each), Redis and this client. Rows of the two lattices
 //! alternate, so drift in the machine's speed hits both alike.
@@ -161,7 +163,9 @@ async fn main() {
 
     println!();
     println!("kv-counter: HTTP GET → http-server → host → keyvalue provider (atomics.increment)");
-    println!("check: invocation signatures signed by the host and verified by the provider");
+    println!(
+        "check: invocations proven by the host (signed once, then sealed) and checked by the provider"
+    );
     println!("| backend | check | concurrency | requests | errors |    req/s | p50 ms | p99 ms |");
     println!("|---------|-------|-------------|----------|--------|----------|--------|--------|");
     for row in &rows {

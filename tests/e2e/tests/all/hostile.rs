@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use trellis_e2e::app::{HTTP, LinkConfig, TestLattice, get};
 use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice, wash_at};
 use trellis_test_support::NatsServer;
 
@@ -187,32 +188,13 @@ async fn wash_down_stops_the_node_even_when_nats_is_gone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_guest_flooding_its_output_gets_a_bounded_share_of_the_host_log() {
-    use trellis_e2e::app::{HTTP, LinkConfig, TestLattice, get};
     let lattice = TestLattice::start_with(
         "flood",
         &["--guest-log-burst", "20", "--guest-log-lines-per-sec", "5"],
     )
     .await
     .unwrap();
-    lattice.start_provider(HTTP).await.unwrap();
-    let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
-    lattice
-        .config("hello-http", &[("address", &address)])
-        .await
-        .unwrap();
-    lattice
-        .link(
-            HTTP.0,
-            "hello",
-            ("wasi", "http", &["incoming-handler"]),
-            LinkConfig::Source("hello-http"),
-        )
-        .await
-        .unwrap();
-    lattice
-        .start_component("http-hello", "hello", 2)
-        .await
-        .unwrap();
+    let address = hello_app(&lattice).await;
     let url = format!("http://{address}/?log=10000&stderr=10000");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !matches!(get(&url).await, Ok((200, _))) {
@@ -256,8 +238,8 @@ async fn a_guest_flooding_its_output_gets_a_bounded_share_of_the_host_log() {
 
 /// The counter app on SQLite behind http-server, with `max` instances, on
 /// a fresh lattice; returns it with the counter's URL.
-async fn sqlite_counter(prefix: &str, max: u32) -> (trellis_e2e::app::TestLattice, String) {
-    use trellis_e2e::app::{HTTP, SQLITE, TestLattice};
+async fn sqlite_counter(prefix: &str, max: u32) -> (TestLattice, String) {
+    use trellis_e2e::app::SQLITE;
     let lattice = TestLattice::start(prefix).await.unwrap();
     for provider in [SQLITE, HTTP] {
         lattice.start_provider(provider).await.unwrap();
@@ -276,7 +258,6 @@ async fn sqlite_counter(prefix: &str, max: u32) -> (trellis_e2e::app::TestLattic
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_nats_down_a_caller_hears_the_lattice_is_unreachable() {
-    use trellis_e2e::app::get;
     let (mut lattice, url) = sqlite_counter("unreachable", 2).await;
     lattice.nats.kill();
     // The http-server provider is still listening; its calls go nowhere.
@@ -295,7 +276,6 @@ async fn with_nats_down_a_caller_hears_the_lattice_is_unreachable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn while_a_provider_restarts_its_callers_hear_that_it_is_restarting() {
-    use trellis_e2e::app::get;
     let (lattice, url) = sqlite_counter("restarting", 4).await;
     let pgrep = std::process::Command::new("pgrep")
         .args([
@@ -341,4 +321,127 @@ async fn while_a_provider_restarts_its_callers_hear_that_it_is_restarting() {
         failures.iter().all(|f| !f.contains("wash link put")),
         "{failures:#?}"
     );
+}
+
+/// http-server on a fresh address → http-hello as `hello` (two
+/// instances); returns the address once it answers.
+async fn hello_app(lattice: &TestLattice) -> String {
+    lattice.start_provider(HTTP).await.unwrap();
+    let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
+    lattice
+        .config("hello-http", &[("address", &address)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            HTTP.0,
+            "hello",
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("hello-http"),
+        )
+        .await
+        .unwrap();
+    lattice
+        .start_component("http-hello", "hello", 2)
+        .await
+        .unwrap();
+    lattice
+        .wait_until_ok(&format!("http://{address}/"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    address
+}
+
+/// The most memory process `pid` has held so far, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_50_mib_upload_reaches_a_component_whole_and_a_larger_one_gets_413() {
+    use sha2::{Digest, Sha256};
+    let lattice = TestLattice::start_with("upload", &["--max-body-mib", "64"])
+        .await
+        .unwrap();
+    let address = hello_app(&lattice).await;
+    let len = 50 * 1024 * 1024;
+    let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let digest: String = Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let response = http
+        .post(format!("http://{address}/?sha256"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        (status, text.as_str()),
+        (200, format!("{digest}  {len}\n").as_str()),
+        "host log:\n{}",
+        lattice.host.log()
+    );
+    eprintln!(
+        "a 50 MiB upload took {elapsed:?}; host peak RSS {} MiB",
+        peak_rss_mib(lattice.host.pid())
+    );
+
+    // Declaring one byte over the limit is enough: the answer comes before
+    // the body (which is why none is sent; a client still writing it could
+    // find the connection closed under it).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /?sha256 HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        64 * 1024 * 1024 + 1
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("--max-body-mib"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_returning_1_gb_is_stopped_at_the_limit_and_its_host_stays_small() {
+    let lattice = TestLattice::start_with("gigabyte", &["--max-body-mib", "64"])
+        .await
+        .unwrap();
+    let address = hello_app(&lattice).await;
+    let started = Instant::now();
+    let (status, text) = get(&format!("http://{address}/?bytes=1073741824"))
+        .await
+        .unwrap();
+    assert_eq!(status, 500, "{text}");
+    assert!(
+        text.contains("over the 67108864-byte limit (--max-body-mib)"),
+        "{text}"
+    );
+    let peak = peak_rss_mib(lattice.host.pid());
+    eprintln!(
+        "a 1 GB response was cut off after {:?}; host peak RSS {peak} MiB",
+        started.elapsed()
+    );
+    assert!(peak < 512, "the host held {peak} MiB");
+    // A body within the limit still crosses whole.
+    let (status, text) = get(&format!("http://{address}/?bytes=3000000"))
+        .await
+        .unwrap();
+    assert_eq!((status, text.len()), (200, 3_000_000));
 }

@@ -293,7 +293,10 @@ async fn a_forged_altered_or_replayed_call_for_a_component_is_refused() {
     });
     assert_eq!(genuine.source_id, "kv-counter");
     // The host paired with the provider on its first call, so it seals.
-    let token = genuine.invocation.clone().expect("the host proves its calls");
+    let token = genuine
+        .invocation
+        .clone()
+        .expect("the host proves its calls");
     assert!(token.starts_with("m1."), "{token}");
     let million = KvRequest::Increment {
         bucket: "default".into(),

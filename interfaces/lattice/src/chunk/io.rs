@@ -1,0 +1,229 @@
+//! The two sides of a transfer over a live connection.
+
+use async_nats::{Client, HeaderMap, Message, RequestErrorKind};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+use super::{
+    CHUNK_ERROR_HEADER, CHUNK_HEADER, ChunkError, ChunkLimits, Offer, Pull, Reassembler,
+    chunk_len_for,
+};
+
+fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+}
+
+fn nats_error(e: impl std::fmt::Display) -> ChunkError {
+    ChunkError::Nats(e.to_string())
+}
+
+/// Whether a payload of `len` bytes can travel in one message on `nats`,
+/// headers included.
+pub fn fits(nats: &Client, len: usize) -> bool {
+    len <= chunk_len_for(nats.server_info().max_payload)
+}
+
+/// Offers `payload` for pulling, and returns the offer to announce. A task
+/// serves the pulls until the last chunk is taken, the receiver cancels, or
+/// no pull comes for `limits.idle`.
+pub async fn offer(
+    nats: &Client,
+    payload: Bytes,
+    limits: &ChunkLimits,
+) -> Result<Offer, ChunkError> {
+    let size = payload.len() as u64;
+    if size > limits.max_body {
+        return Err(ChunkError::TooLarge {
+            size,
+            limit: limits.max_body,
+        });
+    }
+    if size == 0 {
+        return Err(ChunkError::Malformed(
+            "an empty payload is never offered".into(),
+        ));
+    }
+    let chunk = chunk_len_for(nats.server_info().max_payload) as u64;
+    let subject = format!("{}.body", nats.new_inbox());
+    let mut pulls = nats.subscribe(subject.clone()).await.map_err(nats_error)?;
+    let offer = Offer {
+        subject,
+        size,
+        chunk,
+    };
+    let served = offer.clone();
+    let nats = nats.clone();
+    let idle = limits.idle;
+    tokio::spawn(async move {
+        let mut left = served.chunks();
+        while left > 0 {
+            let message = match tokio::time::timeout(idle, pulls.next()).await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::debug!(subject = %served.subject, ?idle, "payload offer abandoned: no pull");
+                    break;
+                }
+            };
+            let pull = header(&message, CHUNK_HEADER).map(Pull::parse);
+            if matches!(pull, Some(Ok(Pull::Cancel))) {
+                break;
+            }
+            let Some(reply) = message.reply.clone() else {
+                continue;
+            };
+            let mut headers = HeaderMap::new();
+            let body = match pull {
+                Some(Ok(Pull::Chunk(seq))) => match served.chunk_len(seq) {
+                    Some(len) => {
+                        let start = usize::try_from(seq * served.chunk).unwrap_or(usize::MAX);
+                        let end = start.saturating_add(usize::try_from(len).unwrap_or(0));
+                        headers.insert(CHUNK_HEADER, seq.to_string().as_str());
+                        left = left.saturating_sub(1);
+                        payload.slice(start..end.min(payload.len()))
+                    }
+                    None => {
+                        let why = format!("there is no chunk {seq}");
+                        headers.insert(CHUNK_ERROR_HEADER, why.as_str());
+                        Bytes::new()
+                    }
+                },
+                _ => {
+                    headers.insert(CHUNK_ERROR_HEADER, "the message is not a pull");
+                    Bytes::new()
+                }
+            };
+            if let Err(err) = nats.publish_with_headers(reply, headers, body).await {
+                tracing::debug!(error = %err, "cannot send a chunk");
+                break;
+            }
+        }
+        if let Err(err) = pulls.unsubscribe().await {
+            tracing::debug!(error = %err, "cannot end a payload offer");
+        }
+    });
+    Ok(offer)
+}
+
+async fn pull(
+    nats: Client,
+    subject: String,
+    seq: u64,
+    limits: ChunkLimits,
+) -> (u64, Result<Message, async_nats::RequestError>) {
+    let mut headers = HeaderMap::new();
+    headers.insert(CHUNK_HEADER, Pull::Chunk(seq).header().as_str());
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .timeout(Some(limits.idle));
+    (seq, nats.send_request(subject, request).await)
+}
+
+/// Pulls the payload `offer` describes, keeping `limits.window` pulls in
+/// flight, and refusing it if it is over `limits.max_body`.
+pub async fn fetch(
+    nats: &Client,
+    offer: &Offer,
+    limits: &ChunkLimits,
+) -> Result<Bytes, ChunkError> {
+    let result = fetch_all(nats, offer, limits).await;
+    if result.is_err() {
+        // Let the sender go at once rather than after its idle time.
+        let mut headers = HeaderMap::new();
+        headers.insert(CHUNK_HEADER, Pull::Cancel.header().as_str());
+        if let Err(err) = nats
+            .publish_with_headers(offer.subject.clone(), headers, Bytes::new())
+            .await
+        {
+            tracing::debug!(error = %err, "cannot cancel a payload transfer");
+        }
+    }
+    result
+}
+
+async fn fetch_all(
+    nats: &Client,
+    offer: &Offer,
+    limits: &ChunkLimits,
+) -> Result<Bytes, ChunkError> {
+    let mut payload = Reassembler::new(offer.clone(), limits.max_body)?;
+    let total = offer.chunks();
+    let mut in_flight = FuturesOrdered::new();
+    let mut asked = 0;
+    while asked < total && in_flight.len() < limits.window.max(1) {
+        in_flight.push_back(pull(nats.clone(), offer.subject.clone(), asked, *limits));
+        asked += 1;
+    }
+    while let Some((seq, answer)) = in_flight.next().await {
+        let interrupted = |why: String| ChunkError::Interrupted { seq, why };
+        let message = answer.map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => {
+                interrupted("it is gone (nothing answers on its subject)".into())
+            }
+            RequestErrorKind::TimedOut => {
+                interrupted(format!("no chunk came within {:?}", limits.idle))
+            }
+            _ => nats_error(e),
+        })?;
+        if let Some(why) = header(&message, CHUNK_ERROR_HEADER) {
+            return Err(interrupted(why.to_owned()));
+        }
+        if header(&message, CHUNK_HEADER) != Some(seq.to_string().as_str()) {
+            return Err(ChunkError::BadChunk {
+                seq,
+                why: "the answer names another chunk".into(),
+            });
+        }
+        payload.accept(seq, &message.payload)?;
+        if asked < total {
+            in_flight.push_back(pull(nats.clone(), offer.subject.clone(), asked, *limits));
+            asked += 1;
+        }
+    }
+    payload.finish().map(Bytes::from)
+}
+
+/// The whole payload of `message`: its own, or the one it offers, pulled.
+pub async fn payload_of(
+    nats: &Client,
+    message: &Message,
+    limits: &ChunkLimits,
+) -> Result<Bytes, ChunkError> {
+    let lookup = |name: &str| header(message, name).map(str::to_owned);
+    match Offer::from_lookup(lookup) {
+        None => Ok(message.payload.clone()),
+        Some(offer) => fetch(nats, &offer?, limits).await,
+    }
+}
+
+/// Publishes `payload` to `subject` with `headers`: in the message if it
+/// fits, offered for pulling if not.
+pub async fn publish(
+    nats: &Client,
+    subject: impl async_nats::subject::ToSubject,
+    mut headers: HeaderMap,
+    payload: Bytes,
+    limits: &ChunkLimits,
+) -> Result<(), ChunkError> {
+    if fits(nats, payload.len()) {
+        let sent = if headers.is_empty() {
+            nats.publish(subject, payload).await
+        } else {
+            nats.publish_with_headers(subject, headers, payload).await
+        };
+        return sent.map_err(nats_error);
+    }
+    let subject = subject.to_subject();
+    let offer = offer(nats, payload, limits).await?;
+    for (name, value) in offer.to_pairs() {
+        headers.insert(name, value.as_str());
+    }
+    nats.publish_with_headers(subject, headers, Bytes::new())
+        .await
+        .map_err(nats_error)
+}
