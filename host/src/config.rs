@@ -67,6 +67,8 @@ pub struct HostConfig {
     pub file_limits: crate::files::FileLimits,
     /// How many labels the host carries and how long they may be.
     pub label_limits: trellis_lattice::ctl::LabelLimits,
+    /// How much a control command may carry: annotations, config, links.
+    pub input_limits: trellis_lattice::ctl::InputLimits,
     /// How much each component may write to the host's log.
     pub guest_log: crate::guest_log::GuestLogLimits,
     /// The largest payload (call parameters, reply, HTTP body) this host and
@@ -101,6 +103,7 @@ impl Default for HostConfig {
             registry: trellis_oci::RegistryOptions::default(),
             file_limits: crate::files::FileLimits::default(),
             label_limits: trellis_lattice::ctl::LabelLimits::default(),
+            input_limits: trellis_lattice::ctl::InputLimits::default(),
             guest_log: crate::guest_log::GuestLogLimits::default(),
             max_body_bytes: trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES,
         }

@@ -19,9 +19,8 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use trellis_lattice::ctl::{
     self, ComponentAuctionAck, ComponentAuctionRequest, CtlResponse,
-    DeleteInterfaceLinkDefinitionRequest, HostLabel, ProviderAuctionAck, ProviderAuctionRequest,
-    ScaleComponentCommand, StartProviderCommand, StopProviderCommand, UpdateComponentCommand,
-    constraints_match,
+    DeleteInterfaceLinkDefinitionRequest, HostLabel, InputLimits, ProviderAuctionAck,
+    ProviderAuctionRequest, StopProviderCommand, constraints_match,
 };
 use trellis_lattice::event::LatticeEvent;
 use trellis_lattice::event::{ConfigChanged, LinkdefDeleted};
@@ -139,7 +138,8 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
             }
         }
         CtlOperation::ComponentScale { .. } => {
-            let result = match parse::<ScaleComponentCommand>(body) {
+            let result = match parse(body).and_then(|c| within(&inner, c, InputLimits::check_scale))
+            {
                 Ok(cmd) => {
                     let allow_update = cmd.allow_update;
                     let spec = ComponentSpec {
@@ -156,18 +156,21 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
             respond_message(&inner, reply, result).await;
         }
         CtlOperation::ComponentUpdate { .. } => {
-            let result = match parse::<UpdateComponentCommand>(body) {
-                Ok(cmd) => {
-                    inner
-                        .update(&cmd.component_id, &cmd.new_component_ref, cmd.annotations)
-                        .await
-                }
-                Err(err) => Err(err),
-            };
+            let result =
+                match parse(body).and_then(|c| within(&inner, c, InputLimits::check_update)) {
+                    Ok(cmd) => {
+                        inner
+                            .update(&cmd.component_id, &cmd.new_component_ref, cmd.annotations)
+                            .await
+                    }
+                    Err(err) => Err(err),
+                };
             respond_message(&inner, reply, result).await;
         }
         CtlOperation::ProviderStart { .. } => {
-            let result = match parse::<StartProviderCommand>(body) {
+            let result = match parse(body)
+                .and_then(|c| within(&inner, c, InputLimits::check_provider_start))
+            {
                 Ok(cmd) => inner.providers.start(cmd).await,
                 Err(err) => Err(err),
             };
@@ -181,7 +184,8 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
             respond_message(&inner, reply, result).await;
         }
         CtlOperation::LinkPut => {
-            let result = match parse::<Link>(body) {
+            let result = match parse(body).and_then(|l| within(&inner, l, InputLimits::check_link))
+            {
                 Ok(link) => put_link(&inner, link).await,
                 Err(err) => Err(err),
             };
@@ -221,7 +225,14 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
             respond_message(&inner, reply, result).await;
         }
         CtlOperation::ConfigPut { name } => {
-            let result = match parse::<config::NamedConfig>(body) {
+            let result = match parse::<config::NamedConfig>(body).and_then(|values| {
+                inner
+                    .config
+                    .input_limits
+                    .check_config(&name, &values)
+                    .map_err(HostError::BadRequest)?;
+                Ok(values)
+            }) {
                 Ok(values) => put_config(&inner, &name, values).await,
                 Err(err) => Err(err),
             };
@@ -318,6 +329,16 @@ async fn delete_config(inner: &HostInner, name: &str) -> Result<String, HostErro
         }))
         .await;
     Ok(format!("config `{name}` deleted"))
+}
+
+/// `value` if it is within the host's input limits by `check`.
+fn within<T>(
+    inner: &HostInner,
+    value: T,
+    check: fn(&InputLimits, &T) -> Result<(), String>,
+) -> Result<T, HostError> {
+    check(&inner.config.input_limits, &value).map_err(HostError::BadRequest)?;
+    Ok(value)
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HostError> {

@@ -101,6 +101,28 @@ struct Args {
     /// The longest label value, in bytes.
     #[arg(long, env = "TRELLIS_MAX_LABEL_VALUE_BYTES", default_value_t = 1024)]
     max_label_value_bytes: usize,
+    /// The most annotations on one component or provider.
+    #[arg(long, env = "TRELLIS_MAX_ANNOTATIONS", default_value_t = 32)]
+    max_annotations: usize,
+    /// The longest annotation value, in bytes.
+    #[arg(long, env = "TRELLIS_MAX_ANNOTATION_BYTES", default_value_t = 1024)]
+    max_annotation_bytes: usize,
+    /// The most keys in one named config.
+    #[arg(long, env = "TRELLIS_MAX_CONFIG_KEYS", default_value_t = 256)]
+    max_config_keys: usize,
+    /// The longest config value, in bytes.
+    #[arg(long, env = "TRELLIS_MAX_CONFIG_VALUE_BYTES", default_value_t = 65536)]
+    max_config_value_bytes: usize,
+    /// The longest id, name, WIT name, config name or key in a command, in bytes.
+    #[arg(long, env = "TRELLIS_MAX_FIELD_BYTES", default_value_t = 256)]
+    max_field_bytes: usize,
+    /// The most entries in a command's list (link interfaces and configs,
+    /// allowed hosts).
+    #[arg(long, env = "TRELLIS_MAX_LIST_LEN", default_value_t = 32)]
+    max_list_len: usize,
+    /// The longest image or provider reference, in bytes.
+    #[arg(long, env = "TRELLIS_MAX_REF_BYTES", default_value_t = 4096)]
+    max_ref_bytes: usize,
     /// Lines of stdout and stderr a component may write in a burst.
     #[arg(long, env = "TRELLIS_GUEST_LOG_BURST", default_value_t = 200)]
     guest_log_burst: u32,
@@ -179,6 +201,15 @@ async fn main() -> anyhow::Result<()> {
             max_labels: args.max_labels,
             max_key_bytes: args.max_label_key_bytes,
             max_value_bytes: args.max_label_value_bytes,
+        },
+        input_limits: trellis_lattice::ctl::InputLimits {
+            max_annotations: args.max_annotations,
+            max_annotation_bytes: args.max_annotation_bytes,
+            max_config_keys: args.max_config_keys,
+            max_config_value_bytes: args.max_config_value_bytes,
+            max_field_bytes: args.max_field_bytes,
+            max_list_len: args.max_list_len,
+            max_ref_bytes: args.max_ref_bytes,
         },
         file_limits: trellis_host::files::FileLimits {
             max_bytes: args.max_artifact_mib.max(1) * 1024 * 1024,

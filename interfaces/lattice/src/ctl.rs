@@ -14,6 +14,7 @@ mod auction;
 mod claims;
 mod command;
 mod host;
+mod limits;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,7 @@ pub use command::{
 pub use host::{
     ComponentDescription, Host, HostInventory, HostLabel, LabelLimits, ProviderDescription,
 };
+pub use limits::InputLimits;
 
 /// The envelope of every control-interface reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

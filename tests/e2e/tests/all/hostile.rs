@@ -143,6 +143,46 @@ async fn a_label_bomb_is_refused_and_the_host_stays_listed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn annotation_config_and_link_bombs_are_refused_and_the_host_stays_listed() {
+    use std::collections::BTreeMap;
+    use trellis_lattice::Link;
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("bombs");
+    let host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let bomb = "x".repeat(600 * 1024);
+
+    let mut scale = scale_command(host.id(), "bomb", "file:///nowhere.wasm", 1);
+    scale.annotations = Some([("app".to_owned(), bomb.clone())].into());
+    let err = ctl.scale_component(&scale).await.unwrap_err().to_string();
+    assert!(err.contains("--max-annotation-bytes"), "{err}");
+
+    let config: BTreeMap<String, String> = [("blob".to_owned(), bomb.clone())].into();
+    let err = ctl.put_config("big", &config).await.unwrap_err().to_string();
+    assert!(err.contains("--max-config-value-bytes"), "{err}");
+    assert!(ctl.get_config("big").await.unwrap().is_none(), "nothing stored");
+
+    let link = Link {
+        source_id: "a".into(),
+        target: "b".into(),
+        name: "x".repeat(100 * 1024),
+        wit_namespace: "wasi".into(),
+        wit_package: "keyvalue".into(),
+        interfaces: vec!["store".into()],
+        source_config: Vec::new(),
+        target_config: Vec::new(),
+    };
+    let err = ctl.put_link(&link).await.unwrap_err().to_string();
+    assert!(err.contains("--max-field-bytes"), "{err}");
+    assert!(ctl.get_links().await.unwrap().is_empty(), "no link stored");
+
+    // The host is still listed, and answers its inventory.
+    let hosts = ctl.ping_hosts().await.unwrap();
+    assert!(hosts.iter().any(|h| h.id == host.id()), "{hosts:?}");
+    assert!(ctl.get_inventory(host.id()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn wash_down_stops_the_node_even_when_nats_is_gone() {
     let home = tempfile::tempdir().unwrap();
     let url = format!(
