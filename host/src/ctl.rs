@@ -393,7 +393,22 @@ async fn send<T: Serialize>(
             return;
         }
     };
-    if let Err(err) = inner.nats.publish(reply, bytes.into()).await {
+    // A reply too large for one message (an inventory of very many
+    // components, a ping answer with long labels on a server with a small
+    // max payload) is offered in chunks.
+    let limits = trellis_lattice::chunk::ChunkLimits {
+        max_body: inner.config.max_body_bytes,
+        ..Default::default()
+    };
+    let sent = trellis_lattice::chunk::publish(
+        &inner.nats,
+        reply,
+        async_nats::HeaderMap::new(),
+        bytes.into(),
+        &limits,
+    )
+    .await;
+    if let Err(err) = sent {
         tracing::warn!(error = %err, "cannot send a control reply");
     }
 }

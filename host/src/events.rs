@@ -45,7 +45,18 @@ impl EventPublisher {
             }
         };
         let subject = self.subjects.event(kind);
-        if let Err(err) = self.nats.publish(subject, bytes.into()).await {
+        // An event too large for one message (a heartbeat of a host running
+        // very many components) is offered to its subscribers in chunks.
+        let limits = trellis_lattice::chunk::ChunkLimits::default();
+        let sent = trellis_lattice::chunk::broadcast(
+            &self.nats,
+            subject,
+            async_nats::HeaderMap::new(),
+            bytes.into(),
+            &limits,
+        )
+        .await;
+        if let Err(err) = sent {
             tracing::warn!(kind = kind.as_str(), error = %err, "cannot publish event");
             return;
         }

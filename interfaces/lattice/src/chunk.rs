@@ -310,7 +310,7 @@ pub fn chunk_len_for(max_payload: usize) -> usize {
 #[cfg(feature = "client")]
 mod io;
 #[cfg(feature = "client")]
-pub use io::{fetch, fits, offer, payload_of, publish};
+pub use io::{broadcast, fetch, fits, offer, payload_of, publish};
 
 #[cfg(test)]
 mod tests {

@@ -538,9 +538,18 @@ impl CtlClient {
             .flush()
             .await
             .map_err(|e| ClientError::nats(format!("subscribing to `{subject}`"))(e.into()))?;
-        Ok(subscriber.filter_map(|message| {
-            futures::future::ready(CloudEvent::from_json(&message.payload).ok())
-        }))
+        // An event too large for one message is offered in chunks.
+        let nats = self.nats.clone();
+        Ok(Box::pin(subscriber.filter_map(move |message| {
+            let nats = nats.clone();
+            async move {
+                let limits = crate::chunk::ChunkLimits::default();
+                let payload = crate::chunk::payload_of(&nats, &message, &limits)
+                    .await
+                    .ok()?;
+                CloudEvent::from_json(&payload).ok()
+            }
+        })))
     }
 
     /// Calls `function` on `target` with an already-encoded body and returns

@@ -36,6 +36,26 @@ pub async fn offer(
     payload: Bytes,
     limits: &ChunkLimits,
 ) -> Result<Offer, ChunkError> {
+    offer_to(nats, payload, limits, Receivers::One).await
+}
+
+/// Who pulls an offer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Receivers {
+    /// One receiver (a call's callee, a reply's caller): the offer ends
+    /// when it has taken the last chunk, or cancels.
+    One,
+    /// Any number (an event's subscribers): the offer ends only when
+    /// nobody has pulled for the idle time, and a cancel ends nothing.
+    Many,
+}
+
+async fn offer_to(
+    nats: &Client,
+    payload: Bytes,
+    limits: &ChunkLimits,
+    receivers: Receivers,
+) -> Result<Offer, ChunkError> {
     let size = payload.len() as u64;
     if size > limits.max_body {
         return Err(ChunkError::TooLarge {
@@ -61,7 +81,7 @@ pub async fn offer(
     let idle = limits.idle;
     tokio::spawn(async move {
         let mut left = served.chunks();
-        while left > 0 {
+        while receivers == Receivers::Many || left > 0 {
             let message = match tokio::time::timeout(idle, pulls.next()).await {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
@@ -72,7 +92,10 @@ pub async fn offer(
             };
             let pull = header(&message, CHUNK_HEADER).map(Pull::parse);
             if matches!(pull, Some(Ok(Pull::Cancel))) {
-                break;
+                if receivers == Receivers::One {
+                    break;
+                }
+                continue;
             }
             let Some(reply) = message.reply.clone() else {
                 continue;
@@ -202,13 +225,36 @@ pub async fn payload_of(
 }
 
 /// Publishes `payload` to `subject` with `headers`: in the message if it
-/// fits, offered for pulling if not.
+/// fits, offered for pulling (by one receiver) if not.
 pub async fn publish(
+    nats: &Client,
+    subject: impl async_nats::subject::ToSubject,
+    headers: HeaderMap,
+    payload: Bytes,
+    limits: &ChunkLimits,
+) -> Result<(), ChunkError> {
+    publish_to(nats, subject, headers, payload, limits, Receivers::One).await
+}
+
+/// Like [`publish`], for a message any number of subscribers receive (an
+/// event): an offer stays until none of them has pulled for `limits.idle`.
+pub async fn broadcast(
+    nats: &Client,
+    subject: impl async_nats::subject::ToSubject,
+    headers: HeaderMap,
+    payload: Bytes,
+    limits: &ChunkLimits,
+) -> Result<(), ChunkError> {
+    publish_to(nats, subject, headers, payload, limits, Receivers::Many).await
+}
+
+async fn publish_to(
     nats: &Client,
     subject: impl async_nats::subject::ToSubject,
     mut headers: HeaderMap,
     payload: Bytes,
     limits: &ChunkLimits,
+    receivers: Receivers,
 ) -> Result<(), ChunkError> {
     if fits(nats, payload.len()) {
         let sent = if headers.is_empty() {
@@ -219,7 +265,7 @@ pub async fn publish(
         return sent.map_err(nats_error);
     }
     let subject = subject.to_subject();
-    let offer = offer(nats, payload, limits).await?;
+    let offer = offer_to(nats, payload, limits, receivers).await?;
     for (name, value) in offer.to_pairs() {
         headers.insert(name, value.as_str());
     }

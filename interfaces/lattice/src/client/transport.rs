@@ -49,8 +49,9 @@ impl CtlClient {
         let subject = self.subjects.ctl(op)?;
         let reply = self.send(&subject, Audience::of(op), body, None).await?;
         let what = op.suffix()?;
-        let envelope: CtlResponse<T> = from_json("control reply", &reply.payload)
-            .map_err(|e| ClientError::decode(&what, e))?;
+        let payload = self.whole(&reply).await?;
+        let envelope: CtlResponse<T> =
+            from_json("control reply", &payload).map_err(|e| ClientError::decode(&what, e))?;
         if !envelope.success {
             return Err(ClientError::Refused {
                 action: action.into(),
@@ -119,8 +120,9 @@ impl CtlClient {
                 Some(status) if !status.is_success() => continue,
                 _ => {}
             }
-            let envelope: CtlResponse<T> = from_json("control reply", &message.payload)
-                .map_err(|e| ClientError::decode(&what, e))?;
+            let payload = self.whole(&message).await?;
+            let envelope: CtlResponse<T> =
+                from_json("control reply", &payload).map_err(|e| ClientError::decode(&what, e))?;
             if !envelope.success {
                 continue;
             }
@@ -130,6 +132,14 @@ impl CtlClient {
             gathered.push(data);
         }
         Ok(gathered)
+    }
+
+    /// The whole payload of a reply: its own, or pulled when it was offered
+    /// in chunks.
+    pub(crate) async fn whole(&self, message: &Message) -> Result<Bytes, ClientError> {
+        crate::chunk::payload_of(&self.nats, message, &crate::chunk::ChunkLimits::default())
+            .await
+            .map_err(|e| ClientError::nats("pulling a large reply".to_owned())(e.into()))
     }
 
     /// Sends a request and waits for one reply, turning NATS's outcomes

@@ -158,9 +158,16 @@ async fn annotation_config_and_link_bombs_are_refused_and_the_host_stays_listed(
     assert!(err.contains("--max-annotation-bytes"), "{err}");
 
     let config: BTreeMap<String, String> = [("blob".to_owned(), bomb.clone())].into();
-    let err = ctl.put_config("big", &config).await.unwrap_err().to_string();
+    let err = ctl
+        .put_config("big", &config)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--max-config-value-bytes"), "{err}");
-    assert!(ctl.get_config("big").await.unwrap().is_none(), "nothing stored");
+    assert!(
+        ctl.get_config("big").await.unwrap().is_none(),
+        "nothing stored"
+    );
 
     let link = Link {
         source_id: "a".into(),
@@ -180,6 +187,66 @@ async fn annotation_config_and_link_bombs_are_refused_and_the_host_stays_listed(
     let hosts = ctl.ping_hosts().await.unwrap();
     assert!(hosts.iter().any(|h| h.id == host.id()), "{hosts:?}");
     assert!(ctl.get_inventory(host.id()).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_and_inventories_over_the_max_payload_still_arrive_whole() {
+    use futures::StreamExt;
+    use trellis_lattice::LatticeEvent;
+    // Four components with 24 annotations of 1000 bytes each make an
+    // inventory and a heartbeat of some 100 KB: over a server whose max
+    // payload is 64 KiB.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("small.conf");
+    std::fs::write(
+        &file,
+        "listen: $TRELLIS_NATS_LISTEN\nmax_payload: 65536\njetstream { store_dir: $TRELLIS_NATS_STORE }\n",
+    )
+    .unwrap();
+    let nats = NatsServer::start_with_config(&file, &[]).unwrap();
+    let lattice = unique_lattice("bigbeat");
+    let signer = Signer::new().unwrap();
+    let issuer = signer.issuer();
+    let host = HostProcess::start(
+        &nats.url(),
+        &lattice,
+        &["--heartbeat-secs", "1", "--allowed-issuers", &issuer],
+    )
+    .unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let image = file_url(&signer.sign_example("http-hello").unwrap());
+    for i in 0..4 {
+        let mut scale = scale_command(host.id(), &format!("hello-{i}"), &image, 1);
+        scale.annotations = Some(
+            (0..24)
+                .map(|k| (format!("note-{k}"), "a".repeat(1000)))
+                .collect(),
+        );
+        ctl.scale_component(&scale).await.unwrap();
+    }
+    let inventory = ctl.get_inventory(host.id()).await.unwrap();
+    assert_eq!(inventory.components.len(), 4);
+    let annotations = |c: &trellis_lattice::ctl::ComponentDescription| {
+        c.annotations.as_ref().map_or(0, |a| a.len())
+    };
+    assert!(inventory.components.iter().all(|c| annotations(c) == 24));
+    let mut events = ctl.subscribe_events().await.unwrap();
+    let beat = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next().await {
+            if let Ok(LatticeEvent::HostHeartbeat(beat)) = event.parse()
+                && beat.components.len() == 4
+            {
+                return beat;
+            }
+        }
+        panic!("the event stream ended");
+    })
+    .await
+    .expect("a whole heartbeat within 10 s");
+    assert!(beat.components.iter().all(|c| annotations(c) == 24));
+    let text = trellis_e2e::wash_ok(&nats.url(), &lattice, &["get", "inventory"]).unwrap();
+    assert!(text.contains("hello-3"), "{text}");
+    assert!(!host.log().contains("Maximum Payload"), "{}", host.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
