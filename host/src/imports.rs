@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use trellis_claims::ClaimsError;
-use trellis_claims::invocation::{Invocation, InvocationSigner, SentToken, now_ms};
+use trellis_claims::invocation::{Invocation, InvocationSigner, now_ms};
 use trellis_lattice::Link;
 use trellis_lattice::chunk::ChunkLimits;
 use trellis_lattice::link::{DEFAULT_LINK_NAME, find_route};
@@ -262,10 +262,7 @@ impl ImportRouter {
         if !signer.answered(&target, &sent, introduction(&reply)) {
             return Ok(reply.payload);
         }
-        let signed = SentToken {
-            token: signer.sign(&call, now_ms()).map_err(cannot_sign)?,
-            sealed: false,
-        };
+        let signed = signer.resign(&sent).map_err(cannot_sign)?;
         let reply = self
             .request(&target, function, (&call, &body), Some(&signed.token))
             .await?;

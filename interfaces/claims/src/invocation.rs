@@ -385,11 +385,34 @@ impl InvocationSigner {
         })
     }
 
+    /// The call `sent` carried, signed with the cluster key: what to send
+    /// again when a receiver could not check its seal. It keeps the sealed
+    /// call's id and time, so that a receiver that did act on the sealed
+    /// call (and a forged introduction asked for the retry) refuses it as a
+    /// replay instead of acting twice.
+    pub fn resign(&self, sent: &SentToken) -> Result<SentToken, ClaimsError> {
+        let claims: InvocationClaims = Sealed::parse(&sent.token)
+            .and_then(Result::ok)
+            .and_then(|sealed| B64.decode(sealed.claims).ok())
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| {
+                ClaimsError::MalformedToken("the token to sign again is not sealed".into())
+            })?;
+        let claims = InvocationClaims {
+            hk: Some(self.session.public_key().to_owned()),
+            ..claims
+        };
+        Ok(SentToken {
+            token: self.sign_claims(&claims)?,
+            sealed: false,
+        })
+    }
+
     /// Takes in the reply to a call sent to `target` with `sent`, whose
     /// `trellis-invocation-peer` header was `introduction`: pairs with the
     /// receiver it introduces, if new. Returns whether the call must be sent
-    /// again, with [`InvocationSigner::sign`], because it was sealed and the
-    /// receiver could not check the seal (it only introduces itself then).
+    /// again, with [`InvocationSigner::resign`], because it was sealed and
+    /// the receiver could not check the seal (it only introduces itself then).
     /// Sealing the retry would not do: the receiver may know nothing of this
     /// host yet.
     pub fn answered(&self, target: &str, sent: &SentToken, introduction: Option<&str>) -> bool {
@@ -942,10 +965,7 @@ mod tests {
         let sent = signer.seal("kv", call, now).unwrap();
         let outcome = receiver.verify(Some(&sent.token), call, now);
         if signer.answered("kv", &sent, receiver.introduction(&outcome)) {
-            let again = SentToken {
-                token: signer.sign(call, now).unwrap(),
-                sealed: false,
-            };
+            let again = signer.resign(&sent).unwrap();
             let outcome = receiver.verify(Some(&again.token), call, now);
             assert!(!signer.answered("kv", &again, receiver.introduction(&outcome)));
             return outcome;
@@ -1060,10 +1080,7 @@ mod tests {
         assert_eq!(b.introduction(&outcome), Some(b.peer_key()));
         assert!(signer.answered("kv", &sealed, b.introduction(&outcome)));
         // ...and is paired by the signed retry, after which both check seals.
-        let retry = SentToken {
-            token: signer.sign(&call(b"2"), T0).unwrap(),
-            sealed: false,
-        };
+        let retry = signer.resign(&sealed).unwrap();
         let retried = b.verify(Some(&retry.token), &call(b"2"), T0);
         assert!(!signer.answered("kv", &retry, b.introduction(&retried)));
         assert!(matches!(retried, Ok(Accepted { sealed: false, .. })));
@@ -1082,6 +1099,30 @@ mod tests {
         let restarted = InvocationVerifier::new(&issuers, WINDOW).unwrap();
         assert!(!send(&signer, &restarted, &call(b"5"), T0).unwrap().sealed);
         assert!(send(&signer, &restarted, &call(b"6"), T0).unwrap().sealed);
+    }
+
+    #[test]
+    fn a_forged_introduction_cannot_make_a_receiver_act_twice() {
+        let (signer, verifier) = pair();
+        send(&signer, &verifier, &call(b"1"), T0).unwrap();
+        let sent = signer.seal("kv", &call(b"2"), T0).unwrap();
+        assert!(
+            verifier
+                .verify(Some(&sent.token), &call(b"2"), T0)
+                .unwrap()
+                .sealed
+        );
+        // Someone answers the host first, claiming to be an unpaired
+        // receiver: the host signs the call again, with the same id.
+        let stranger = InvocationVerifier::new(&[signer.issuer().to_owned()], WINDOW).unwrap();
+        assert!(signer.answered("kv", &sent, Some(stranger.peer_key())));
+        let again = signer.resign(&sent).unwrap();
+        assert!(matches!(
+            verifier.verify(Some(&again.token), &call(b"2"), T0),
+            Err(InvocationError::Replayed { .. })
+        ));
+        // Only a sealed token can be signed again.
+        assert!(signer.resign(&again).is_err());
     }
 
     #[test]
