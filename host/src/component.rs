@@ -22,7 +22,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::config::HostConfig;
 use crate::engine::{InstanceState, Runtime};
@@ -238,6 +238,17 @@ impl RunningComponent {
 
     /// Runs `wasi:http/incoming-handler.handle` on a fresh instance.
     pub async fn handle_http(&self, request: HttpRequest) -> Result<HttpResponse, RpcError> {
+        self.handle_http_streaming(request, None).await
+    }
+
+    /// Like [`RunningComponent::handle_http`], with the request body read
+    /// from `body`, as the guest reads it, when it streams (in which case
+    /// `request.body` is empty).
+    pub async fn handle_http_streaming(
+        &self,
+        request: HttpRequest,
+        body: Option<BodyStream>,
+    ) -> Result<HttpResponse, RpcError> {
         let Some(proxy) = self.proxy.clone() else {
             return Err(RpcError::new(
                 RpcErrorKind::Refused,
@@ -248,7 +259,7 @@ impl RunningComponent {
             ));
         };
         let _permit = self.permit().await?;
-        let hyper_request = to_hyper(&request)?;
+        let hyper_request = to_hyper(&request, body)?;
         let mut store = self.new_store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = {
@@ -428,7 +439,19 @@ fn export_names(runtime: &Runtime, component: &Component) -> HashMap<String, Str
         .collect()
 }
 
-fn to_hyper(request: &HttpRequest) -> Result<hyper::Request<Full<bytes::Bytes>>, RpcError> {
+/// A request body arriving in chunks over the lattice.
+pub type BodyStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<bytes::Bytes, trellis_lattice::chunk::ChunkError>> + Send,
+    >,
+>;
+
+type GuestBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, ErrorCode>;
+
+fn to_hyper(
+    request: &HttpRequest,
+    streamed: Option<BodyStream>,
+) -> Result<hyper::Request<GuestBody>, RpcError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         RpcError::new(
             RpcErrorKind::Codec,
@@ -450,9 +473,22 @@ fn to_hyper(request: &HttpRequest) -> Result<hyper::Request<Full<bytes::Bytes>>,
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_slice());
     }
-    builder
-        .body(Full::new(bytes::Bytes::from(request.body.clone())))
-        .map_err(|e| bad("head", &e))
+    let body: GuestBody = match streamed {
+        None => Full::new(bytes::Bytes::from(request.body.clone()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+        Some(stream) => {
+            use futures::StreamExt;
+            // The guest sees a failed transfer as a failed body read.
+            let frames = stream.map(|chunk| {
+                chunk
+                    .map(hyper::body::Frame::data)
+                    .map_err(|e| ErrorCode::InternalError(Some(e.to_string())))
+            });
+            http_body_util::StreamBody::new(frames).boxed_unsync()
+        }
+    };
+    builder.body(body).map_err(|e| bad("head", &e))
 }
 
 /// Why a response body could not be collected.

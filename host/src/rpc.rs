@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use futures::StreamExt;
-use trellis_lattice::chunk::{self, ChunkLimits};
+use trellis_lattice::chunk::{self, ChunkLimits, StreamOffer};
 use trellis_lattice::http::{HttpRequest, INCOMING_HANDLER};
 use trellis_lattice::request;
 use trellis_lattice::rpc::{self, RpcError, RpcErrorKind};
 
+use crate::component::BodyStream;
 use crate::host::HostInner;
 
 /// Subscribes to `component_id`'s calls and serves them until the returned
@@ -49,7 +50,7 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
     // Parameters too large for one message are pulled in chunks first, and
     // so a reply too large for one is offered.
     let result = match chunk::payload_of(&inner.nats, &message, &limits).await {
-        Ok(payload) => dispatch(&inner, &component_id, &message.subject, &payload).await,
+        Ok(payload) => dispatch(&inner, &component_id, &message, &payload, &limits).await,
         Err(err) => Err(RpcError::from(err)),
     };
     let bytes = match result {
@@ -67,9 +68,11 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
 async fn dispatch(
     inner: &HostInner,
     component_id: &str,
-    subject: &str,
+    message: &async_nats::Message,
     payload: &[u8],
+    limits: &ChunkLimits,
 ) -> Result<Vec<u8>, RpcError> {
+    let subject = message.subject.as_str();
     let codec = |e: &dyn std::fmt::Display| RpcError::new(RpcErrorKind::Codec, e.to_string());
     let call = inner.subjects.parse_rpc(subject).map_err(|e| codec(&e))?;
     let Some(component) = inner.component(component_id) else {
@@ -83,7 +86,18 @@ async fn dispatch(
     };
     if call.function.to_string() == INCOMING_HANDLER {
         let request: HttpRequest = rpc::decode(payload).map_err(|e| codec(&e))?;
-        let result = component.handle_http(request).await;
+        // A large body streams beside the call, pulled as the guest reads.
+        let streamed = StreamOffer::from_lookup(|name| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        })
+        .transpose()
+        .map_err(RpcError::from)?
+        .map(|offer| -> BodyStream { Box::pin(chunk::fetch_stream(&inner.nats, offer, limits)) });
+        let result = component.handle_http_streaming(request, streamed).await;
         return rpc::encode_reply(&result).map_err(|e| codec(&e));
     }
     let args: rmpv::Value = if payload.is_empty() {

@@ -19,6 +19,13 @@
 //!   [`CANCEL`]; a sender that cannot serve a pull answers with
 //!   [`CHUNK_ERROR_HEADER`] and the reason.
 //!
+//! An HTTP body is *streamed* instead ([`StreamOffer`]): the call (or
+//! reply) travels at once with [`STREAM_HEADER`] and [`STREAM_CHUNK_HEADER`],
+//! and the body's chunks are pulled the same way as the receiver reads
+//! them, while the sender is still producing them; their length is not
+//! known in advance, and the last carries [`LAST_CHUNK_HEADER`]. Neither
+//! side holds more than its window of chunks.
+//!
 //! If the sender dies mid-stream, its inbox goes away and the next pull
 //! finds no responders: the receiver fails at once, naming the sender. If
 //! the receiver dies, the sender hears no pull for [`ChunkLimits::idle`] and
@@ -42,6 +49,13 @@ pub const CHUNK_HEADER: &str = "trellis-chunk";
 pub const CHUNK_ERROR_HEADER: &str = "trellis-chunk-error";
 /// The [`CHUNK_HEADER`] of a pull that ends the stream early.
 pub const CANCEL: &str = "cancel";
+
+/// On a call or reply whose HTTP body streams: the subject to pull it from.
+pub const STREAM_HEADER: &str = "trellis-stream";
+/// On a call or reply whose HTTP body streams: the most bytes in one chunk.
+pub const STREAM_CHUNK_HEADER: &str = "trellis-stream-chunk";
+/// On the last chunk of a streamed body.
+pub const LAST_CHUNK_HEADER: &str = "trellis-chunk-last";
 
 /// Bytes of a message's max payload that a chunk leaves for headers.
 pub const HEADROOM: usize = 16 * 1024;
@@ -197,6 +211,45 @@ impl Offer {
     }
 }
 
+/// A body offered as it is produced, of a length not known in advance (an
+/// HTTP body): chunks of at most [`StreamOffer::chunk`] bytes are pulled in
+/// order, as with an [`Offer`], until one carries [`LAST_CHUNK_HEADER`].
+/// The call or reply it belongs to travels on its own, so the body's
+/// receiver can start on it before the body has arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOffer {
+    /// Where to pull it from.
+    pub subject: String,
+    /// The most bytes in one chunk.
+    pub chunk: u64,
+}
+
+impl StreamOffer {
+    /// The headers that announce the stream.
+    pub fn to_pairs(&self) -> [(&'static str, String); 2] {
+        [
+            (STREAM_HEADER, self.subject.clone()),
+            (STREAM_CHUNK_HEADER, self.chunk.to_string()),
+        ]
+    }
+
+    /// Reads a stream offer through `get`: `None` when there is none.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Option<Result<Self, ChunkError>> {
+        let subject = get(STREAM_HEADER)?;
+        let chunk = get(STREAM_CHUNK_HEADER)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|n| *n > 0);
+        Some(match chunk {
+            Some(chunk) if !subject.trim().is_empty() && !subject.contains(char::is_whitespace) => {
+                Ok(StreamOffer { subject, chunk })
+            }
+            _ => Err(ChunkError::Malformed(format!(
+                "`{STREAM_HEADER}` `{subject}` needs a subject and a positive `{STREAM_CHUNK_HEADER}`"
+            ))),
+        })
+    }
+}
+
 /// What a pull asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pull {
@@ -310,7 +363,7 @@ pub fn chunk_len_for(max_payload: usize) -> usize {
 #[cfg(feature = "client")]
 mod io;
 #[cfg(feature = "client")]
-pub use io::{broadcast, fetch, fits, offer, payload_of, publish};
+pub use io::{broadcast, fetch, fetch_stream, fits, offer, offer_stream, payload_of, publish};
 
 #[cfg(test)]
 mod tests {

@@ -42,9 +42,25 @@ pub async fn call(
     limits: &ChunkLimits,
     describe: impl FnOnce(Unanswered) -> String,
 ) -> Result<async_nats::Message, RpcError> {
+    call_with(nats, subject, headers, &[], body, timeout, limits, describe).await
+}
+
+/// [`call`] with `extra` headers besides the [`CallHeaders`] (a streamed
+/// body's [`chunk::StreamOffer`], say).
+#[allow(clippy::too_many_arguments)]
+pub async fn call_with(
+    nats: &async_nats::Client,
+    subject: String,
+    headers: &CallHeaders,
+    extra: &[(&'static str, String)],
+    body: Bytes,
+    timeout: Duration,
+    limits: &ChunkLimits,
+    describe: impl FnOnce(Unanswered) -> String,
+) -> Result<async_nats::Message, RpcError> {
     let mut map = async_nats::HeaderMap::new();
-    for (name, value) in headers.to_pairs() {
-        map.insert(name, value.as_str());
+    for (name, value) in headers.to_pairs().iter().chain(extra) {
+        map.insert(*name, value.as_str());
     }
     // Parameters too large for one message are offered, and pulled by the
     // receiver; so is a reply too large for one.

@@ -328,20 +328,26 @@ async fn a_transfer_on_the_wire_is_pinned() {
     while let Ok(message) = seen.try_recv() {
         messages.push(message);
     }
+    pin_transcript("chunk_transfer.txt", &messages);
+}
+
+/// Renders `messages` with their headers (inbox subjects normalized) and
+/// payload lengths, and compares them with golden file `name`; re-bless
+/// with `TRELLIS_BLESS=1` after a deliberate change, and review the diff.
+fn pin_transcript(name: &str, messages: &[Message]) {
     let inbox = |subject: &str| {
         if subject.starts_with("_INBOX.") {
-            let suffix = if subject.ends_with(".body") {
-                ".body"
-            } else {
-                ""
-            };
+            let suffix = [".body", ".stream"]
+                .into_iter()
+                .find(|s| subject.ends_with(s))
+                .unwrap_or("");
             format!("_INBOX.<id>{suffix}")
         } else {
             subject.to_owned()
         }
     };
     let mut transcript = String::new();
-    for message in &messages {
+    for message in messages {
         let mut headers: Vec<(String, String)> = message
             .headers
             .iter()
@@ -364,12 +370,142 @@ async fn a_transfer_on_the_wire_is_pinned() {
             transcript.push_str(&format!("  {name}: {value}\n"));
         }
     }
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/chunk_transfer.txt"
-    );
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("TRELLIS_BLESS").is_some() {
-        std::fs::write(path, &transcript).unwrap();
+        std::fs::write(&path, &transcript).unwrap();
     }
-    assert_eq!(transcript, std::fs::read_to_string(path).unwrap());
+    assert_eq!(transcript, std::fs::read_to_string(&path).unwrap());
+}
+
+/// Pins a streamed body on the wire: a call announcing the stream, then
+/// pulls answered by chunks as the source produces them, the last marked.
+#[tokio::test]
+async fn a_streamed_body_on_the_wire_is_pinned() {
+    let server = small_server();
+    let sender = client(&server).await;
+    let receiver = client(&server).await;
+    let watcher = client(&server).await;
+    let mut seen = record(&watcher).await;
+    let limits = ChunkLimits {
+        window: 1,
+        ..ChunkLimits::default()
+    };
+    let len = chunk::chunk_len_for(MAX_PAYLOAD) + 1000;
+    let source = futures::stream::iter(vec![Ok(numbered(len))]);
+    let offer = chunk::offer_stream(&sender, source, &limits).await.unwrap();
+    let mut headers = HeaderMap::new();
+    for (name, value) in offer.to_pairs() {
+        headers.insert(name, value.as_str());
+    }
+    sender
+        .publish_with_headers(
+            "lattice.target.rpc.wasi.http.incoming-handler.handle",
+            headers,
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    let announce = seen.recv().await.unwrap();
+    let body: Vec<_> = chunk::fetch_stream(&receiver, offer, &limits)
+        .collect()
+        .await;
+    assert_eq!(body.len(), 2);
+    receiver.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut messages = vec![announce];
+    while let Ok(message) = seen.try_recv() {
+        messages.push(message);
+    }
+    pin_transcript("chunk_stream.txt", &messages);
+}
+
+#[tokio::test]
+async fn a_streamed_body_of_unknown_length_arrives_in_order_and_within_the_limit() {
+    use futures::StreamExt;
+    let server = small_server();
+    let sender = client(&server).await;
+    let receiver = client(&server).await;
+    let payload = numbered(9 * MAX_PAYLOAD + 77);
+    // Produced in uneven pieces, as a socket would.
+    let pieces: Vec<Result<Bytes, String>> = payload
+        .chunks(7001)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    let limits = ChunkLimits::default();
+    let offer = chunk::offer_stream(&sender, futures::stream::iter(pieces), &limits)
+        .await
+        .unwrap();
+    // In a lattice the offer reaches the receiver in a message sent after
+    // the subscription; here the test hands it over directly.
+    settle(&sender).await;
+    let chunks: Vec<Bytes> = chunk::fetch_stream(&receiver, offer, &limits)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.len() <= chunk::chunk_len_for(MAX_PAYLOAD))
+    );
+    assert!(chunks.concat() == payload, "the body changed on the way");
+
+    // Past the limit, the receiver hears so and the stream ends.
+    let endless = futures::stream::repeat_with(|| Ok(Bytes::from(vec![0u8; 10_000])));
+    let small = ChunkLimits {
+        max_body: 200_000,
+        ..ChunkLimits::default()
+    };
+    let offer = chunk::offer_stream(&sender, endless, &small).await.unwrap();
+    settle(&sender).await;
+    let results: Vec<_> = chunk::fetch_stream(&receiver, offer, &ChunkLimits::default())
+        .collect()
+        .await;
+    let err = results.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        err.to_string().contains("over the 200000-byte limit"),
+        "{err}"
+    );
+    let taken: usize = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(Bytes::len)
+        .sum();
+    assert!(taken <= 200_000);
+
+    // A source that fails mid-way fails the receiver with its reason.
+    let failing = futures::stream::iter(vec![
+        Ok(Bytes::from(vec![1u8; 60_000])),
+        Err("the client hung up".to_owned()),
+    ]);
+    let offer = chunk::offer_stream(&sender, failing, &limits)
+        .await
+        .unwrap();
+    settle(&sender).await;
+    let results: Vec<_> = chunk::fetch_stream(&receiver, offer, &limits)
+        .collect()
+        .await;
+    let err = results.last().unwrap().as_ref().unwrap_err();
+    assert!(err.to_string().contains("the client hung up"), "{err}");
+}
+
+#[tokio::test]
+async fn a_receiver_that_stops_reading_a_stream_cancels_it() {
+    use futures::StreamExt;
+    let server = small_server();
+    let sender = client(&server).await;
+    let receiver = client(&server).await;
+    let endless = futures::stream::repeat_with(|| Ok(Bytes::from(vec![0u8; 10_000])));
+    let limits = ChunkLimits::default();
+    let offer = chunk::offer_stream(&sender, endless, &limits)
+        .await
+        .unwrap();
+    settle(&sender).await;
+    let mut body = Box::pin(chunk::fetch_stream(&receiver, offer.clone(), &limits));
+    body.next().await.unwrap().unwrap();
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The sender is gone: nothing answers on the stream's subject.
+    let mut late = Box::pin(chunk::fetch_stream(&receiver, offer, &limits));
+    let err = late.next().await.unwrap().unwrap_err();
+    assert!(matches!(err, ChunkError::Interrupted { .. }), "{err:?}");
 }

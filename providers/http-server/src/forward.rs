@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use trellis_lattice::chunk;
 use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use trellis_provider_sdk::ProviderHandle;
@@ -45,11 +46,21 @@ impl Forwarder {
             Ok(body) => body,
             Err(response) => return response,
         };
-        let request = lattice_request(&parts, body);
-        let result = self
-            .handle
-            .call_http(&route.component, &route.link_name, &request, route.timeout)
-            .await;
+        let (request, result) = match body {
+            RequestBody::Whole(body) => {
+                let request = lattice_request(&parts, body);
+                let result = self
+                    .handle
+                    .call_http(&route.component, &route.link_name, &request, route.timeout)
+                    .await;
+                (request, result)
+            }
+            RequestBody::Streamed(prefix, rest) => {
+                let request = lattice_request(&parts, Vec::new());
+                let result = self.call_streaming(&route, &request, prefix, rest).await;
+                (request, result)
+            }
+        };
         match result {
             Ok(response) => client_response(response, &route),
             Err(err) => {
@@ -67,12 +78,59 @@ impl Forwarder {
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with `413`.
+impl Forwarder {
+    /// Calls the component with the body streamed to it as it arrives: the
+    /// component starts before the body is here, and neither this process
+    /// nor the host holds more of it than a few chunks.
+    async fn call_streaming(
+        &self,
+        route: &Route,
+        request: &HttpRequest,
+        prefix: Bytes,
+        rest: Incoming,
+    ) -> Result<HttpResponse, RpcError> {
+        use futures::StreamExt;
+        let frames = http_body_util::BodyStream::new(rest).filter_map(|frame| {
+            futures::future::ready(match frame {
+                Ok(frame) => frame.into_data().ok().map(Ok),
+                Err(err) => Some(Err(format!("the client's body failed: {err}"))),
+            })
+        });
+        let source = futures::stream::once(futures::future::ready(Ok(prefix))).chain(frames);
+        let limits = self.handle.host_data().chunk_limits();
+        let offer = chunk::offer_stream(self.handle.nats(), Box::pin(source), &limits)
+            .await
+            .map_err(RpcError::from)?;
+        self.handle
+            .call_http_streaming(
+                &route.component,
+                &route.link_name,
+                request,
+                &offer,
+                route.timeout,
+            )
+            .await
+    }
+}
+
+/// A request body read so far.
+enum RequestBody {
+    /// All of it: it was small enough to travel in the call.
+    Whole(Vec<u8>),
+    /// The first [`INLINE_BODY_BYTES`] and the rest, still to be read.
+    Streamed(Bytes, Incoming),
+}
+
+/// A body up to this size travels inside its call; a larger one streams.
+const INLINE_BODY_BYTES: usize = 256 * 1024;
+
+/// Reads the body if it is small, else its first part, refusing a declared
+/// length over `limit` bytes with `413` before reading anything.
 async fn read_body(
     headers: &http::HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     limit: u64,
-) -> Result<Vec<u8>, Response<Full<Bytes>>> {
+) -> Result<RequestBody, Response<Full<Bytes>>> {
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,15 +148,28 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(too_large());
     }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(err) => Err(text(
-            StatusCode::BAD_REQUEST,
-            format!("cannot read the request body: {err}"),
-        )),
+    let inline = INLINE_BODY_BYTES.min(usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut prefix = Vec::new();
+    while prefix.len() <= inline {
+        match body.frame().await {
+            None => return Ok(RequestBody::Whole(prefix)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    prefix.extend_from_slice(&data);
+                }
+            }
+            Some(Err(err)) => {
+                return Err(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {err}"),
+                ));
+            }
+        }
     }
+    if prefix.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(RequestBody::Streamed(Bytes::from(prefix), body))
 }
 
 /// The request as the component will see it.

@@ -71,7 +71,19 @@ async fn slow_component(
                 // pulled, and offered back.
                 let limits = ChunkLimits::default();
                 let payload = chunk::payload_of(&client, &call, &limits).await.unwrap();
-                let request: HttpRequest = rpc::decode(&payload).unwrap();
+                let mut request: HttpRequest = rpc::decode(&payload).unwrap();
+                let streamed = chunk::StreamOffer::from_lookup(|name| {
+                    call.headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_owned())
+                });
+                if let Some(offer) = streamed {
+                    let chunks: Vec<_> = chunk::fetch_stream(&client, offer.unwrap(), &limits)
+                        .collect()
+                        .await;
+                    request.body = chunks.into_iter().flat_map(|c| c.unwrap()).collect();
+                }
                 if let (Some(response), Some(reply)) = (answer(request), call.reply) {
                     let bytes = rpc::encode_reply::<HttpResponse>(&Ok(response)).unwrap();
                     chunk::publish(

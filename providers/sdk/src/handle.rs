@@ -7,6 +7,7 @@ use bytes::Bytes;
 use trellis_claims::invocation::{
     DEFAULT_INVOCATION_WINDOW, Invocation, InvocationError, InvocationVerifier, now_ms,
 };
+use trellis_lattice::chunk::StreamOffer;
 use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
 use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
@@ -178,6 +179,22 @@ impl ProviderHandle {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
+        self.call_with(target, function, link_name, &[], body, timeout)
+            .await
+            .map(|reply| reply.payload)
+    }
+
+    /// [`ProviderHandle::call`] with `extra` headers; returns the whole
+    /// reply message.
+    async fn call_with(
+        &self,
+        target: &str,
+        function: &WitFunction,
+        link_name: &str,
+        extra: &[(&'static str, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<async_nats::Message, RpcError> {
         let subject = self
             .subjects
             .rpc(target, function)
@@ -187,10 +204,11 @@ impl ProviderHandle {
             link_name: link_name.to_owned(),
             ..CallHeaders::default()
         };
-        let reply = request::call(
+        request::call_with(
             &self.nats,
             subject,
             &call,
+            extra,
             body.into(),
             timeout,
             &self.host_data.chunk_limits(),
@@ -204,8 +222,7 @@ impl ProviderHandle {
                 Unanswered::TimedOut => format!("`{target}` did not answer {function} in time"),
             },
         )
-        .await?;
-        Ok(reply.payload)
+        .await
     }
 
     /// Sends an HTTP request to component `target`'s
@@ -225,5 +242,32 @@ impl ProviderHandle {
             .call(target, &function, link_name, body, timeout)
             .await?;
         rpc::decode_reply(&reply)
+    }
+
+    /// Like [`ProviderHandle::call_http`], with the request's body (left
+    /// out of `request`) streamed from `body` as the component reads it.
+    pub async fn call_http_streaming(
+        &self,
+        target: &str,
+        link_name: &str,
+        request: &HttpRequest,
+        body: &StreamOffer,
+        timeout: Duration,
+    ) -> Result<HttpResponse, RpcError> {
+        let function = WitFunction::parse(INCOMING_HANDLER)
+            .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let encoded =
+            rpc::encode(request).map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let reply = self
+            .call_with(
+                target,
+                &function,
+                link_name,
+                &body.to_pairs(),
+                encoded,
+                timeout,
+            )
+            .await?;
+        rpc::decode_reply(&reply.payload)
     }
 }

@@ -6,8 +6,8 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 
 use super::{
-    CHUNK_ERROR_HEADER, CHUNK_HEADER, ChunkError, ChunkLimits, Offer, Pull, Reassembler,
-    chunk_len_for,
+    CHUNK_ERROR_HEADER, CHUNK_HEADER, ChunkError, ChunkLimits, LAST_CHUNK_HEADER, Offer, Pull,
+    Reassembler, StreamOffer, chunk_len_for,
 };
 
 fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
@@ -272,4 +272,234 @@ async fn publish_to(
     nats.publish_with_headers(subject, headers, Bytes::new())
         .await
         .map_err(nats_error)
+}
+
+/// Offers the body `source` produces, as it produces it, and returns the
+/// offer to announce. A task reads the source only as far as the pulls ask
+/// (at most one chunk ahead of the receiver's window), and ends after the
+/// last chunk, on a cancel, when the source fails or passes
+/// `limits.max_body` (the receiver hears why), or after `limits.idle`
+/// without a pull.
+pub async fn offer_stream<S>(
+    nats: &Client,
+    mut source: S,
+    limits: &ChunkLimits,
+) -> Result<StreamOffer, ChunkError>
+where
+    S: futures::Stream<Item = Result<Bytes, String>> + Send + Unpin + 'static,
+{
+    let chunk = chunk_len_for(nats.server_info().max_payload);
+    let subject = format!("{}.stream", nats.new_inbox());
+    let mut pulls = nats.subscribe(subject.clone()).await.map_err(nats_error)?;
+    let offer = StreamOffer {
+        subject,
+        chunk: chunk as u64,
+    };
+    let nats = nats.clone();
+    let limits = *limits;
+    tokio::spawn(async move {
+        let mut buffered = bytes::BytesMut::new();
+        let mut ended = false;
+        let mut sent: u64 = 0;
+        let mut next: u64 = 0;
+        loop {
+            let message = match tokio::time::timeout(limits.idle, pulls.next()).await {
+                Ok(Some(message)) => message,
+                Ok(None) | Err(_) => break,
+            };
+            let pull = header(&message, CHUNK_HEADER).map(Pull::parse);
+            let seq = match pull {
+                Some(Ok(Pull::Chunk(seq))) => seq,
+                _ => break,
+            };
+            let Some(reply) = message.reply.clone() else {
+                continue;
+            };
+            let mut headers = HeaderMap::new();
+            let mut failed = None;
+            if seq != next {
+                failed = Some(format!("chunk {seq} was asked for, chunk {next} is next"));
+            }
+            while failed.is_none() && !ended && buffered.len() < chunk {
+                match source.next().await {
+                    Some(Ok(bytes)) => buffered.extend_from_slice(&bytes),
+                    Some(Err(why)) => failed = Some(why),
+                    None => ended = true,
+                }
+            }
+            let take = buffered.len().min(chunk);
+            if failed.is_none() && sent + take as u64 > limits.max_body {
+                failed = Some(
+                    ChunkError::TooLarge {
+                        size: sent + take as u64,
+                        limit: limits.max_body,
+                    }
+                    .to_string(),
+                );
+            }
+            let (body, last) = match &failed {
+                Some(why) => {
+                    headers.insert(CHUNK_ERROR_HEADER, why.as_str());
+                    (Bytes::new(), true)
+                }
+                None => {
+                    let body = buffered.split_to(take).freeze();
+                    sent += body.len() as u64;
+                    headers.insert(CHUNK_HEADER, seq.to_string().as_str());
+                    let last = ended && buffered.is_empty();
+                    if last {
+                        headers.insert(LAST_CHUNK_HEADER, "true");
+                    }
+                    (body, last)
+                }
+            };
+            next += 1;
+            if let Err(err) = nats.publish_with_headers(reply, headers, body).await {
+                tracing::debug!(error = %err, "cannot send a chunk");
+                break;
+            }
+            if last {
+                break;
+            }
+        }
+        if let Err(err) = pulls.unsubscribe().await {
+            tracing::debug!(error = %err, "cannot end a stream offer");
+        }
+    });
+    Ok(offer)
+}
+
+/// A pull in flight: the chunk's number, and its answer.
+type PendingPull = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (u64, Result<Message, async_nats::RequestError>)> + Send>,
+>;
+
+/// Cancels a stream whose receiver stops reading before the end.
+struct CancelOnDrop {
+    nats: Client,
+    subject: String,
+    done: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let nats = self.nats.clone();
+        let subject = std::mem::take(&mut self.subject);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut headers = HeaderMap::new();
+                headers.insert(CHUNK_HEADER, Pull::Cancel.header().as_str());
+                let _ = nats
+                    .publish_with_headers(subject, headers, Bytes::new())
+                    .await;
+            });
+        }
+    }
+}
+
+/// The body `offer` describes, as a stream of its chunks, pulled with
+/// `limits.window` pulls in flight; it fails once more than
+/// `limits.max_body` bytes have come, and cancels the offer if dropped
+/// before the end.
+pub fn fetch_stream(
+    nats: &Client,
+    offer: StreamOffer,
+    limits: &ChunkLimits,
+) -> impl futures::Stream<Item = Result<Bytes, ChunkError>> + Send + 'static {
+    struct State {
+        nats: Client,
+        offer: StreamOffer,
+        limits: ChunkLimits,
+        in_flight: FuturesOrdered<PendingPull>,
+        asked: u64,
+        received: u64,
+        guard: CancelOnDrop,
+    }
+    impl State {
+        fn ask(&mut self) {
+            let future = pull(
+                self.nats.clone(),
+                self.offer.subject.clone(),
+                self.asked,
+                self.limits,
+            );
+            self.in_flight.push_back(Box::pin(future));
+            self.asked += 1;
+        }
+    }
+    let mut state = State {
+        nats: nats.clone(),
+        guard: CancelOnDrop {
+            nats: nats.clone(),
+            subject: offer.subject.clone(),
+            done: false,
+        },
+        offer,
+        limits: *limits,
+        in_flight: FuturesOrdered::new(),
+        asked: 0,
+        received: 0,
+    };
+    for _ in 0..limits.window.max(1) {
+        state.ask();
+    }
+    futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        let (seq, answer) = state.in_flight.next().await?;
+        let interrupted = |why: String| ChunkError::Interrupted { seq, why };
+        let result = match answer {
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => Err(interrupted(
+                "it is gone (nothing answers on its subject)".into(),
+            )),
+            Err(e) if e.kind() == RequestErrorKind::TimedOut => Err(interrupted(format!(
+                "no chunk came within {:?}",
+                state.limits.idle
+            ))),
+            Err(e) => Err(nats_error(e)),
+            Ok(message) => {
+                if let Some(why) = header(&message, CHUNK_ERROR_HEADER) {
+                    Err(interrupted(why.to_owned()))
+                } else if header(&message, CHUNK_HEADER) != Some(seq.to_string().as_str())
+                    || message.payload.len() as u64 > state.offer.chunk
+                {
+                    Err(ChunkError::BadChunk {
+                        seq,
+                        why: "the answer names another chunk, or is longer than a chunk".into(),
+                    })
+                } else {
+                    state.received += message.payload.len() as u64;
+                    if state.received > state.limits.max_body {
+                        Err(ChunkError::TooLarge {
+                            size: state.received,
+                            limit: state.limits.max_body,
+                        })
+                    } else {
+                        let last = header(&message, LAST_CHUNK_HEADER).is_some();
+                        Ok((message.payload, last))
+                    }
+                }
+            }
+        };
+        match result {
+            Ok((data, true)) => {
+                state.guard.done = true;
+                Some((Ok(data), None))
+            }
+            Ok((data, false)) => {
+                state.ask();
+                Some((Ok(data), Some(state)))
+            }
+            Err(err) => {
+                // The sender has already stopped on its own error, not on ours.
+                state.guard.done = !matches!(
+                    err,
+                    ChunkError::TooLarge { .. } | ChunkError::BadChunk { .. }
+                );
+                Some((Err(err), None))
+            }
+        }
+    })
 }

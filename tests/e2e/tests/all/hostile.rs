@@ -484,6 +484,7 @@ async fn a_50_mib_upload_reaches_a_component_whole_and_a_larger_one_gets_413() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let http = reqwest::Client::new();
+    let before = peak_rss_mib(lattice.host.pid());
     let started = Instant::now();
     let response = http
         .post(format!("http://{address}/?sha256"))
@@ -500,9 +501,14 @@ async fn a_50_mib_upload_reaches_a_component_whole_and_a_larger_one_gets_413() {
         "host log:\n{}",
         lattice.host.log()
     );
+    let peak = peak_rss_mib(lattice.host.pid());
     eprintln!(
-        "a 50 MiB upload took {elapsed:?}; host peak RSS {} MiB",
-        peak_rss_mib(lattice.host.pid())
+        "a 50 MiB upload took {elapsed:?}; host peak RSS {before} MiB before, {peak} MiB after"
+    );
+    // The body streamed through: the host never held it whole.
+    assert!(
+        peak < before + 30,
+        "the host went from {before} to {peak} MiB"
     );
 
     // Declaring one byte over the limit is enough: the answer comes before
