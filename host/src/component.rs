@@ -217,8 +217,9 @@ impl RunningComponent {
         store
     }
 
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RpcError> {
-        match tokio::time::timeout(self.call_timeout, self.permits.acquire()).await {
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RpcError> {
+        let permits = Arc::clone(&self.permits);
+        match tokio::time::timeout(self.call_timeout, permits.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(RpcError::new(
                 RpcErrorKind::Refused,
@@ -238,7 +239,17 @@ impl RunningComponent {
 
     /// Runs `wasi:http/incoming-handler.handle` on a fresh instance.
     pub async fn handle_http(&self, request: HttpRequest) -> Result<HttpResponse, RpcError> {
-        self.handle_http_streaming(request, None).await
+        use futures::TryStreamExt;
+        let answer = self.handle_http_streaming(request, None).await?;
+        let mut response = answer.response;
+        if let Some(rest) = answer.rest {
+            let chunks: Vec<bytes::Bytes> = rest
+                .try_collect()
+                .await
+                .map_err(|why| RpcError::new(RpcErrorKind::Application, why))?;
+            response.body = chunks.concat();
+        }
+        Ok(response)
     }
 
     /// Like [`RunningComponent::handle_http`], with the request body read
@@ -248,7 +259,7 @@ impl RunningComponent {
         &self,
         request: HttpRequest,
         body: Option<BodyStream>,
-    ) -> Result<HttpResponse, RpcError> {
+    ) -> Result<HttpAnswer, RpcError> {
         let Some(proxy) = self.proxy.clone() else {
             return Err(RpcError::new(
                 RpcErrorKind::Refused,
@@ -258,7 +269,7 @@ impl RunningComponent {
                 ),
             ));
         };
-        let _permit = self.permit().await?;
+        let permit = self.permit().await?;
         let hyper_request = to_hyper(&request, body)?;
         let mut store = self.new_store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -310,9 +321,30 @@ impl RunningComponent {
                 return Err(timeout_error(&self.id, deadline));
             }
         };
-        let (parts, body) = response.into_parts();
-        let collected = collect_bounded(body, self.max_body_bytes);
-        let body = match tokio::time::timeout(deadline, collected).await {
+        let (parts, mut body_rest) = response.into_parts();
+        let limit = self.max_body_bytes;
+        let too_large = || {
+            RpcError::new(
+                RpcErrorKind::Application,
+                format!(
+                    "component `{}` wrote a response body over the {limit}-byte limit \
+                     (--max-body-mib); it was stopped",
+                    self.id
+                ),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            guest.abort();
+            return Err(too_large());
+        }
+        let inline = limit.min(INLINE_BODY_BYTES);
+        let collected = collect_bounded(&mut body_rest, inline);
+        let (body, ended) = match tokio::time::timeout(deadline, collected).await {
             Ok(Ok(body)) => body,
             Ok(Err(BodyFailure::Guest(code))) => {
                 return Err(RpcError::new(
@@ -323,34 +355,55 @@ impl RunningComponent {
                     ),
                 ));
             }
-            Ok(Err(BodyFailure::TooLarge)) => {
-                // Dropping the task's store stops the guest where it is.
-                guest.abort();
-                return Err(RpcError::new(
-                    RpcErrorKind::Application,
-                    format!(
-                        "component `{}` wrote a response body over the {}-byte limit \
-                         (--max-body-mib); it was stopped",
-                        self.id, self.max_body_bytes
-                    ),
-                ));
-            }
             Err(_) => {
                 guest.abort();
                 return Err(timeout_error(&self.id, deadline));
             }
         };
-        if let Ok(Err(err)) = guest.await {
-            tracing::debug!(component = %self.id, error = %describe_trap(&err), "handler failed after responding");
-        }
-        Ok(HttpResponse {
+        let response = HttpResponse {
             status: parts.status.as_u16(),
             headers: parts
                 .headers
                 .iter()
                 .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect(),
-            body,
+            body: Vec::new(),
+        };
+        if ended {
+            if body.len() as u64 > limit {
+                guest.abort();
+                return Err(too_large());
+            }
+            if let Ok(Err(err)) = guest.await {
+                tracing::debug!(component = %self.id, error = %describe_trap(&err), "handler failed after responding");
+            }
+            return Ok(HttpAnswer {
+                response: HttpResponse { body, ..response },
+                rest: None,
+            });
+        }
+        // The rest streams as the receiver pulls it. The guest and its
+        // instance permit live as long as the stream: dropped early (the
+        // receiver went away, or the limit was passed) they stop the guest.
+        let guard = GuestGuard {
+            guest,
+            _permit: permit,
+        };
+        let rest = RestOfBody {
+            prefix: Some(bytes::Bytes::from(body)),
+            body: Some(body_rest),
+            guard,
+            sent: 0,
+            limit,
+            id: self.id.clone(),
+        };
+        let rest = futures::stream::unfold(rest, |mut rest| async move {
+            let item = rest.next().await?;
+            Some((item, rest))
+        });
+        Ok(HttpAnswer {
+            response,
+            rest: Some(Box::pin(rest)),
         })
     }
 
@@ -495,28 +548,107 @@ fn to_hyper(
 enum BodyFailure {
     /// The guest's body stream failed, as described.
     Guest(String),
-    /// The guest wrote more than the limit.
-    TooLarge,
 }
 
-/// Collects `body`, frame by frame, refusing to hold more than `limit`
-/// bytes: a guest that writes without end is cut off at the limit.
-async fn collect_bounded<B>(mut body: B, limit: u64) -> Result<Vec<u8>, BodyFailure>
+/// Collects `body`, frame by frame, until it ends or more than `stop_after`
+/// bytes have come; says which.
+async fn collect_bounded<B>(body: &mut B, stop_after: u64) -> Result<(Vec<u8>, bool), BodyFailure>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: std::fmt::Debug,
 {
     let mut collected = Vec::new();
-    while let Some(frame) = body.frame().await {
+    while collected.len() as u64 <= stop_after {
+        let Some(frame) = body.frame().await else {
+            return Ok((collected, true));
+        };
         let frame = frame.map_err(|e| BodyFailure::Guest(format!("{e:?}")))?;
         if let Ok(data) = frame.into_data() {
-            if collected.len() as u64 + data.len() as u64 > limit {
-                return Err(BodyFailure::TooLarge);
-            }
             collected.extend_from_slice(&data);
         }
     }
-    Ok(collected)
+    Ok((collected, false))
+}
+
+/// A guest response body up to this size travels in the reply; a larger
+/// one streams.
+const INLINE_BODY_BYTES: u64 = 256 * 1024;
+
+/// What a guest answered an HTTP request with.
+pub struct HttpAnswer {
+    /// Status and headers, and the body if it was small.
+    pub response: HttpResponse,
+    /// The body, when it was too large to go with the response: a stream
+    /// the guest is still writing.
+    pub rest: Option<BodySource>,
+}
+
+/// A response body the guest is still writing; an error names why it
+/// stopped.
+pub type BodySource =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, String>> + Send>>;
+
+/// Keeps a guest that is still writing its body running, and stops it when
+/// dropped.
+struct GuestGuard {
+    guest: tokio::task::JoinHandle<wasmtime::Result<()>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for GuestGuard {
+    fn drop(&mut self) {
+        self.guest.abort();
+    }
+}
+
+/// The rest of a streamed response body, counted against the limit.
+struct RestOfBody {
+    prefix: Option<bytes::Bytes>,
+    body: Option<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+    guard: GuestGuard,
+    sent: u64,
+    limit: u64,
+    id: String,
+}
+
+impl RestOfBody {
+    async fn next(&mut self) -> Option<Result<bytes::Bytes, String>> {
+        let data = match self.prefix.take() {
+            Some(prefix) => prefix,
+            None => loop {
+                let frame = self.body.as_mut()?.frame().await;
+                match frame {
+                    None => {
+                        self.body = None;
+                        return None;
+                    }
+                    Some(Err(e)) => {
+                        self.body = None;
+                        return Some(Err(format!(
+                            "component `{}` failed while writing its body: {e:?}",
+                            self.id
+                        )));
+                    }
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            break data;
+                        }
+                    }
+                }
+            },
+        };
+        self.sent += data.len() as u64;
+        if self.sent > self.limit {
+            self.body = None;
+            self.guard.guest.abort();
+            return Some(Err(format!(
+                "component `{}` wrote a response body over the {}-byte limit (--max-body-mib); \
+                 it was stopped",
+                self.id, self.limit
+            )));
+        }
+        Some(Ok(data))
+    }
 }
 
 fn timeout_error(id: &str, deadline: Duration) -> RpcError {

@@ -53,11 +53,19 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
         Ok(payload) => dispatch(&inner, &component_id, &message, &payload, &limits).await,
         Err(err) => Err(RpcError::from(err)),
     };
+    let mut headers = HeaderMap::new();
     let bytes = match result {
-        Ok(bytes) => bytes,
+        Ok((bytes, streamed)) => {
+            if let Some(offer) = streamed {
+                for (name, value) in offer.to_pairs() {
+                    headers.insert(name, value.as_str());
+                }
+            }
+            bytes
+        }
         Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
     };
-    let sent = request::reply(&inner.nats, reply, HeaderMap::new(), bytes.into(), &limits).await;
+    let sent = request::reply(&inner.nats, reply, headers, bytes.into(), &limits).await;
     if let Err(err) = sent {
         tracing::warn!(component = %component_id, error = %err, "cannot send a call's reply");
     }
@@ -71,7 +79,7 @@ async fn dispatch(
     message: &async_nats::Message,
     payload: &[u8],
     limits: &ChunkLimits,
-) -> Result<Vec<u8>, RpcError> {
+) -> Result<(Vec<u8>, Option<StreamOffer>), RpcError> {
     let subject = message.subject.as_str();
     let codec = |e: &dyn std::fmt::Display| RpcError::new(RpcErrorKind::Codec, e.to_string());
     let call = inner.subjects.parse_rpc(subject).map_err(|e| codec(&e))?;
@@ -97,8 +105,21 @@ async fn dispatch(
         .transpose()
         .map_err(RpcError::from)?
         .map(|offer| -> BodyStream { Box::pin(chunk::fetch_stream(&inner.nats, offer, limits)) });
-        let result = component.handle_http_streaming(request, streamed).await;
-        return rpc::encode_reply(&result).map_err(|e| codec(&e));
+        let (result, rest) = match component.handle_http_streaming(request, streamed).await {
+            Ok(answer) => (Ok(answer.response), answer.rest),
+            Err(err) => (Err(err), None),
+        };
+        // A large response body streams beside the reply.
+        let offer = match rest {
+            Some(rest) => Some(
+                chunk::offer_stream(&inner.nats, rest, limits)
+                    .await
+                    .map_err(RpcError::from)?,
+            ),
+            None => None,
+        };
+        let bytes = rpc::encode_reply(&result).map_err(|e| codec(&e))?;
+        return Ok((bytes, offer));
     }
     let args: rmpv::Value = if payload.is_empty() {
         rmpv::Value::Array(Vec::new())
@@ -106,5 +127,7 @@ async fn dispatch(
         rpc::decode(payload).map_err(|e| codec(&e))?
     };
     let result = component.call(&call.function, &args).await;
-    rpc::encode_reply(&result).map_err(|e| codec(&e))
+    rpc::encode_reply(&result)
+        .map(|bytes| (bytes, None))
+        .map_err(|e| codec(&e))
 }

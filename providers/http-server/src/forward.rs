@@ -15,6 +15,16 @@ use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use trellis_provider_sdk::ProviderHandle;
 
+/// What a client receives as a body: whole, or streamed from the lattice.
+pub(crate) type ClientBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn whole(bytes: Bytes) -> ClientBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// Where a listener's requests go. A link put that keeps the address
 /// replaces it in place, so the listener keeps its port and connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +48,7 @@ pub(crate) struct Forwarder {
 impl Forwarder {
     /// Answers one request; every failure becomes a response, so the
     /// connection stays usable.
-    pub async fn respond(&self, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn respond(&self, request: hyper::Request<Incoming>) -> Response<ClientBody> {
         let route = self.route.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (parts, body) = request.into_parts();
         let limit = self.handle.host_data().chunk_limits().max_body;
@@ -51,7 +61,13 @@ impl Forwarder {
                 let request = lattice_request(&parts, body);
                 let result = self
                     .handle
-                    .call_http(&route.component, &route.link_name, &request, route.timeout)
+                    .call_http_streaming(
+                        &route.component,
+                        &route.link_name,
+                        &request,
+                        None,
+                        route.timeout,
+                    )
                     .await;
                 (request, result)
             }
@@ -62,7 +78,10 @@ impl Forwarder {
             }
         };
         match result {
-            Ok(response) => client_response(response, &route),
+            Ok((response, streamed)) => {
+                let rest = streamed.map(|offer| self.streamed_body(offer, &route));
+                client_response(response, rest, &route)
+            }
             Err(err) => {
                 tracing::warn!(
                     component = %route.component,
@@ -82,13 +101,29 @@ impl Forwarder {
     /// Calls the component with the body streamed to it as it arrives: the
     /// component starts before the body is here, and neither this process
     /// nor the host holds more of it than a few chunks.
+    /// A response body that streams from the host as the client reads it.
+    /// A transfer that fails (the guest passed the limit, say) cuts the
+    /// response short, since its head has gone out; the reason is logged.
+    fn streamed_body(&self, offer: chunk::StreamOffer, route: &Route) -> ClientBody {
+        use futures::StreamExt;
+        let limits = self.handle.host_data().chunk_limits();
+        let component = route.component.clone();
+        let frames = chunk::fetch_stream(self.handle.nats(), offer, &limits).map(move |chunk| {
+            chunk.map(hyper::body::Frame::data).map_err(|err| {
+                tracing::warn!(component = %component, error = %err, "response cut short");
+                Box::new(err) as Box<dyn std::error::Error + Send + Sync>
+            })
+        });
+        http_body_util::StreamBody::new(frames).boxed_unsync()
+    }
+
     async fn call_streaming(
         &self,
         route: &Route,
         request: &HttpRequest,
         prefix: Bytes,
         rest: Incoming,
-    ) -> Result<HttpResponse, RpcError> {
+    ) -> Result<(HttpResponse, Option<chunk::StreamOffer>), RpcError> {
         use futures::StreamExt;
         let frames = http_body_util::BodyStream::new(rest).filter_map(|frame| {
             futures::future::ready(match frame {
@@ -106,7 +141,7 @@ impl Forwarder {
                 &route.component,
                 &route.link_name,
                 request,
-                &offer,
+                Some(&offer),
                 route.timeout,
             )
             .await
@@ -130,7 +165,7 @@ async fn read_body(
     headers: &http::HeaderMap,
     mut body: Incoming,
     limit: u64,
-) -> Result<RequestBody, Response<Full<Bytes>>> {
+) -> Result<RequestBody, Response<ClientBody>> {
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -200,7 +235,11 @@ pub(crate) fn lattice_request(parts: &http::request::Parts, body: Vec<u8>) -> Ht
 
 /// The component's answer as the client will see it; a status or header
 /// that HTTP cannot carry becomes a `502` naming it.
-pub(crate) fn client_response(response: HttpResponse, route: &Route) -> Response<Full<Bytes>> {
+pub(crate) fn client_response(
+    response: HttpResponse,
+    rest: Option<ClientBody>,
+    route: &Route,
+) -> Response<ClientBody> {
     let bad = |what: String| {
         text(
             StatusCode::BAD_GATEWAY,
@@ -226,7 +265,7 @@ pub(crate) fn client_response(response: HttpResponse, route: &Route) -> Response
         builder = builder.header(name, value);
     }
     builder
-        .body(Full::new(Bytes::from(response.body)))
+        .body(rest.unwrap_or_else(|| whole(Bytes::from(response.body))))
         .unwrap_or_else(|e| bad(format!("a response hyper refused: {e}")))
 }
 
@@ -238,7 +277,7 @@ fn is_framing(name: &HeaderName) -> bool {
 }
 
 /// What the client gets when the call failed.
-pub(crate) fn failure_response(err: &RpcError, route: &Route) -> Response<Full<Bytes>> {
+pub(crate) fn failure_response(err: &RpcError, route: &Route) -> Response<ClientBody> {
     let component = &route.component;
     match err.kind {
         RpcErrorKind::NoTarget if err.lattice_unreachable() => text(
@@ -278,8 +317,8 @@ pub(crate) fn failure_response(err: &RpcError, route: &Route) -> Response<Full<B
 }
 
 /// A plain-text response.
-pub(crate) fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+pub(crate) fn text(status: StatusCode, message: String) -> Response<ClientBody> {
+    let mut response = Response::new(whole(Bytes::from(format!("{message}\n"))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -302,7 +341,7 @@ mod tests {
         }
     }
 
-    async fn body_text(response: Response<Full<Bytes>>) -> String {
+    async fn body_text(response: Response<ClientBody>) -> String {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
@@ -345,6 +384,7 @@ mod tests {
                 ],
                 body: b"made".to_vec(),
             },
+            None,
             &route(),
         );
         assert_eq!(response.status(), StatusCode::CREATED);
@@ -361,6 +401,7 @@ mod tests {
                 headers: Vec::new(),
                 body: Vec::new(),
             },
+            None,
             &route(),
         );
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);

@@ -23,10 +23,10 @@
 //! instance of the component is running, `504` when it did not answer in
 //! time, `500` when it failed, and `502` for anything else.
 //!
-//! Bodies are buffered whole in both directions, requests up to the host's
-//! `--max-body-mib` (100 MiB by default, else `413`); one larger than a
-//! NATS message crosses the lattice in chunks
-//! ([`trellis_lattice::chunk`]).
+//! Bodies up to 256 KiB travel inside the call and its reply; larger ones
+//! stream in both directions as they are read ([`trellis_lattice::chunk`]),
+//! up to the host's `--max-body-mib` (100 MiB by default; a request
+//! declaring more gets `413`).
 //!
 //! ```text
 //! $ wash config put web address=127.0.0.1:8080

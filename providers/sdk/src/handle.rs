@@ -234,40 +234,53 @@ impl ProviderHandle {
         request: &HttpRequest,
         timeout: Duration,
     ) -> Result<HttpResponse, RpcError> {
-        let function = WitFunction::parse(INCOMING_HANDLER)
-            .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
-        let body =
-            rpc::encode(request).map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
-        let reply = self
-            .call(target, &function, link_name, body, timeout)
+        let (mut response, streamed) = self
+            .call_http_streaming(target, link_name, request, None, timeout)
             .await?;
-        rpc::decode_reply(&reply)
+        if let Some(offer) = streamed {
+            use futures::TryStreamExt;
+            let limits = self.host_data.chunk_limits();
+            let chunks: Vec<Bytes> =
+                trellis_lattice::chunk::fetch_stream(&self.nats, offer, &limits)
+                    .try_collect()
+                    .await
+                    .map_err(RpcError::from)?;
+            response.body = chunks.concat();
+        }
+        Ok(response)
     }
 
     /// Like [`ProviderHandle::call_http`], with the request's body (left
-    /// out of `request`) streamed from `body` as the component reads it.
+    /// out of `request`) streamed from `body`, if given, as the component
+    /// reads it; and the response's body, when it is large, left out of
+    /// the response and streamed from the offer returned beside it.
     pub async fn call_http_streaming(
         &self,
         target: &str,
         link_name: &str,
         request: &HttpRequest,
-        body: &StreamOffer,
+        body: Option<&StreamOffer>,
         timeout: Duration,
-    ) -> Result<HttpResponse, RpcError> {
+    ) -> Result<(HttpResponse, Option<StreamOffer>), RpcError> {
         let function = WitFunction::parse(INCOMING_HANDLER)
             .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
         let encoded =
             rpc::encode(request).map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let extra: Vec<(&'static str, String)> =
+            body.map(|b| b.to_pairs().to_vec()).unwrap_or_default();
         let reply = self
-            .call_with(
-                target,
-                &function,
-                link_name,
-                &body.to_pairs(),
-                encoded,
-                timeout,
-            )
+            .call_with(target, &function, link_name, &extra, encoded, timeout)
             .await?;
-        rpc::decode_reply(&reply.payload)
+        let response = rpc::decode_reply(&reply.payload)?;
+        let streamed = StreamOffer::from_lookup(|name| {
+            reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        })
+        .transpose()
+        .map_err(RpcError::from)?;
+        Ok((response, streamed))
     }
 }
