@@ -257,7 +257,7 @@ pub(crate) fn client_response(
         ) else {
             return bad(format!("the invalid header {name:?}"));
         };
-        // The body is sent whole, so hyper frames it; the component's own
+        // Hyper frames the body (whole or streamed); the component's own
         // framing headers would contradict that.
         if is_framing(&name) {
             continue;
