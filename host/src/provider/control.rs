@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 use trellis_lattice::Link;
+use trellis_lattice::chunk::{self, ChunkLimits};
 use trellis_lattice::ctl::{self, CtlResponse};
 use trellis_lattice::provider::{HealthCheckResponse, ProviderLink, ShutdownRequest};
 use trellis_lattice::subject::{ProviderOperation, Subjects};
@@ -147,7 +148,25 @@ impl ProviderControl {
                 problem: e.to_string(),
             }
         })?;
-        let request = Request::new().payload(body).timeout(Some(timeout));
+        // A link put whose configs make it larger than one message is
+        // offered in chunks; the provider pulls it.
+        let nats_error = |e: &dyn std::fmt::Display| ProviderRequestError::Nats {
+            subject: subject.clone(),
+            problem: e.to_string(),
+        };
+        let mut request = Request::new().timeout(Some(timeout));
+        if chunk::fits(&self.nats, body.len()) {
+            request = request.payload(body);
+        } else {
+            let offer = chunk::offer(&self.nats, body, &ChunkLimits::default())
+                .await
+                .map_err(|e| nats_error(&e))?;
+            let mut headers = async_nats::HeaderMap::new();
+            for (name, value) in offer.to_pairs() {
+                headers.insert(name, value.as_str());
+            }
+            request = request.headers(headers).payload(Bytes::new());
+        }
         match self.nats.send_request(subject.clone(), request).await {
             Ok(reply) => Ok((subject, reply.payload)),
             Err(err) => Err(match err.kind() {

@@ -231,8 +231,18 @@ async fn serve_links<P: Provider>(
             Some(m) = dels.next() => (m, false),
             else => return,
         };
+        // A link put too large for one message (much config) is pulled.
+        let limits = trellis_lattice::chunk::ChunkLimits::default();
+        let payload = match chunk::payload_of(&nats, &message, &limits).await {
+            Ok(payload) => payload,
+            Err(e) => {
+                let response = CtlResponse::<()>::error(format!("cannot read the link: {e}"));
+                respond_json(&nats, &message, &response).await;
+                continue;
+            }
+        };
         let outcome = if is_put {
-            match serde_json::from_slice::<ProviderLink>(&message.payload) {
+            match serde_json::from_slice::<ProviderLink>(&payload) {
                 Err(e) => Err(format!("the link put is not valid JSON: {e}")),
                 Ok(link) => {
                     let slot = slot(&link.link);
@@ -253,7 +263,7 @@ async fn serve_links<P: Provider>(
                 }
             }
         } else {
-            match serde_json::from_slice::<Link>(&message.payload) {
+            match serde_json::from_slice::<Link>(&payload) {
                 Err(e) => Err(format!("the link delete is not valid JSON: {e}")),
                 Ok(link) => {
                     provider.link_del(&link).await;

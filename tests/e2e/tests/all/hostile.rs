@@ -364,6 +364,46 @@ async fn sqlite_counter(prefix: &str, max: u32) -> (TestLattice, String) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_link_whose_config_outgrows_one_message_still_reaches_its_provider() {
+    use trellis_e2e::app::{COUNTER, SQLITE, increment};
+    let (lattice, url) = sqlite_counter("bigcfg", 1).await;
+    let before = increment(&url).await.unwrap();
+    // Three configs of 600 KB each: the link put that carries them to the
+    // provider is some 1.8 MB, over the server's 1 MiB max payload.
+    let mut target_config = vec!["counter-kv".to_owned()];
+    for i in 0..3 {
+        let name = format!("bulk-{i}");
+        let value = "b".repeat(60 * 1024);
+        let pairs: Vec<(String, &str)> =
+            (0..10).map(|k| (format!("k{k}"), value.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        lattice.config(&name, &pairs).await.unwrap();
+        target_config.push(name);
+    }
+    let link = trellis_lattice::Link {
+        source_id: COUNTER.into(),
+        target: SQLITE.0.into(),
+        name: "default".into(),
+        wit_namespace: "wasi".into(),
+        wit_package: "keyvalue".into(),
+        interfaces: vec!["store".into(), "atomics".into()],
+        source_config: Vec::new(),
+        target_config,
+    };
+    lattice.ctl.put_link(&link).await.unwrap();
+    // The provider applied it, and the counter goes on from where it was.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lattice.host.log().matches("link applied").count() < 3 {
+        assert!(Instant::now() < deadline, "{}", lattice.host.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(increment(&url).await.unwrap(), before + 1);
+    let log = lattice.host.log();
+    assert!(!log.contains("Maximum Payload"), "{log}");
+    assert!(!log.contains("cannot send a link"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn with_nats_down_a_caller_hears_the_lattice_is_unreachable() {
     let (mut lattice, url) = sqlite_counter("unreachable", 2).await;
     lattice.nats.kill();
