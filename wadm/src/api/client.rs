@@ -122,8 +122,15 @@ impl WadmClient {
                 });
             }
         };
+        let limits = trellis_lattice::chunk::ChunkLimits::default();
+        let payload = trellis_lattice::chunk::payload_of(&self.nats, &message, &limits)
+            .await
+            .map_err(|e| ApiError::NoAnswer {
+                subject: subject.clone(),
+                problem: e.to_string(),
+            })?;
         let reply: ApiReply<T> =
-            serde_json::from_slice(&message.payload).map_err(|e| ApiError::Decode {
+            serde_json::from_slice(&payload).map_err(|e| ApiError::Decode {
                 subject: subject.clone(),
                 problem: e.to_string(),
             })?;

@@ -35,7 +35,18 @@ pub async fn serve(
         let nats = nats.clone();
         tokio::spawn(async move {
             let reply = handle(&store, &operation, &message.payload).await;
-            if let Err(err) = nats.publish(reply_to, reply.into()).await {
+            // A reply too large for one message (the list of very many
+            // manifests) is offered in chunks.
+            let limits = trellis_lattice::chunk::ChunkLimits::default();
+            let sent = trellis_lattice::chunk::publish(
+                &nats,
+                reply_to,
+                async_nats::HeaderMap::new(),
+                reply.into(),
+                &limits,
+            )
+            .await;
+            if let Err(err) = sent {
                 tracing::warn!(error = %err, operation, "could not send an API reply");
             }
         });

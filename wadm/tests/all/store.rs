@@ -209,3 +209,45 @@ async fn the_api_drives_the_store_over_nats() {
     let err = client.put("not: a manifest").await.unwrap_err();
     assert!(err.to_string().contains("apiVersion"), "{err}");
 }
+
+#[tokio::test]
+async fn a_list_larger_than_one_message_arrives_whole() {
+    // On a server whose max payload is 64 KiB, 1000 apps make a list reply
+    // of some 80 KB.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("small.conf");
+    std::fs::write(
+        &file,
+        "listen: $TRELLIS_NATS_LISTEN\nmax_payload: 65536\njetstream { store_dir: $TRELLIS_NATS_STORE }\n",
+    )
+    .unwrap();
+    let nats = NatsServer::start_with_config(&file, &[]).unwrap();
+    let store = store(&nats).await;
+    for i in 0..1000 {
+        let text = manifest("v1", 1).replace("name: hello", &format!("name: app-{i:04}"));
+        store.put(&text).await.unwrap();
+    }
+    let server_nats = async_nats::connect(nats.url()).await.unwrap();
+    tokio::spawn(async move { serve(server_nats, "test", store).await });
+    let client = WadmClient::new(
+        async_nats::connect(nats.url()).await.unwrap(),
+        "test",
+        Duration::from_secs(10),
+    );
+    let mut listed = client.list().await;
+    for _ in 0..50 {
+        if listed.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        listed = client.list().await;
+    }
+    let listed = listed.unwrap();
+    assert_eq!(listed.len(), 1000);
+    let encoded = serde_json::to_vec(&listed).unwrap();
+    assert!(
+        encoded.len() > 65536,
+        "{} bytes: not over the max payload",
+        encoded.len()
+    );
+}
