@@ -594,12 +594,16 @@ async fn a_component_returning_1_gb_is_stopped_at_the_limit_and_its_host_stays_s
     };
     assert_eq!(ended, "cut short", "after {received} bytes");
     assert!(received <= 64 * 1024 * 1024, "{received} bytes got through");
-    let log = lattice.host.log();
-    assert!(
+    // The provider's log reaches the host's a moment later.
+    let named = |log: &str| {
         log.lines()
-            .any(|l| l.contains("67108864-byte limit") && l.contains("--max-body-mib")),
-        "{log}"
-    );
+            .any(|l| l.contains("67108864-byte limit") && l.contains("--max-body-mib"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !named(&lattice.host.log()) {
+        assert!(Instant::now() < deadline, "{}", lattice.host.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let peak = peak_rss_mib(lattice.host.pid());
     eprintln!(
         "a 1 GB response was cut off after {:?}; host peak RSS {peak} MiB",
