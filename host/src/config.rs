@@ -77,6 +77,16 @@ pub struct HostConfig {
     pub max_body_bytes: u64,
 }
 
+impl HostConfig {
+    /// The bounds on the payloads this host sends and accepts.
+    pub fn chunk_limits(&self) -> trellis_lattice::chunk::ChunkLimits {
+        trellis_lattice::chunk::ChunkLimits {
+            max_body: self.max_body_bytes,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {

@@ -396,10 +396,7 @@ async fn send<T: Serialize>(
     // A reply too large for one message (an inventory of very many
     // components, a ping answer with long labels on a server with a small
     // max payload) is offered in chunks.
-    let limits = trellis_lattice::chunk::ChunkLimits {
-        max_body: inner.config.max_body_bytes,
-        ..Default::default()
-    };
+    let limits = inner.config.chunk_limits();
     let sent = trellis_lattice::chunk::publish(
         &inner.nats,
         reply,

@@ -43,10 +43,7 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
         tracing::debug!(subject = %message.subject, "call without a reply subject ignored");
         return;
     };
-    let limits = ChunkLimits {
-        max_body: inner.config.max_body_bytes,
-        ..ChunkLimits::default()
-    };
+    let limits = inner.config.chunk_limits();
     // Parameters too large for one message are pulled in chunks first, and
     // so a reply too large for one is offered.
     let result = match chunk::payload_of(&inner.nats, &message, &limits).await {

@@ -17,17 +17,7 @@ use trellis_test_support::NatsServer;
 const MAX_PAYLOAD: usize = 64 * 1024;
 
 fn small_server() -> NatsServer {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("small.conf");
-    std::fs::write(
-        &file,
-        format!("listen: $TRELLIS_NATS_LISTEN\nmax_payload: {MAX_PAYLOAD}\n"),
-    )
-    .unwrap();
-    let server = NatsServer::start_with_config(&file, &[]).unwrap();
-    // The server read its config at start; the file may go.
-    drop(dir);
-    server
+    NatsServer::start_with_max_payload(MAX_PAYLOAD).unwrap()
 }
 
 async fn client(server: &NatsServer) -> Client {

@@ -27,8 +27,9 @@ pub struct NatsServer {
 /// How the server is configured.
 #[derive(Clone)]
 enum Launch {
-    /// Flags only: no authentication, no TLS.
-    Open,
+    /// Flags only: no authentication, no TLS; the server's default max
+    /// payload unless one is given.
+    Open { max_payload: Option<usize> },
     /// A configuration file, with `TRELLIS_NATS_LISTEN` and
     /// `TRELLIS_NATS_STORE` set for it, and more variables besides.
     Config {
@@ -40,7 +41,15 @@ enum Launch {
 impl NatsServer {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Result<Self, SupportError> {
-        NatsServer::launch(Launch::Open)
+        NatsServer::launch(Launch::Open { max_payload: None })
+    }
+
+    /// Like [`NatsServer::start`], with a max payload of `bytes` (the default
+    /// is 1 MiB), so that tests cross it with small payloads.
+    pub fn start_with_max_payload(bytes: usize) -> Result<Self, SupportError> {
+        NatsServer::launch(Launch::Open {
+            max_payload: Some(bytes),
+        })
     }
 
     /// Starts a server from a configuration file such as
@@ -134,10 +143,17 @@ fn spawn_nats(dir: &Path, port: u16, launch: &Launch) -> Result<Child, SupportEr
     let log = nats_log(dir);
     let mut command = Command::new(binary);
     match launch {
-        Launch::Open => {
+        Launch::Open { max_payload } => {
             command
                 .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
                 .arg(&store);
+            // The max payload has no flag; a one-line config file sets it.
+            if let Some(bytes) = max_payload {
+                let file = dir.join("max-payload.conf");
+                std::fs::write(&file, format!("max_payload: {bytes}\n"))
+                    .map_err(SupportError::io("writing the nats-server config"))?;
+                command.arg("-c").arg(file);
+            }
         }
         Launch::Config { file, env } => {
             command

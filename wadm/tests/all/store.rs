@@ -152,26 +152,31 @@ async fn status_is_kept_apart_from_manifests() {
     assert_eq!(store.app("hello").await.unwrap().unwrap().versions.len(), 1);
 }
 
-#[tokio::test]
-async fn the_api_drives_the_store_over_nats() {
-    let nats = NatsServer::start().unwrap();
-    let store = store(&nats).await;
+/// Serves the wadm API on `store` and returns a client with `timeout`,
+/// once the server answers (it subscribes asynchronously).
+async fn serve_api(nats: &NatsServer, store: ManifestStore, timeout: Duration) -> WadmClient {
     let server_nats = async_nats::connect(nats.url()).await.unwrap();
     tokio::spawn(async move { serve(server_nats, "test", store).await });
     let client = WadmClient::new(
         async_nats::connect(nats.url()).await.unwrap(),
         "test",
-        Duration::from_secs(5),
+        timeout,
     );
-    // The server subscribes asynchronously; wait until it answers.
-    let mut listed = client.list().await;
     for _ in 0..50 {
-        if listed.is_ok() {
+        if client.list().await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        listed = client.list().await;
     }
+    client
+}
+
+#[tokio::test]
+async fn the_api_drives_the_store_over_nats() {
+    let nats = NatsServer::start().unwrap();
+    let store = store(&nats).await;
+    let client = serve_api(&nats, store, Duration::from_secs(5)).await;
+    let listed = client.list().await;
     assert!(listed.unwrap().is_empty());
 
     let put = client.put(&manifest("v1", 1)).await.unwrap();
@@ -214,34 +219,14 @@ async fn the_api_drives_the_store_over_nats() {
 async fn a_list_larger_than_one_message_arrives_whole() {
     // On a server whose max payload is 64 KiB, 1000 apps make a list reply
     // of some 80 KB.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("small.conf");
-    std::fs::write(
-        &file,
-        "listen: $TRELLIS_NATS_LISTEN\nmax_payload: 65536\njetstream { store_dir: $TRELLIS_NATS_STORE }\n",
-    )
-    .unwrap();
-    let nats = NatsServer::start_with_config(&file, &[]).unwrap();
+    let nats = NatsServer::start_with_max_payload(65536).unwrap();
     let store = store(&nats).await;
     for i in 0..1000 {
         let text = manifest("v1", 1).replace("name: hello", &format!("name: app-{i:04}"));
         store.put(&text).await.unwrap();
     }
-    let server_nats = async_nats::connect(nats.url()).await.unwrap();
-    tokio::spawn(async move { serve(server_nats, "test", store).await });
-    let client = WadmClient::new(
-        async_nats::connect(nats.url()).await.unwrap(),
-        "test",
-        Duration::from_secs(10),
-    );
-    let mut listed = client.list().await;
-    for _ in 0..50 {
-        if listed.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        listed = client.list().await;
-    }
+    let client = serve_api(&nats, store, Duration::from_secs(10)).await;
+    let listed = client.list().await;
     let listed = listed.unwrap();
     assert_eq!(listed.len(), 1000);
     let encoded = serde_json::to_vec(&listed).unwrap();

@@ -196,14 +196,7 @@ async fn heartbeats_and_inventories_over_the_max_payload_still_arrive_whole() {
     // Four components with 24 annotations of 1000 bytes each make an
     // inventory and a heartbeat of some 100 KB: over a server whose max
     // payload is 64 KiB.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("small.conf");
-    std::fs::write(
-        &file,
-        "listen: $TRELLIS_NATS_LISTEN\nmax_payload: 65536\njetstream { store_dir: $TRELLIS_NATS_STORE }\n",
-    )
-    .unwrap();
-    let nats = NatsServer::start_with_config(&file, &[]).unwrap();
+    let nats = NatsServer::start_with_max_payload(65536).unwrap();
     let lattice = unique_lattice("bigbeat");
     let signer = Signer::new().unwrap();
     let issuer = signer.issuer();
