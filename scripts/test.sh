@@ -9,6 +9,7 @@ source "$(dirname "$0")/lib.sh"
 need_cargo
 ensure_wasm_target
 ensure_server nats-server nats-server
+ensure_current_nats
 ensure_server redis-server redis-server
 ensure_server docker-registry docker-registry
 # The security tests make their own certificate authority with openssl.
@@ -21,6 +22,7 @@ cd "$ROOT"
 say "building the binaries the end-to-end tests run"
 cargo build --workspace --bins --quiet
 
+say "tests run $(nats_server_version)"
 if cargo nextest --version >/dev/null 2>&1; then
     say "running the tests with cargo-nextest"
     cargo nextest run --workspace --no-fail-fast

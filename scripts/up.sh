@@ -19,6 +19,7 @@ ADDRESS=127.0.0.1:8080
 need_cargo
 ensure_wasm_target
 ensure_server nats-server nats-server
+ensure_current_nats
 
 say "building Trellis (release)"
 (cd "$ROOT" && cargo build --release --workspace --bins --quiet)
@@ -42,7 +43,7 @@ for provider in trellis-keyvalue-sqlite trellis-keyvalue-redis trellis-http-serv
     "$WASH" claims sign-provider "$SIGNED/$provider" --name "${provider#trellis-}" >/dev/null
 done
 
-say "starting a node (wash up --detach)"
+say "starting a node (wash up --detach; if it starts NATS, it runs $(nats_server_version))"
 "$WASH" up --detach
 
 # wash up starts wadm beside the host; give its API a moment to answer.

@@ -23,7 +23,9 @@
 //!   call sent and answered over NATS, shared by the host and the provider
 //!   SDK, and `connect` (feature `client`): the NATS connection options
 //!   every process takes (URLs, credentials, TLS). These, and `chunk`'s
-//!   transfers, are the only parts here that do I/O.
+//!   transfers, are the only parts here that do I/O, with [`nats_server`],
+//!   which picks the newest `nats-server` executable for `wash up` and
+//!   the tests.
 //!
 //! ```
 //! use trellis_lattice::ctl::{CtlResponse, ScaleComponentCommand};
@@ -75,6 +77,7 @@ pub mod http;
 pub mod keyvalue;
 pub mod link;
 pub mod messaging;
+pub mod nats_server;
 pub mod provider;
 #[cfg(feature = "client")]
 pub mod request;

@@ -12,6 +12,7 @@
 //! ```
 
 mod binaries;
+mod cluster;
 mod examples;
 mod process;
 mod registry;
@@ -19,8 +20,9 @@ mod secure;
 mod services;
 
 pub use binaries::workspace_binary;
+pub use cluster::NatsCluster;
 pub use examples::{example_component, examples_dir, workspace_root};
 pub use process::{SupportError, free_port};
 pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 pub use secure::{Role, SecuredNats, TestCa};
-pub use services::{NatsServer, RedisServer};
+pub use services::{NatsServer, RedisServer, nats_server_binary};

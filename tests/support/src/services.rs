@@ -137,8 +137,20 @@ fn nats_log(dir: &Path) -> PathBuf {
     dir.join("nats-server.log")
 }
 
+/// The `nats-server` to run: the newest found (see
+/// `trellis_lattice::nats_server`), or `$TRELLIS_NATS_SERVER`.
+pub fn nats_server_binary() -> Result<PathBuf, SupportError> {
+    trellis_lattice::nats_server::find()
+        .map(|found| found.path)
+        .ok_or(SupportError::MissingBinary {
+            binary: "nats-server",
+            package: "nats-server",
+            env_var: trellis_lattice::nats_server::OVERRIDE_VAR,
+        })
+}
+
 fn spawn_nats(dir: &Path, port: u16, launch: &Launch) -> Result<Child, SupportError> {
-    let binary = find_binary("nats-server", "nats-server", "TRELLIS_NATS_SERVER")?;
+    let binary = nats_server_binary()?;
     let store = dir.join("jetstream");
     let log = nats_log(dir);
     let mut command = Command::new(binary);

