@@ -82,7 +82,9 @@ async fn run() {
     let ctl = CtlClient::new(nats_client.clone(), "bench")
         .unwrap()
         .with_timeout(Duration::from_secs(60));
+    let data_dir = tempfile::tempdir().unwrap();
     let config = HostConfig {
+        data_dir: data_dir.path().to_owned(),
         lattice: "bench".into(),
         nats: NatsConnection::new(nats.url()),
         allow_any_issuer: true,

@@ -18,7 +18,9 @@ pub struct HostConfig {
     /// The credentials handed to this host's providers; `None` hands them
     /// the host's own. They always get the host's URLs and TLS settings.
     pub provider_nats_auth: Option<NatsAuth>,
-    /// The host's identity seed (`SN…`); a fresh one is made when absent.
+    /// The host's identity seed (`SN…`). When absent, the seed kept in
+    /// `{data_dir}/host.nk` is used, made and stored on first start, so a
+    /// restarted host keeps its id.
     pub host_seed: Option<String>,
     /// The seed of the key this host signs invocations with (`SC…`); a
     /// fresh one is made when absent. Hosts of one lattice share it, or

@@ -60,6 +60,13 @@ impl EventPublisher {
             tracing::warn!(kind = kind.as_str(), error = %err, "cannot publish event");
             return;
         }
+        if self.nats.connection_state() != async_nats::connection::State::Connected {
+            tracing::warn!(
+                kind = kind.as_str(),
+                "the lattice is unreachable: the event waits in the NATS client for a reconnect"
+            );
+            return;
+        }
         match tokio::time::timeout(FLUSH_WAIT, self.nats.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {

@@ -61,6 +61,8 @@ pub struct HostInner {
     /// while a slow fetch for one component holds up no other command.
     changes: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     stop_requested: Notify,
+    /// Held while the host runs, so no second host takes its data dir.
+    data_dir_lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// A running host. Dropping it does not stop it; call [`Host::stop`].
@@ -73,11 +75,8 @@ impl Host {
     /// Joins the lattice and starts serving. Returns once the host answers
     /// the control interface.
     pub async fn start(config: HostConfig) -> Result<Host, HostError> {
-        let key = match &config.host_seed {
-            Some(seed) => trellis_claims::key_pair_from_seed(KeyKind::Host, "host seed", seed)
-                .map_err(|e| HostError::BadRequest(e.to_string()))?,
-            None => KeyKind::Host.generate(),
-        };
+        let identity = crate::identity::load(&config.data_dir, config.host_seed.as_deref())?;
+        let key = identity.key;
         let (config, cluster_key) = with_cluster_key(config)?;
         let subjects = Subjects::new(&config.lattice)?;
         // Checked before connecting: a host that would trust nobody, or
@@ -169,6 +168,7 @@ impl Host {
             components: RwLock::new(HashMap::new()),
             changes: std::sync::Mutex::default(),
             stop_requested: Notify::new(),
+            data_dir_lock: std::sync::Mutex::new(Some(identity.lock)),
         });
         let mut tasks = vec![ctl::serve(Arc::clone(&inner)).await?];
         tasks.push(tokio::spawn(inner.state.clone().watch_links()));
@@ -226,12 +226,15 @@ impl Host {
         for slot in &slots {
             slot.server.abort();
         }
+        // All drain at once, so the drain timeout bounds the whole stop
+        // rather than each component in turn.
         let drain = self.inner.config.drain_timeout;
-        for slot in &slots {
+        let drains = slots.iter().map(|slot| async move {
             if !slot.current.drain(drain).await {
                 tracing::warn!(component = %slot.current.id, "calls still running after the drain timeout");
             }
-        }
+        });
+        futures::future::join_all(drains).await;
         // After the components: calls draining above may still use them.
         self.inner.providers.stop_all().await;
         self.inner
@@ -241,6 +244,16 @@ impl Host {
                 labels: self.inner.labels(),
             }))
             .await;
+        // Released here rather than when the last clone of the shared
+        // state drops, so a host started next on this data dir (a restart
+        // in the same process) is not refused.
+        drop(
+            self.inner
+                .data_dir_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         tracing::info!(host_id = %self.inner.id, reason, "host stopped");
     }
 }

@@ -30,6 +30,7 @@ mod events;
 pub mod files;
 pub mod guest_log;
 mod host;
+mod identity;
 mod imports;
 mod keyvalue;
 mod outbound;
@@ -43,6 +44,7 @@ pub use component::{ComponentSpec, RunningComponent};
 pub use config::{HostConfig, builtin_labels};
 pub use error::HostError;
 pub use host::{Host, HostInner, VERSION};
+pub use identity::SEED_FILE;
 
 /// Logs to stderr through `tracing`, filtered by `TRELLIS_LOG` (e.g.
 /// `info,trellis_host=debug`; default `info`). For binaries that run a host.

@@ -31,7 +31,9 @@ struct Args {
     /// The password of --provider-nats-user.
     #[arg(long, env = "TRELLIS_PROVIDER_NATS_PASSWORD", hide_env_values = true)]
     provider_nats_password: Option<String>,
-    /// The host's identity seed (SN…); a fresh identity when omitted.
+    /// The host's identity seed (SN…). When omitted, the host keeps its
+    /// identity in its data dir (host.nk), made on first start, so a
+    /// restart comes back under the same id.
     #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
     host_seed: Option<String>,
     /// The seed of the key this host signs calls with (SC…); a fresh key

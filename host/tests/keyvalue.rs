@@ -50,6 +50,7 @@ struct Store {
 struct Lattice {
     // Kept so the server lives as long as the test.
     _nats: NatsServer,
+    _data_dir: tempfile::TempDir,
     nats_url: String,
     host: Host,
     ctl: CtlClient,
@@ -59,7 +60,9 @@ impl Lattice {
     async fn start() -> Self {
         let nats = NatsServer::start().unwrap();
         let nats_url = nats.url();
+        let data_dir = tempfile::tempdir().unwrap();
         let host = Host::start(HostConfig {
+            data_dir: data_dir.path().to_owned(),
             lattice: LATTICE.into(),
             nats: NatsConnection::new(nats_url.clone()),
             allow_any_issuer: true,
@@ -73,6 +76,7 @@ impl Lattice {
         let ctl = CtlClient::new(client, LATTICE).unwrap().with_timeout(WAIT);
         Lattice {
             _nats: nats,
+            _data_dir: data_dir,
             nats_url,
             host,
             ctl,

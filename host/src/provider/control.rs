@@ -109,6 +109,12 @@ impl ProviderControl {
     }
 
     /// Asks the process to stop; it answers before it exits.
+    /// Whether the host's NATS connection is up, so a request can reach
+    /// the provider at all.
+    pub(crate) fn connected(&self) -> bool {
+        self.nats.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub(crate) async fn shutdown(
         &self,
         host_id: &str,

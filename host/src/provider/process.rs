@@ -185,6 +185,17 @@ impl ProviderProcess {
         grace: Duration,
     ) {
         let deadline = Instant::now() + grace;
+        // With NATS unreachable the request cannot arrive, and the
+        // provider, cut off too, has nothing left to finish: waiting out
+        // the grace would only hold up the host's own exit.
+        if !control.connected() {
+            tracing::warn!(
+                provider_id = %self.provider_id,
+                "NATS is unreachable, so the provider cannot be asked to shut down; killing it"
+            );
+            self.abandon().await;
+            return;
+        }
         if let Err(err) = control.shutdown(host_id, grace).await {
             tracing::debug!(provider_id = %self.provider_id, error = %err, "shutdown request not answered");
         }

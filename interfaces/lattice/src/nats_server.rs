@@ -86,8 +86,11 @@ fn version_of(path: &Path) -> Option<(u64, u64, u64)> {
 
 /// Reads `nats-server: v2.15.1` (or `v2.11.0-beta.1`) as `(2, 15, 1)`.
 pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
-    let start = text.find('v')?;
-    let mut parts = text[start + 1..]
+    let start = text
+        .match_indices('v')
+        .map(|(at, _)| at + 1)
+        .find(|&at| text[at..].starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = text[start..]
         .split(|c: char| !c.is_ascii_digit())
         .take(3)
         .map(|p| p.parse::<u64>().ok());

@@ -34,7 +34,14 @@ pub struct HostProcess {
     child: Child,
     id: String,
     log: PathBuf,
+    launch: HostLaunch,
     _dir: TempDir,
+}
+
+/// What a [`HostProcess`] was started with, to start it again.
+struct HostLaunch {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl HostProcess {
@@ -56,53 +63,45 @@ impl HostProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let binary = trellis_test_support::workspace_binary("trellis-host", "trellis-host")?;
         let dir = TempDir::new()?;
-        let log = dir.path().join("host.log");
         let trust: &[&str] = if args.contains(&"--allowed-issuers") {
             &[]
         } else {
             &["--allow-any-issuer"]
         };
-        let mut child = Command::new(binary)
-            .args(["--nats-url", nats_url, "--lattice", lattice])
-            .args(trust)
-            .args(args)
-            .env("TRELLIS_LOG", "info,trellis_host=debug")
-            .env("TRELLIS_DATA_DIR", dir.path().join("data"))
-            .env("TRELLIS_CLUSTER_SEED", cluster_key().seed()?)
-            .env_remove("TRELLIS_ALLOWED_ISSUERS")
-            .env_remove("TRELLIS_ALLOW_UNSIGNED")
-            .env_remove("TRELLIS_ALLOW_ANY_ISSUER")
-            .env_remove("TRELLIS_CLUSTER_ISSUERS")
-            .env_remove("TRELLIS_INSECURE_UNSIGNED_INVOCATIONS")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("spawning trellis-host")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let id = match rx.recv_timeout(HOST_START_TIMEOUT) {
-            Ok(line) if line.trim().starts_with('N') => line.trim().to_owned(),
-            other => {
-                let _ = child.kill();
-                let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-                bail!("trellis-host did not start ({other:?}); its log:\n{log_text}");
-            }
+        let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut all_args = owned(&["--nats-url", nats_url, "--lattice", lattice]);
+        all_args.extend(owned(trust));
+        all_args.extend(owned(args));
+        let launch = HostLaunch {
+            args: all_args,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
+        let log = dir.path().join("host.log");
+        let (child, id) = spawn_host(&launch, dir.path(), &log)?;
         Ok(HostProcess {
             child,
             id,
             log,
+            launch,
             _dir: dir,
         })
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and starts it
+    /// again at once with the same flags and data directory; returns how
+    /// long the new process took to answer the control interface. Its log
+    /// starts afresh.
+    pub fn crash_and_restart(&mut self) -> anyhow::Result<Duration> {
+        self.kill();
+        let started = std::time::Instant::now();
+        let (child, id) = spawn_host(&self.launch, self._dir.path(), &self.log)?;
+        self.child = child;
+        self.id = id;
+        Ok(started.elapsed())
     }
 
     /// The host's data directory (`TRELLIS_DATA_DIR`): staged provider
@@ -132,6 +131,11 @@ impl HostProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends the process SIGTERM, as a service manager stopping it would.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        signal(self.child.id(), "TERM")
+    }
+
     /// Waits for the process to exit on its own, up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + timeout;
@@ -145,6 +149,42 @@ impl HostProcess {
     }
 }
 
+/// Spawns `trellis-host` with `launch` in `dir` and waits for its id.
+fn spawn_host(launch: &HostLaunch, dir: &Path, log: &Path) -> anyhow::Result<(Child, String)> {
+    let binary = trellis_test_support::workspace_binary("trellis-host", "trellis-host")?;
+    let mut child = Command::new(binary)
+        .args(&launch.args)
+        .env("TRELLIS_LOG", "info,trellis_host=debug")
+        .env("TRELLIS_DATA_DIR", dir.join("data"))
+        .env("TRELLIS_CLUSTER_SEED", cluster_key().seed()?)
+        .env_remove("TRELLIS_ALLOWED_ISSUERS")
+        .env_remove("TRELLIS_ALLOW_UNSIGNED")
+        .env_remove("TRELLIS_ALLOW_ANY_ISSUER")
+        .env_remove("TRELLIS_CLUSTER_ISSUERS")
+        .env_remove("TRELLIS_INSECURE_UNSIGNED_INVOCATIONS")
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .context("spawning trellis-host")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(HOST_START_TIMEOUT) {
+        Ok(line) if line.trim().starts_with('N') => Ok((child, line.trim().to_owned())),
+        other => {
+            let _ = child.kill();
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("trellis-host did not start ({other:?}); its log:\n{log_text}");
+        }
+    }
+}
+
 impl Drop for HostProcess {
     fn drop(&mut self) {
         self.kill();
@@ -154,12 +194,17 @@ impl Drop for HostProcess {
 /// Kills process `pid` with SIGKILL, as a crash would, and fails if the
 /// signal could not be sent.
 pub fn kill_9(pid: u32) -> anyhow::Result<()> {
+    signal(pid, "KILL")
+}
+
+/// Sends `signal` (`TERM`, `KILL`, …) to process `pid`.
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .context("running kill")?;
     if !status.success() {
-        bail!("kill -9 {pid} failed ({status})");
+        bail!("kill -{signal} {pid} failed ({status})");
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 mod capabilities;
 mod common;
 mod compat;
+mod failover;
 mod hostile;
 mod hosts;
 mod isolation;
