@@ -22,6 +22,9 @@ pub struct HostConfig {
     /// `{data_dir}/host.nk` is used, made and stored on first start, so a
     /// restarted host keeps its id.
     pub host_seed: Option<String>,
+    /// Copies JetStream keeps of the lattice buckets (LATTICEDATA,
+    /// CONFIGDATA) when this host makes them.
+    pub js_replicas: trellis_lattice::client::Replicas,
     /// The seed of the key this host signs invocations with (`SC…`); a
     /// fresh one is made when absent. Hosts of one lattice share it, or
     /// list each other's public keys in [`HostConfig::cluster_issuers`].
@@ -96,6 +99,7 @@ impl Default for HostConfig {
             nats: NatsConnection::new(DEFAULT_NATS_URL),
             provider_nats_auth: None,
             host_seed: None,
+            js_replicas: trellis_lattice::client::Replicas::Auto,
             cluster_seed: None,
             cluster_issuers: Vec::new(),
             invocation_window: trellis_claims::invocation::DEFAULT_INVOCATION_WINDOW,

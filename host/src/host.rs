@@ -88,7 +88,7 @@ impl Host {
         )?;
         let nats = connect(&config).await?;
         let js = async_nats::jetstream::new(nats.clone());
-        let state = LatticeState::open(&js, &subjects).await?;
+        let state = LatticeState::open(&js, &subjects, config.js_replicas).await?;
         let runtime = Runtime::new(config.max_memory_bytes)?;
         let id = key.public_key();
         let issuer = cluster_key.public_key();

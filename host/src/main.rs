@@ -36,6 +36,10 @@ struct Args {
     /// restart comes back under the same id.
     #[arg(long, env = "TRELLIS_HOST_SEED", hide_env_values = true)]
     host_seed: Option<String>,
+    /// Copies JetStream keeps of the lattice buckets (LATTICEDATA,
+    /// CONFIGDATA) [default: 3 on a cluster of 3 or more servers, else 1].
+    #[arg(long, env = "TRELLIS_JS_REPLICAS")]
+    js_replicas: Option<usize>,
     /// The seed of the key this host signs calls with (SC…); a fresh key
     /// when omitted. Give every host of a lattice the same one, or list
     /// each host's key in --cluster-issuers.
@@ -181,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         provider_nats_auth,
         lattice: args.lattice,
         host_seed: args.host_seed,
+        js_replicas: trellis_lattice::client::Replicas::from_flag(args.js_replicas),
         cluster_seed: args.cluster_seed,
         cluster_issuers: args.cluster_issuers,
         invocation_window: Duration::from_millis(args.invocation_window_ms.max(1)),

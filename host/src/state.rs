@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::{self, kv};
+use trellis_lattice::client::Replicas;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast;
@@ -107,17 +108,26 @@ fn link_key(source: &str, name: &str, namespace: &str, package: &str) -> String 
 
 /// Opens a KV bucket through the lattice crate's shared helper, which
 /// works around nats-server 2.9's JetStream account info.
-async fn open_bucket(js: &jetstream::Context, bucket: String) -> Result<kv::Store, HostError> {
-    trellis_lattice::client::open_kv_bucket(js, &bucket)
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: String,
+    replicas: Replicas,
+) -> Result<kv::Store, HostError> {
+    trellis_lattice::client::open_kv_bucket(js, &bucket, replicas)
         .await
         .map_err(|e| HostError::State(e.to_string()))
 }
 
 impl LatticeState {
-    /// Opens (creating if needed) the lattice's buckets and loads the links.
-    pub async fn open(js: &jetstream::Context, subjects: &Subjects) -> Result<Self, HostError> {
-        let data = open_bucket(js, subjects.lattice_data_bucket()).await?;
-        let config = open_bucket(js, subjects.config_data_bucket()).await?;
+    /// Opens (creating if needed, with `replicas`) the lattice's buckets
+    /// and loads the links.
+    pub async fn open(
+        js: &jetstream::Context,
+        subjects: &Subjects,
+        replicas: Replicas,
+    ) -> Result<Self, HostError> {
+        let data = open_bucket(js, subjects.lattice_data_bucket(), replicas).await?;
+        let config = open_bucket(js, subjects.config_data_bucket(), replicas).await?;
         let state = LatticeState {
             data,
             config,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use trellis_lattice::client::open_kv_bucket;
+use trellis_lattice::client::{Replicas, open_kv_bucket};
 
 use crate::store::StoreError;
 
@@ -46,15 +46,17 @@ pub struct Lease {
 
 impl Lease {
     /// Opens the lease bucket; `holder` names this process, `ttl` is how
-    /// long a lease lasts without renewal.
+    /// long a lease lasts without renewal, `replicas` how many copies the
+    /// bucket keeps.
     pub async fn open(
         js: &jetstream::Context,
         lattice: &str,
         holder: String,
         ttl: Duration,
+        replicas: Replicas,
     ) -> Result<Self, StoreError> {
         Ok(Self {
-            bucket: open_kv_bucket(js, &lease_bucket(lattice)).await?,
+            bucket: open_kv_bucket(js, &lease_bucket(lattice), replicas).await?,
             holder,
             ttl,
             held_until: None,

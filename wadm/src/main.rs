@@ -31,6 +31,11 @@ struct Args {
     /// takes over this long after the acting one dies.
     #[arg(long = "lease-secs", default_value_t = 15)]
     lease_secs: u64,
+    /// Copies JetStream keeps of wadm's buckets (manifests, status, lease)
+    /// and of the config bucket when wadm makes it [default: 3 on a
+    /// cluster of 3 or more servers, else 1].
+    #[arg(long, env = "TRELLIS_JS_REPLICAS")]
+    js_replicas: Option<usize>,
 }
 
 #[tokio::main]
@@ -54,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         host_timeout: Duration::from_secs(args.host_timeout_secs),
         resync: Duration::from_secs(args.resync_secs),
         lease_ttl: Duration::from_secs(args.lease_secs),
+        replicas: trellis_lattice::client::Replicas::from_flag(args.js_replicas),
         ..ReconcilerSettings::default()
     };
     run(nats, &args.lattice, settings)

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use futures::{StreamExt, TryStreamExt};
 use thiserror::Error;
-use trellis_lattice::client::{ClientError, CtlClient, open_kv_bucket};
+use trellis_lattice::client::{ClientError, CtlClient, Replicas, open_kv_bucket};
 use trellis_lattice::config::NamedConfig;
 use trellis_lattice::ctl::HostInventory;
 use trellis_lattice::{CloudEvent, EventKind, LatticeEvent, Subjects};
@@ -68,6 +68,8 @@ pub struct ReconcilerSettings {
     pub lease_ttl: Duration,
     /// How long an accepted command counts as in flight.
     pub command_timeout: Duration,
+    /// Copies of wadm's buckets (manifests, status, lease) JetStream keeps.
+    pub replicas: Replicas,
 }
 
 impl Default for ReconcilerSettings {
@@ -77,6 +79,7 @@ impl Default for ReconcilerSettings {
             resync: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(15),
             command_timeout: Duration::from_secs(30),
+            replicas: Replicas::Auto,
         }
     }
 }
@@ -89,7 +92,7 @@ pub async fn run(
     settings: ReconcilerSettings,
 ) -> Result<(), ReconcileError> {
     let js = jetstream::new(nats.clone());
-    let store = ManifestStore::open(&js, lattice).await?;
+    let store = ManifestStore::open(&js, lattice, settings.replicas).await?;
     // A Trellis host replies once the work is done (a component compiled,
     // a provider healthy or stopped), which takes longer than the client's
     // default request timeout on a loaded machine.
@@ -149,8 +152,16 @@ impl Reconciler {
         holder: String,
     ) -> Result<Self, ReconcileError> {
         let subjects = Subjects::new(ctl.lattice()).map_err(ClientError::from)?;
-        let config_bucket = open_kv_bucket(js, &subjects.config_data_bucket()).await?;
-        let lease = Lease::open(js, ctl.lattice(), holder, settings.lease_ttl).await?;
+        let config_bucket =
+            open_kv_bucket(js, &subjects.config_data_bucket(), settings.replicas).await?;
+        let lease = Lease::open(
+            js,
+            ctl.lattice(),
+            holder,
+            settings.lease_ttl,
+            settings.replicas,
+        )
+        .await?;
         Ok(Self {
             ctl,
             store,

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use trellis_lattice::client::{ClientError, open_kv_bucket};
+use trellis_lattice::client::{ClientError, Replicas, open_kv_bucket};
 
 use crate::manifest::{Manifest, ManifestError};
 
@@ -220,11 +220,15 @@ pub fn status_bucket(lattice: &str) -> String {
 }
 
 impl ManifestStore {
-    /// Opens (creating if needed) the lattice's buckets.
-    pub async fn open(js: &jetstream::Context, lattice: &str) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) the lattice's buckets, with `replicas`.
+    pub async fn open(
+        js: &jetstream::Context,
+        lattice: &str,
+        replicas: Replicas,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            manifests: open_kv_bucket(js, &manifests_bucket(lattice)).await?,
-            status: open_kv_bucket(js, &status_bucket(lattice)).await?,
+            manifests: open_kv_bucket(js, &manifests_bucket(lattice), replicas).await?,
+            status: open_kv_bucket(js, &status_bucket(lattice), replicas).await?,
         })
     }
 

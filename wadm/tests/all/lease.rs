@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use trellis_lattice::client::Replicas;
 use trellis_test_support::NatsServer;
 use wadm::lease::Lease;
 
 async fn lease(nats: &NatsServer, holder: &str, ttl: Duration) -> Lease {
     let client = async_nats::connect(nats.url()).await.unwrap();
-    Lease::open(&jetstream::new(client), "test", holder.into(), ttl)
+    Lease::open(&jetstream::new(client), "test", holder.into(), ttl, Replicas::Auto)
         .await
         .unwrap()
 }

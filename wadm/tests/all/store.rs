@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use trellis_lattice::client::Replicas;
 use trellis_test_support::NatsServer;
 use wadm::api::{WadmClient, serve};
 use wadm::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
@@ -32,7 +33,7 @@ spec:
 
 async fn store(nats: &NatsServer) -> ManifestStore {
     let client = async_nats::connect(nats.url()).await.unwrap();
-    ManifestStore::open(&jetstream::new(client), "test")
+    ManifestStore::open(&jetstream::new(client), "test", Replicas::Auto)
         .await
         .unwrap()
 }

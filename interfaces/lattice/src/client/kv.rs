@@ -1,10 +1,46 @@
 //! Opening JetStream key-value buckets in a way every supported
 //! nats-server accepts; hosts (lattice state) and wadm (manifests, status,
 //! lease) share it.
+//!
+//! Lattice buckets are replicated on a cluster: with [`Replicas::Auto`], a
+//! bucket made while the client's server reports three or more servers in
+//! its cluster keeps three copies, so the lattice survives one server's
+//! loss; on one server it keeps one. `--js-replicas` picks a number.
 
 use async_nats::jetstream::{self, kv};
 
 use super::ClientError;
+
+/// How many copies of a bucket JetStream keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Replicas {
+    /// 3 when the cluster has 3 or more servers, else 1.
+    #[default]
+    Auto,
+    /// This many (at least 1; at most the cluster's size, or the server
+    /// refuses the bucket).
+    Exactly(usize),
+}
+
+impl Replicas {
+    /// `Some(n)` from a `--js-replicas` flag, `None` for [`Replicas::Auto`].
+    pub fn from_flag(flag: Option<usize>) -> Self {
+        flag.map_or(Replicas::Auto, |n| Replicas::Exactly(n.max(1)))
+    }
+
+    /// The number for a bucket made through `client` now.
+    pub fn resolve(self, client: &async_nats::Client) -> usize {
+        match self {
+            Replicas::Exactly(n) => n.max(1),
+            Replicas::Auto => {
+                // The server lists the client URLs of every server in its
+                // cluster, its own among them; a lone server lists none.
+                let servers = client.server_info().connect_urls.len();
+                if servers >= 3 { 3 } else { 1 }
+            }
+        }
+    }
+}
 
 /// Opens the KV bucket `bucket`, creating its backing stream when missing.
 ///
@@ -14,11 +50,18 @@ use super::ClientError;
 /// the JetStream account info, whose reply from nats-server 2.9 (Debian's)
 /// lacks fields async-nats 0.46 requires. Creating an identical stream
 /// twice succeeds, so processes racing here are fine.
+///
+/// A bucket found with fewer replicas than `replicas` asks for (made
+/// before the cluster grew) is raised to that many; one with more is left
+/// alone.
 pub async fn open_kv_bucket(
     js: &jetstream::Context,
     bucket: &str,
+    replicas: Replicas,
 ) -> Result<kv::Store, ClientError> {
+    let wanted = replicas.resolve(&js.client());
     if let Ok(store) = js.get_key_value(bucket).await {
+        raise_replicas(js, bucket, wanted).await;
         return Ok(store);
     }
     let config = jetstream::stream::Config {
@@ -30,16 +73,47 @@ pub async fn open_kv_bucket(
         deny_delete: true,
         allow_direct: true,
         storage: jetstream::stream::StorageType::File,
-        num_replicas: 1,
+        num_replicas: wanted,
         ..Default::default()
     };
     js.get_or_create_stream(config).await.map_err(|e| {
+        let hint = if wanted > 1 {
+            format!(
+                "; with {wanted} replicas it needs {wanted} JetStream servers up in the cluster, \
+                 or pass --js-replicas"
+            )
+        } else {
+            String::new()
+        };
         ClientError::nats(format!(
             "creating KV bucket {bucket} (is JetStream enabled on the NATS server? start it \
-             with -js)"
+             with -js{hint})"
         ))(e.into())
     })?;
     js.get_key_value(bucket)
         .await
         .map_err(|e| ClientError::nats(format!("opening KV bucket {bucket}"))(e.into()))
+}
+
+/// Raises the bucket's stream to `wanted` replicas if it has fewer. A
+/// failure is logged, not returned: the bucket works as it is.
+async fn raise_replicas(js: &jetstream::Context, bucket: &str, wanted: usize) {
+    let name = format!("KV_{bucket}");
+    let Ok(mut stream) = js.get_stream(&name).await else {
+        return;
+    };
+    let Ok(info) = stream.info().await else {
+        return;
+    };
+    if info.config.num_replicas >= wanted {
+        return;
+    }
+    let mut config = info.config.clone();
+    config.num_replicas = wanted;
+    match js.update_stream(config).await {
+        Ok(_) => tracing::info!(bucket, replicas = wanted, "raised the bucket's replicas"),
+        Err(err) => {
+            tracing::warn!(bucket, replicas = wanted, error = %err, "could not raise the bucket's replicas")
+        }
+    }
 }
