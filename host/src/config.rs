@@ -59,6 +59,10 @@ pub struct HostConfig {
     /// registry cache (`oci/`) and one directory per provider (handed to it
     /// as its `data_dir`).
     pub data_dir: PathBuf,
+    /// Whether `data_dir/providers` is on storage every host shares (NFS,
+    /// say): then no provider's data is local to this host, and wadm may
+    /// move providers freely.
+    pub shared_provider_data: bool,
     /// How long a new provider process has to answer its first health check.
     pub provider_start_timeout: Duration,
     /// How often running providers are asked for their health.
@@ -100,6 +104,7 @@ impl Default for HostConfig {
             provider_nats_auth: None,
             host_seed: None,
             js_replicas: trellis_lattice::client::Replicas::Auto,
+            shared_provider_data: false,
             cluster_seed: None,
             cluster_issuers: Vec::new(),
             invocation_window: trellis_claims::invocation::DEFAULT_INVOCATION_WINDOW,

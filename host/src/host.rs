@@ -396,6 +396,11 @@ impl HostInner {
             version: VERSION.to_owned(),
             uptime_human: human_uptime(self.started.elapsed()),
             uptime_seconds: self.started.elapsed().as_secs(),
+            local_data: if self.config.shared_provider_data {
+                Vec::new()
+            } else {
+                self.providers.local_data()
+            },
         }
     }
 

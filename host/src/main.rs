@@ -88,6 +88,10 @@ struct Args {
     /// [default: $TRELLIS_HOME/data, else ~/.trellis/data].
     #[arg(long, env = "TRELLIS_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The data dir's providers/ folder is on storage every host shares
+    /// (NFS, say), so wadm may move stateful providers between hosts.
+    #[arg(long, env = "TRELLIS_SHARED_PROVIDER_DATA")]
+    shared_provider_data: bool,
     /// Seconds between health checks of running providers.
     #[arg(long, env = "TRELLIS_PROVIDER_HEALTH_SECS", default_value_t = 30)]
     provider_health_secs: u64,
@@ -186,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
         lattice: args.lattice,
         host_seed: args.host_seed,
         js_replicas: trellis_lattice::client::Replicas::from_flag(args.js_replicas),
+        shared_provider_data: args.shared_provider_data,
         cluster_seed: args.cluster_seed,
         cluster_issuers: args.cluster_issuers,
         invocation_window: Duration::from_millis(args.invocation_window_ms.max(1)),

@@ -69,4 +69,4 @@ pub mod reconciler;
 pub mod store;
 
 pub use manifest::{Manifest, ManifestError, Problem};
-pub use planner::{Command, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};
+pub use planner::{Command, DataHome, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};

@@ -35,7 +35,9 @@ use trellis_lattice::{CloudEvent, EventKind, LatticeEvent, Subjects};
 
 use crate::lease::Lease;
 use crate::ownership::{APP_ANNOTATION, MANAGED_BY_ANNOTATION, MANAGED_BY_WADM};
-use crate::planner::{Command, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};
+use crate::planner::{
+    Command, DataHome, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy,
+};
 use crate::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
 
 /// The longest wait before a failed command is tried again.
@@ -433,11 +435,55 @@ impl Reconciler {
                 (id.clone(), host)
             })
             .collect();
+        let data_homes = self.record_data_homes(&hosts).await?;
         Ok(ObservedLattice {
             hosts,
             links: self.ctl.get_links().await?,
             configs: self.read_configs().await?,
+            data_homes,
         })
+    }
+
+    /// Reads the recorded homes of providers' local data and brings them
+    /// up to date with what alive hosts report: a provider whose data
+    /// appeared on a host gets that host as its home; a home that is up
+    /// and no longer has the data is forgotten. A home that is down keeps
+    /// its record: that is the data wadm must not move away from.
+    async fn record_data_homes(
+        &self,
+        hosts: &BTreeMap<String, ObservedHost>,
+    ) -> Result<BTreeMap<String, DataHome>, ReconcileError> {
+        let mut homes = self.store.data_homes().await?;
+        let has_data = |host: &ObservedHost, id: &str| host.local_data.contains_key(id);
+        let emptied: Vec<String> = homes
+            .iter()
+            .filter(|(id, home)| {
+                hosts
+                    .get(&home.host_id)
+                    .is_some_and(|h| h.alive && !has_data(h, id))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in emptied {
+            tracing::info!(provider = %id, "the provider's local data is gone from its home host");
+            self.store.delete_data_home(&id).await?;
+            homes.remove(&id);
+        }
+        for host in hosts.values().filter(|h| h.alive) {
+            for (id, path) in &host.local_data {
+                if homes.contains_key(id) {
+                    continue;
+                }
+                let home = DataHome {
+                    host_id: host.id.clone(),
+                    path: path.clone(),
+                };
+                tracing::info!(provider = %id, host = %host.id, path, "recorded where the provider's local data lives");
+                self.store.put_data_home(id, &home).await?;
+                homes.insert(id.clone(), home);
+            }
+        }
+        Ok(homes)
     }
 
     async fn read_configs(&self) -> Result<BTreeMap<String, NamedConfig>, ReconcileError> {

@@ -10,10 +10,14 @@
 //!   cannot lose either change.
 //! - `wadm_status_{lattice}`: key = app name, value = [`AppStatus`]. Status
 //!   is written by the acting reconciler often; keeping it apart means
-//!   those writes never conflict with manifest writes.
+//!   those writes never conflict with manifest writes. The same bucket
+//!   keeps `data-home.{provider id}` = [`DataHome`]: which host holds a
+//!   stateful provider's local data, so a restarted wadm still knows.
 //!
 //! A version is the manifest's `version` annotation or, without one, a
 //! hash of its content, so putting the same text twice is a no-op.
+
+use std::collections::BTreeMap;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
@@ -24,6 +28,7 @@ use thiserror::Error;
 use trellis_lattice::client::{ClientError, Replicas, open_kv_bucket};
 
 use crate::manifest::{Manifest, ManifestError};
+use crate::planner::DataHome;
 
 /// The version name that means "the newest one".
 pub const LATEST: &str = "latest";
@@ -214,6 +219,11 @@ pub fn manifests_bucket(lattice: &str) -> String {
     format!("wadm_manifests_{lattice}")
 }
 
+/// Status-bucket keys recording where a provider's local data lives:
+/// `data-home.{provider id}`, holding a [`DataHome`] as JSON. App names
+/// have no dots, so these never collide with an app's status.
+pub const DATA_HOME_PREFIX: &str = "data-home.";
+
 /// The status bucket's name for `lattice`.
 pub fn status_bucket(lattice: &str) -> String {
     format!("wadm_status_{lattice}")
@@ -402,6 +412,47 @@ impl ManifestStore {
             .await
             .map(|_| ())
             .map_err(|e| StoreError::nats(format!("writing the status of `{name}`"))(e.to_string()))
+    }
+
+    /// Where each stateful provider's data lives, as recorded.
+    pub async fn data_homes(&self) -> Result<BTreeMap<String, DataHome>, StoreError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            StoreError::nats("listing the data homes of providers")(e.to_string())
+        };
+        let keys: Vec<String> = match self.status.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(|e| failed(&e))?,
+            Err(e) => return Err(failed(&e)),
+        };
+        let mut homes = BTreeMap::new();
+        for key in keys {
+            let Some(provider_id) = key.strip_prefix(DATA_HOME_PREFIX) else {
+                continue;
+            };
+            let bytes = self.status.get(&key).await.map_err(|e| failed(&e))?;
+            if let Some(bytes) = bytes {
+                homes.insert(provider_id.to_owned(), decode(&key, &bytes)?);
+            }
+        }
+        Ok(homes)
+    }
+
+    /// Records that `provider_id`'s data lives at `home`.
+    pub async fn put_data_home(&self, provider_id: &str, home: &DataHome) -> Result<(), StoreError> {
+        let key = format!("{DATA_HOME_PREFIX}{provider_id}");
+        self.status
+            .put(&key, encode(home)?)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::nats(format!("recording the data home of `{provider_id}`"))(e.to_string()))
+    }
+
+    /// Forgets where `provider_id`'s data lives (it has none any more).
+    pub async fn delete_data_home(&self, provider_id: &str) -> Result<(), StoreError> {
+        let key = format!("{DATA_HOME_PREFIX}{provider_id}");
+        self.status
+            .delete(&key)
+            .await
+            .map_err(|e| StoreError::nats(format!("forgetting the data home of `{provider_id}`"))(e.to_string()))
     }
 
     async fn read_app(&self, name: &str) -> Result<Option<(StoredApp, u64)>, StoreError> {

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
-use trellis_lattice::ctl::{ClaimsSummary, ProviderDescription, StartProviderCommand};
+use trellis_lattice::ctl::{ClaimsSummary, LocalData, ProviderDescription, StartProviderCommand};
 use trellis_lattice::subject::{Subjects, validate_token};
 
 use crate::HostError;
@@ -67,6 +67,32 @@ impl SupervisorContext {
             .join("providers")
             .join(self.subjects.lattice())
             .join(provider_id)
+    }
+
+    /// Providers with files in their data directory on this host, running
+    /// or not: the data wadm must not move them away from.
+    fn local_data(&self) -> Vec<LocalData> {
+        let root = self
+            .data_dir
+            .join("providers")
+            .join(self.subjects.lattice());
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Vec::new();
+        };
+        let mut found: Vec<LocalData> = entries
+            .flatten()
+            .filter(|entry| {
+                std::fs::read_dir(entry.path()).is_ok_and(|mut files| files.next().is_some())
+            })
+            .filter_map(|entry| {
+                Some(LocalData {
+                    provider_id: entry.file_name().into_string().ok()?,
+                    path: entry.path().display().to_string(),
+                })
+            })
+            .collect();
+        found.sort();
+        found
     }
 
     /// Where verified executables are staged.
@@ -280,6 +306,11 @@ impl ProviderSupervisor {
                 tracing::warn!(error = %err, "provider not stopped with the host");
             }
         }
+    }
+
+    /// What [`SupervisorContext::local_data`] finds, for the inventory.
+    pub(crate) fn local_data(&self) -> Vec<LocalData> {
+        self.ctx.local_data()
     }
 
     /// The providers to list in the host inventory, sorted by id.

@@ -30,7 +30,8 @@ pub use command::{
     StopHostCommand, StopProviderCommand, UpdateComponentCommand,
 };
 pub use host::{
-    ComponentDescription, Host, HostInventory, HostLabel, LabelLimits, ProviderDescription,
+    ComponentDescription, Host, HostInventory, HostLabel, LabelLimits, LocalData,
+    ProviderDescription,
 };
 pub use limits::InputLimits;
 

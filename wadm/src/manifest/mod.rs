@@ -92,6 +92,10 @@ pub struct Component {
     /// `properties.allowedHosts`: hosts a component may reach over outgoing
     /// HTTP (none when absent).
     pub allowed_hosts: Vec<String>,
+    /// `properties.localData: movable`: a capability whose data lives on
+    /// one host's disk may start on another host, without that data. By
+    /// default (`pinned`) wadm keeps it on the host holding its data.
+    pub data_movable: bool,
     /// How many run where; `None` runs it nowhere.
     pub scaler: Option<Scaler>,
     /// Links whose source is this component.

@@ -208,6 +208,7 @@ fn component(
         image: properties.image,
         config: properties.config,
         allowed_hosts: properties.allowed_hosts,
+        data_movable: properties.data_movable,
         scaler,
         links,
     })
@@ -232,6 +233,7 @@ struct Properties {
     id: Option<String>,
     config: Vec<ConfigRef>,
     allowed_hosts: Vec<String>,
+    data_movable: bool,
 }
 
 fn properties(
@@ -239,7 +241,10 @@ fn properties(
     refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
 ) -> Option<Properties> {
-    let fields = node.fields(&["image", "id", "config", "allowedHosts"], problems)?;
+    let fields = node.fields(
+        &["image", "id", "config", "allowedHosts", "localData"],
+        problems,
+    )?;
     let image = fields
         .required(
             "image",
@@ -275,11 +280,29 @@ fn properties(
             }
         })
         .unwrap_or_default();
+    let data_movable = fields
+        .optional("localData")
+        .and_then(|n| match n.string(problems)? {
+            "pinned" => Some(false),
+            "movable" => Some(true),
+            other => {
+                n.problem(
+                    problems,
+                    format!(
+                        "expected `pinned` (keep the provider on the host holding its data) or \
+                         `movable` (it may start elsewhere, without that data), found `{other}`"
+                    ),
+                );
+                None
+            }
+        })
+        .unwrap_or(false);
     Some(Properties {
         image: image?.to_owned(),
         id,
         config,
         allowed_hosts,
+        data_movable,
     })
 }
 

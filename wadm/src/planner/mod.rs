@@ -39,7 +39,7 @@ use trellis_lattice::ctl::{
 use crate::manifest::{Component, ComponentKind, ConfigRef, Manifest};
 use crate::ownership::{annotations_for, is_owned_by, is_owned_config};
 
-pub use observed::{ObservedHost, ObservedLattice};
+pub use observed::{DataHome, ObservedHost, ObservedLattice};
 use placement::{Load, Placement};
 
 /// One control-interface command, ready to send.

@@ -28,6 +28,8 @@ pub struct ObservedHost {
     pub components: Vec<ComponentDescription>,
     /// Providers running on it.
     pub providers: Vec<ProviderDescription>,
+    /// The providers whose data is on its disk: id to path.
+    pub local_data: BTreeMap<String, String>,
 }
 
 impl From<HostInventory> for ObservedHost {
@@ -39,6 +41,11 @@ impl From<HostInventory> for ObservedHost {
             alive: true,
             components: inventory.components,
             providers: inventory.providers,
+            local_data: inventory
+                .local_data
+                .into_iter()
+                .map(|d| (d.provider_id, d.path))
+                .collect(),
         }
     }
 }
@@ -88,6 +95,18 @@ pub struct ObservedLattice {
     /// whether an app's config must be put again, names whether a config
     /// the app refers to exists.
     pub configs: BTreeMap<String, NamedConfig>,
+    /// Where each stateful provider's data lives, as wadm recorded it
+    /// (the host may be gone): provider id to home.
+    pub data_homes: BTreeMap<String, DataHome>,
+}
+
+/// The host holding a provider's local data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataHome {
+    /// The host's id.
+    pub host_id: String,
+    /// Where the data is on it.
+    pub path: String,
 }
 
 impl ObservedLattice {

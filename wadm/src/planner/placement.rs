@@ -27,6 +27,12 @@
 //! to mark it as its own.
 //!
 //! A spread no host satisfies yields a problem and no placement.
+//!
+//! A capability whose data lives on one host's disk (a recorded
+//! [`DataHome`]) runs only there, unless its manifest says
+//! `localData: movable`; while that host is gone it runs nowhere, and the
+//! problem names the host and the data, rather than starting afresh
+//! elsewhere as if nothing had been lost.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,7 +42,7 @@ use crate::manifest::{
 };
 use crate::ownership::is_owned_by;
 
-use super::observed::{ObservedHost, ObservedLattice};
+use super::observed::{DataHome, ObservedHost, ObservedLattice};
 
 /// Instances wanted per host id; 0 never appears.
 pub(super) type Placement = BTreeMap<String, u32>;
@@ -88,10 +94,23 @@ pub(super) fn place(
     } else {
         &scaler.spread
     };
-    let candidates: Vec<Candidate<'_>> = lattice
+    let mut candidates: Vec<Candidate<'_>> = lattice
         .alive_hosts()
         .filter_map(|host| candidate(host, component, app))
         .collect();
+    if let Some(home) = data_home(component, lattice) {
+        if !lattice.hosts.get(&home.host_id).is_some_and(|h| h.alive) {
+            problems.push(format!(
+                "`{}` keeps its data on host {} ({}), which is not answering; wadm will not \
+                 start it on another host, where it would start without that data. Bring that \
+                 host back, or set `properties.localData: movable` to let it start elsewhere \
+                 without the data",
+                component.id, home.host_id, home.path
+            ));
+            return Placement::new();
+        }
+        candidates.retain(|c| c.host.id == home.host_id);
+    }
     let placer = Placer {
         component,
         scaler,
@@ -111,6 +130,15 @@ pub(super) fn place(
         }
     }
     placement
+}
+
+/// The recorded home of a capability's local data, unless the manifest
+/// lets it move without it.
+fn data_home<'a>(component: &Component, lattice: &'a ObservedLattice) -> Option<&'a DataHome> {
+    if component.kind != ComponentKind::Capability || component.data_movable {
+        return None;
+    }
+    lattice.data_homes.get(&component.id)
 }
 
 /// The host as a candidate, or `None` when someone else runs this id there.

@@ -237,7 +237,7 @@ fn unknown_field_is_refused_with_the_fields_that_are_allowed() {
         problems,
         [
             "spec.components[0].properties.replicas: unknown field; expected one of `image`, \
-          `id`, `config` or `allowedHosts`"
+          `id`, `config`, `allowedHosts` or `localData`"
         ]
     );
 }

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use trellis_lattice::Link;
 use trellis_lattice::ctl::{ScaleComponentCommand, StartProviderCommand};
 use wadm::ownership::annotations_for;
-use wadm::{Command, Manifest, ObservedLattice, Plan, plan, plan_undeploy};
+use wadm::{Command, DataHome, Manifest, ObservedLattice, Plan, plan, plan_undeploy};
 
 use crate::support::{
-    app_component, app_provider, apply, component_spread, converge, example, fixture, host,
+    app_component, app_provider, apply, component_spread, converge, example, example_text, fixture,
+    host,
     lattice, provider_hosts, unmanaged_component,
 };
 
@@ -861,4 +862,92 @@ fn scaling_down_takes_instances_from_the_fullest_hosts() {
     );
     converge(&scaled(0), &mut lattice);
     assert!(component_spread(&lattice, "shop-cart").is_empty());
+}
+
+/// dev.yaml converged on NA and NB, with keyvalue-sqlite's data recorded
+/// on the host that runs it.
+fn dev_with_sqlite_data() -> (Manifest, ObservedLattice, String) {
+    let dev = example("dev.yaml");
+    let mut lattice = lattice([host("NA", &[]), host("NB", &[])]);
+    converge(&dev, &mut lattice);
+    let home = provider_hosts(&lattice, "keyvalue-sqlite")[0].clone();
+    lattice.data_homes.insert(
+        "keyvalue-sqlite".into(),
+        DataHome {
+            host_id: home.clone(),
+            path: "/var/lib/trellis/providers/default/keyvalue-sqlite".into(),
+        },
+    );
+    (dev, lattice, home)
+}
+
+#[test]
+fn a_provider_with_local_data_is_not_moved_when_its_host_dies() {
+    let (dev, mut lattice, home) = dev_with_sqlite_data();
+    lattice.hosts.get_mut(&home).unwrap().alive = false;
+    let plan = plan(&dev, &lattice);
+    assert!(
+        starts(&plan).iter().all(|s| s.provider_id != "keyvalue-sqlite"),
+        "{:#?}",
+        plan.commands
+    );
+    let problem = plan
+        .problems
+        .iter()
+        .find(|p| p.contains("keyvalue-sqlite"))
+        .unwrap_or_else(|| panic!("{:#?}", plan.problems));
+    assert!(problem.contains(&home), "{problem}");
+    assert!(problem.contains("/var/lib/trellis/providers/default/keyvalue-sqlite"), "{problem}");
+    assert!(problem.contains("localData: movable"), "{problem}");
+
+    // Back: it runs there again, and nowhere else.
+    lattice.hosts.get_mut(&home).unwrap().alive = true;
+    lattice.hosts.get_mut(&home).unwrap().providers.clear();
+    converge(&dev, &mut lattice);
+    assert_eq!(provider_hosts(&lattice, "keyvalue-sqlite"), [home]);
+}
+
+#[test]
+fn a_provider_marked_movable_starts_elsewhere_without_its_data() {
+    let (_, mut lattice, home) = dev_with_sqlite_data();
+    let movable = manifest(&example_text("dev.yaml").replace(
+        "image: file://../build/trellis-keyvalue-sqlite",
+        "image: file://../build/trellis-keyvalue-sqlite\n        localData: movable",
+    ));
+    assert!(movable.components.iter().any(|c| c.data_movable));
+    lattice.hosts.get_mut(&home).unwrap().alive = false;
+    let plan = plan(&movable, &lattice);
+    let moved: Vec<&str> = starts(&plan)
+        .iter()
+        .filter(|s| s.provider_id == "keyvalue-sqlite")
+        .map(|s| s.host_id.as_str())
+        .collect();
+    assert_eq!(moved.len(), 1, "{:#?}", plan.commands);
+    assert_ne!(moved[0], home);
+}
+
+#[test]
+fn a_provider_without_local_data_moves_freely() {
+    let prod = example("prod.yaml");
+    let mut lattice = lattice([host("NA", &[]), host("NB", &[])]);
+    converge(&prod, &mut lattice);
+    let first = provider_hosts(&lattice, "keyvalue-redis")[0].clone();
+    lattice.hosts.get_mut(&first).unwrap().alive = false;
+    let plan = plan(&prod, &lattice);
+    assert!(plan.problems.is_empty(), "{:#?}", plan.problems);
+    assert!(
+        starts(&plan).iter().any(|s| s.provider_id == "keyvalue-redis" && s.host_id != first),
+        "{:#?}",
+        plan.commands
+    );
+}
+
+#[test]
+fn local_data_must_be_pinned_or_movable() {
+    let text = example_text("dev.yaml").replace(
+        "image: file://../build/trellis-keyvalue-sqlite",
+        "image: file://../build/trellis-keyvalue-sqlite\n        localData: sometimes",
+    );
+    let err = Manifest::parse(&text).err().unwrap().to_string();
+    assert!(err.contains("localData") && err.contains("`pinned`"), "{err}");
 }

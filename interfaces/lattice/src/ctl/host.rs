@@ -71,6 +71,21 @@ pub struct HostInventory {
     /// Seconds since the host started.
     #[serde(default)]
     pub uptime_seconds: u64,
+    /// Providers whose data lives on this host's own disk, running or not
+    /// (a Trellis extension; absent when there is none, and on hosts whose
+    /// provider data is on shared storage). wadm keeps such a provider on
+    /// the host that holds its data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_data: Vec<LocalData>,
+}
+
+/// A provider's data on one host's disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LocalData {
+    /// The provider's lattice id.
+    pub provider_id: String,
+    /// Where the data is on that host.
+    pub path: String,
 }
 
 /// One component in a host inventory.

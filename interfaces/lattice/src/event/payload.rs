@@ -63,6 +63,9 @@ pub struct HostHeartbeat {
     pub uptime_human: String,
     /// Seconds since the host started.
     pub uptime_seconds: u64,
+    /// As in [`HostInventory::local_data`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_data: Vec<crate::ctl::LocalData>,
 }
 
 impl HostHeartbeat {
@@ -78,6 +81,7 @@ impl HostHeartbeat {
             version: inventory.version,
             uptime_human: inventory.uptime_human,
             uptime_seconds: inventory.uptime_seconds,
+            local_data: inventory.local_data,
         }
     }
 
@@ -92,6 +96,7 @@ impl HostHeartbeat {
             version: self.version.clone(),
             uptime_human: self.uptime_human.clone(),
             uptime_seconds: self.uptime_seconds,
+            local_data: self.local_data.clone(),
         }
     }
 }
