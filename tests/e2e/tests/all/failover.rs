@@ -1,16 +1,21 @@
 //! A host that dies and comes back: it keeps its id, wadm places its work
 //! once, and a host told to stop while NATS is gone still stops in time.
+//! A provider whose data is on the dead host's disk (keyvalue-sqlite) is
+//! not restarted empty elsewhere; one whose data is not (keyvalue-redis)
+//! moves, and loses no acknowledged increment.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use trellis_e2e::app::{SQLITE, TestLattice};
+use trellis_e2e::app::{SQLITE, TestLattice, example_manifest, increment};
 use trellis_e2e::wadm::{
-    SPREAD_APP, SPREAD_COMPONENT, WadmProcess, api_client, instance_counts, spread_manifest,
-    wait_deployed,
+    FAST_WADM_ARGS, SPREAD_APP, SPREAD_COMPONENT, WadmProcess, api_client, instance_counts,
+    spread_manifest, wait_deployed,
 };
-use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice};
-use trellis_test_support::NatsServer;
+use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice, wash_ok};
+use trellis_lattice::client::Replicas;
+use trellis_test_support::{NatsServer, RedisServer};
+use wadm::store::DeployStatus;
 
 use crate::common::client;
 
@@ -117,4 +122,174 @@ async fn sigterm_with_nats_gone_exits_within_the_drain_timeout() {
         "SIGTERM took {took:?} with NATS down:\n{}",
         lattice.host.log()
     );
+}
+
+/// The host among `hosts` running provider `id`, by index.
+async fn host_running(
+    ctl: &trellis_lattice::client::CtlClient,
+    hosts: &[HostProcess],
+    id: &str,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for inventory in ctl.get_hosts_inventories().await.unwrap_or_default() {
+            if inventory.providers.iter().any(|p| p.id == id)
+                && let Some(at) = hosts.iter().position(|h| h.id() == inventory.host_id)
+            {
+                return at;
+            }
+        }
+        assert!(Instant::now() < deadline, "`{id}` runs on no host");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The counter app (`name`: dev or prod) deployed with `wash app deploy
+/// --wait` on two hosts under wadm; returns the counter's URL, counted
+/// up to `count`.
+struct CounterOnTwoHosts {
+    nats: NatsServer,
+    lattice: String,
+    hosts: Vec<HostProcess>,
+    wadm: WadmProcess,
+    url: String,
+    _dir: tempfile::TempDir,
+    // Holds the signed artifacts the manifest points at.
+    _signer: Signer,
+}
+
+impl CounterOnTwoHosts {
+    async fn deploy(name: &str, redis: &str, count: u64) -> Self {
+        let nats = NatsServer::start().unwrap();
+        let lattice = unique_lattice(name);
+        let hosts = vec![
+            HostProcess::start(&nats.url(), &lattice, &[]).unwrap(),
+            HostProcess::start(&nats.url(), &lattice, &[]).unwrap(),
+        ];
+        let wadm = WadmProcess::start(&nats.url(), &lattice, FAST_WADM_ARGS)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
+        let signer = Signer::new().unwrap();
+        let manifest = example_manifest(&signer, dir.path(), name, &address, redis);
+        wash_ok(
+            &nats.url(),
+            &lattice,
+            &["app", "deploy", manifest.to_str().unwrap(), "--wait"],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\nwadm log:\n{}", wadm.log()));
+        let url = format!("http://{address}/");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = 0;
+        while last < count {
+            match increment(&url).await {
+                Ok(value) => {
+                    assert_eq!(value, last + 1, "an increment was lost or doubled");
+                    last = value;
+                }
+                Err(err) => {
+                    assert!(Instant::now() < deadline, "the counter never answered: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        CounterOnTwoHosts {
+            nats,
+            lattice,
+            hosts,
+            wadm,
+            url,
+            _dir: dir,
+            _signer: signer,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sqlite_counter_is_never_restarted_from_one_on_another_host() {
+    const COUNT: u64 = 30;
+    let mut app = CounterOnTwoHosts::deploy("dev", "redis://127.0.0.1:1/", COUNT).await;
+    let ctl = client(&app.nats.url(), &app.lattice).await;
+    let wadm = api_client(&app.nats.url(), &app.lattice).await.unwrap();
+    let home = host_running(&ctl, &app.hosts, "keyvalue-sqlite").await;
+    let home_id = app.hosts[home].id().to_owned();
+    // wadm records where the data is within a pass or two.
+    let store = {
+        let js = async_nats::jetstream::new(async_nats::connect(app.nats.url()).await.unwrap());
+        wadm::store::ManifestStore::open(&js, &app.lattice, Replicas::Auto)
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let homes = store.data_homes().await.unwrap();
+        if homes.get("keyvalue-sqlite").is_some_and(|h| h.host_id == home_id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no data home recorded: {homes:?}\n{}", app.wadm.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    app.hosts[home].kill();
+    // Past the host timeout (3 s) and a resync (2 s), with room to spare:
+    // the counter must never answer a count it already gave.
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut reason = None;
+    while Instant::now() < until {
+        if let Ok(value) = increment(&app.url).await {
+            assert!(value > COUNT, "the counter restarted from {value}");
+        }
+        if let Ok(report) = wadm.status("kv-counter").await
+            && report.status.status == DeployStatus::Failed
+        {
+            reason = report
+                .status
+                .reasons
+                .into_iter()
+                .find(|r| r.contains("keyvalue-sqlite"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reason = reason.unwrap_or_else(|| panic!("the app never failed:\n{}", app.wadm.log()));
+    assert!(reason.contains(&home_id), "{reason}");
+    assert!(reason.contains("keyvalue-sqlite"), "{reason}");
+
+    // The host comes back with its data: the count goes on.
+    app.hosts[home].crash_and_restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let next = loop {
+        match increment(&app.url).await {
+            Ok(value) => break value,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "the counter never came back: {err}\n{}", app.wadm.log());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(next, COUNT + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redis_counter_moves_to_another_host_and_keeps_its_count() {
+    const COUNT: u64 = 30;
+    let redis = RedisServer::start().unwrap();
+    let mut app = CounterOnTwoHosts::deploy("prod", &redis.url(), COUNT).await;
+    let ctl = client(&app.nats.url(), &app.lattice).await;
+    let at = host_running(&ctl, &app.hosts, "keyvalue-redis").await;
+    app.hosts[at].kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let next = loop {
+        match increment(&app.url).await {
+            Ok(value) => break value,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "the counter never came back: {err}\n{}", app.wadm.log());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(next, COUNT + 1, "an acknowledged increment was lost");
+    let other = &app.hosts[1 - at];
+    assert_eq!(app.hosts.len(), 2);
+    assert_eq!(host_running(&ctl, std::slice::from_ref(other), "keyvalue-redis").await, 0);
 }
