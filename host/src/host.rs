@@ -87,10 +87,10 @@ impl Host {
             config.allow_unsigned,
         )?;
         let nats = connect(&config).await?;
-        let js = async_nats::jetstream::new(nats.clone());
-        let state = LatticeState::open(&js, &subjects, config.js_replicas).await?;
-        let runtime = Runtime::new(config.max_memory_bytes)?;
+        let js = trellis_lattice::client::jetstream(nats.clone(), config.js_domain.as_deref());
         let id = key.public_key();
+        let (state, stored_labels) = open_state(&js, &subjects, &config, &id).await?;
+        let runtime = Runtime::new(config.max_memory_bytes)?;
         let issuer = cluster_key.public_key();
         let signer = if config.insecure_unsigned_invocations {
             tracing::warn!(
@@ -121,7 +121,7 @@ impl Host {
         labels.extend(config.labels.clone());
         // Labels an operator put before this start; ones past today's
         // limits (from an older version, say) are dropped, not trusted.
-        for (key, value) in state.labels(&id).await? {
+        for (key, value) in stored_labels {
             match config.label_limits.check(&key, &value) {
                 Ok(()) => {
                     labels.insert(key, value);
@@ -255,6 +255,36 @@ impl Host {
                 .take(),
         );
         tracing::info!(host_id = %self.inner.id, reason, "host stopped");
+    }
+}
+
+/// How long a starting host keeps trying to read lattice state: a NATS
+/// cluster that booted with it is still electing JetStream leaders.
+const STATE_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens the lattice buckets and reads this host's stored labels, trying
+/// again while JetStream is not ready.
+async fn open_state(
+    js: &async_nats::jetstream::Context,
+    subjects: &Subjects,
+    config: &HostConfig,
+    id: &str,
+) -> Result<(LatticeState, BTreeMap<String, String>), HostError> {
+    let started = Instant::now();
+    loop {
+        let attempt = async {
+            let state = LatticeState::open(js, subjects, config.js_replicas).await?;
+            let labels = state.labels(id).await?;
+            Ok::<_, HostError>((state, labels))
+        };
+        match attempt.await {
+            Ok(opened) => return Ok(opened),
+            Err(HostError::State(reason)) if started.elapsed() < STATE_WAIT => {
+                tracing::info!(%reason, "lattice state not ready yet; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(err),
+        }
     }
 }
 

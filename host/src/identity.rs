@@ -82,9 +82,14 @@ fn stored_or_new(path: &PathBuf) -> Result<nkeys::KeyPair, HostError> {
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = KeyKind::Host.generate();
-            let seed = key.seed().map_err(|e| HostError::BadRequest(e.to_string()))?;
+            let seed = key
+                .seed()
+                .map_err(|e| HostError::BadRequest(e.to_string()))?;
             write_private(path, seed.as_bytes()).map_err(|e| {
-                HostError::BadRequest(format!("cannot store the host seed in {}: {e}", path.display()))
+                HostError::BadRequest(format!(
+                    "cannot store the host seed in {}: {e}",
+                    path.display()
+                ))
             })?;
             tracing::info!(path = %path.display(), "stored a new host identity");
             Ok(key)
@@ -123,8 +128,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let first = load(dir.path(), None).expect("first start");
         let id = first.key.public_key();
-        let err = load(dir.path(), None).err().expect("a second host is refused");
-        assert!(err.to_string().contains("in use by another running host"), "{err}");
+        let err = load(dir.path(), None)
+            .err()
+            .expect("a second host is refused");
+        assert!(
+            err.to_string().contains("in use by another running host"),
+            "{err}"
+        );
         drop(first);
         let again = load(dir.path(), None).expect("restart");
         assert_eq!(again.key.public_key(), id);
@@ -146,10 +156,17 @@ mod tests {
         let seed = given.seed().expect("seed");
         let identity = load(dir.path(), Some(&seed)).expect("start");
         assert_eq!(identity.key.public_key(), given.public_key());
-        assert!(!dir.path().join(SEED_FILE).exists(), "a given seed is not stored");
+        assert!(
+            !dir.path().join(SEED_FILE).exists(),
+            "a given seed is not stored"
+        );
         drop(identity);
         std::fs::write(dir.path().join(SEED_FILE), "not a seed").expect("write");
         let err = load(dir.path(), None).err().expect("refused");
-        assert!(err.to_string().contains("delete it to start under a new host id"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("delete it to start under a new host id"),
+            "{err}"
+        );
     }
 }

@@ -40,6 +40,10 @@ struct Args {
     /// CONFIGDATA) [default: 3 on a cluster of 3 or more servers, else 1].
     #[arg(long, env = "TRELLIS_JS_REPLICAS")]
     js_replicas: Option<usize>,
+    /// The JetStream domain that holds lattice state, for a host whose
+    /// NATS server is a leaf node without JetStream (the hub's domain).
+    #[arg(long, env = "TRELLIS_JS_DOMAIN")]
+    js_domain: Option<String>,
     /// The seed of the key this host signs calls with (SC…); a fresh key
     /// when omitted. Give every host of a lattice the same one, or list
     /// each host's key in --cluster-issuers.
@@ -191,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         host_seed: args.host_seed,
         js_replicas: trellis_lattice::client::Replicas::from_flag(args.js_replicas),
         shared_provider_data: args.shared_provider_data,
+        js_domain: args.js_domain,
         cluster_seed: args.cluster_seed,
         cluster_issuers: args.cluster_issuers,
         invocation_window: Duration::from_millis(args.invocation_window_ms.max(1)),

@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::{self, kv};
-use trellis_lattice::client::Replicas;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use trellis_lattice::Link;
+use trellis_lattice::client::Replicas;
 use trellis_lattice::config::{self, NamedConfig};
 use trellis_lattice::ctl::{ClaimsEntry, DeleteInterfaceLinkDefinitionRequest};
 use trellis_lattice::subject::Subjects;
@@ -100,6 +100,37 @@ pub fn diff_links(old: &[Link], new: &[Link]) -> Vec<LinkChange> {
         }
     }
     changes
+}
+
+/// How long a write to lattice state is retried: when the server leading
+/// a bucket's stream dies, the others elect a new leader within seconds,
+/// and writes in between find no stream.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the write `op` until it succeeds or [`WRITE_WAIT`] passes. Every
+/// write here sets a key to a whole value (or deletes it), so doing one
+/// twice is harmless.
+async fn retrying<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    mut op: impl FnMut() -> F,
+) -> Result<T, HostError> {
+    let started = std::time::Instant::now();
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(err) if started.elapsed() < WRITE_WAIT => {
+                tracing::debug!(error = %err, "a lattice state write failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(err) => return Err(HostError::state(err)),
+        }
+    }
+}
+
+async fn put(store: &kv::Store, key: String, value: Vec<u8>) -> Result<(), HostError> {
+    let value = bytes::Bytes::from(value);
+    retrying(|| store.put(key.as_str(), value.clone()))
+        .await
+        .map(drop)
 }
 
 fn link_key(source: &str, name: &str, namespace: &str, package: &str) -> String {
@@ -233,10 +264,7 @@ impl LatticeState {
             &link.wit_package,
         );
         let value = serde_json::to_vec(link).map_err(HostError::state)?;
-        self.data
-            .put(key, value.into())
-            .await
-            .map_err(HostError::state)?;
+        put(&self.data, key, value).await?;
         self.reload_links().await
     }
 
@@ -254,7 +282,7 @@ impl LatticeState {
         let existing = self.data.get(&key).await.map_err(HostError::state)?;
         let existing = existing.and_then(|v| serde_json::from_slice::<Link>(&v).ok());
         if existing.is_some() {
-            self.data.delete(&key).await.map_err(HostError::state)?;
+            retrying(|| self.data.delete(&key)).await?;
         }
         self.reload_links().await?;
         Ok(existing)
@@ -263,11 +291,7 @@ impl LatticeState {
     /// Stores named config.
     pub async fn put_config(&self, name: &str, config: &NamedConfig) -> Result<(), HostError> {
         let value = serde_json::to_vec(config).map_err(HostError::state)?;
-        self.config
-            .put(name, value.into())
-            .await
-            .map_err(HostError::state)?;
-        Ok(())
+        put(&self.config, name.to_owned(), value).await
     }
 
     /// Reads named config.
@@ -303,7 +327,7 @@ impl LatticeState {
             .map_err(HostError::state)?
             .is_some();
         if existed {
-            self.config.delete(name).await.map_err(HostError::state)?;
+            retrying(|| self.config.delete(name)).await?;
         }
         Ok(existed)
     }
@@ -324,21 +348,13 @@ impl LatticeState {
         labels: &BTreeMap<String, String>,
     ) -> Result<(), HostError> {
         let value = serde_json::to_vec(labels).map_err(HostError::state)?;
-        self.data
-            .put(format!("{LABELS_PREFIX}{host_id}"), value.into())
-            .await
-            .map_err(HostError::state)?;
-        Ok(())
+        put(&self.data, format!("{LABELS_PREFIX}{host_id}"), value).await
     }
 
     /// Records the claims of something that runs on the lattice.
     pub async fn put_claims(&self, subject: &str, claims: &ClaimsEntry) -> Result<(), HostError> {
         let value = serde_json::to_vec(claims).map_err(HostError::state)?;
-        self.data
-            .put(format!("{CLAIMS_PREFIX}{subject}"), value.into())
-            .await
-            .map_err(HostError::state)?;
-        Ok(())
+        put(&self.data, format!("{CLAIMS_PREFIX}{subject}"), value).await
     }
 
     /// Every claims record on the lattice.

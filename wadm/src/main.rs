@@ -36,6 +36,10 @@ struct Args {
     /// cluster of 3 or more servers, else 1].
     #[arg(long, env = "TRELLIS_JS_REPLICAS")]
     js_replicas: Option<usize>,
+    /// The JetStream domain holding wadm's buckets, for a wadm whose NATS
+    /// server is a leaf node without JetStream (the hub's domain).
+    #[arg(long, env = "TRELLIS_JS_DOMAIN")]
+    js_domain: Option<String>,
 }
 
 #[tokio::main]
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_secs),
         lease_ttl: Duration::from_secs(args.lease_secs),
         replicas: trellis_lattice::client::Replicas::from_flag(args.js_replicas),
+        js_domain: args.js_domain,
         ..ReconcilerSettings::default()
     };
     run(nats, &args.lattice, settings)

@@ -5,8 +5,8 @@
 //! undeployed or deleted ones with [`plan_undeploy`], found through the
 //! store and through ownership annotations in the lattice), sends the
 //! commands in plan order and writes each deployed app's status. Passes
-//! run every resync interval and soon after any lattice event that may
-//! change the picture.
+//! run every resync interval, soon after any lattice event that may
+//! change the picture, and as soon as a host passes the host timeout.
 //!
 //! - Hosts: the last inventory of every host is kept with when the host was
 //!   last heard from (an inventory reply, `host_started`, `host_heartbeat`).
@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use thiserror::Error;
 use trellis_lattice::client::{ClientError, CtlClient, Replicas, open_kv_bucket};
 use trellis_lattice::config::NamedConfig;
@@ -35,15 +35,16 @@ use trellis_lattice::{CloudEvent, EventKind, LatticeEvent, Subjects};
 
 use crate::lease::Lease;
 use crate::ownership::{APP_ANNOTATION, MANAGED_BY_ANNOTATION, MANAGED_BY_WADM};
-use crate::planner::{
-    Command, DataHome, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy,
-};
+use crate::planner::{Command, DataHome, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};
 use crate::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
 
 /// The longest wait before a failed command is tried again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the loop wakes to renew the lease and check for work.
 const TICK: Duration = Duration::from_millis(500);
+/// How long one read of the lattice (an inventory, the links, the store)
+/// may take. Commands wait longer: hosts reply when their work is done.
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the loop stopped or a pass failed.
 #[derive(Debug, Error)]
@@ -72,6 +73,8 @@ pub struct ReconcilerSettings {
     pub command_timeout: Duration,
     /// Copies of wadm's buckets (manifests, status, lease) JetStream keeps.
     pub replicas: Replicas,
+    /// The JetStream domain holding them, if not the server's own.
+    pub js_domain: Option<String>,
 }
 
 impl Default for ReconcilerSettings {
@@ -82,6 +85,7 @@ impl Default for ReconcilerSettings {
             lease_ttl: Duration::from_secs(15),
             command_timeout: Duration::from_secs(30),
             replicas: Replicas::Auto,
+            js_domain: None,
         }
     }
 }
@@ -93,7 +97,10 @@ pub async fn run(
     lattice: &str,
     settings: ReconcilerSettings,
 ) -> Result<(), ReconcileError> {
-    let js = jetstream::new(nats.clone());
+    let mut js = trellis_lattice::client::jetstream(nats.clone(), settings.js_domain.as_deref());
+    // A read of the store that was in flight when wadm's NATS server died
+    // is lost with the connection; give up on it soon and try again.
+    js.set_timeout(OBSERVE_TIMEOUT);
     let store = ManifestStore::open(&js, lattice, settings.replicas).await?;
     // A Trellis host replies once the work is done (a component compiled,
     // a provider healthy or stopped), which takes longer than the client's
@@ -115,6 +122,8 @@ pub async fn run(
 struct SeenHost {
     inventory: HostInventory,
     last_seen: Instant,
+    /// Whether the last pass planned it as alive.
+    planned_alive: bool,
 }
 
 /// A command a host accepted and has not finished.
@@ -131,9 +140,58 @@ struct Failure {
     error: String,
 }
 
+/// The last successful read of each part of the picture.
+#[derive(Default)]
+struct LastRead {
+    apps: Option<Vec<crate::store::StoredApp>>,
+    links: Option<Vec<trellis_lattice::Link>>,
+    configs: Option<BTreeMap<String, NamedConfig>>,
+    data_homes: Option<BTreeMap<String, DataHome>>,
+}
+
+/// `read`, given [`OBSERVE_TIMEOUT`]: a read of a bucket whose stream is
+/// electing a leader can otherwise take many request timeouts in a row.
+async fn bounded<T, E: Into<ReconcileError>>(
+    what: &str,
+    read: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ReconcileError> {
+    match tokio::time::timeout(OBSERVE_TIMEOUT, read).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(ReconcileError::Store(StoreError::Nats {
+            action: format!("reading {what}"),
+            message: format!("no answer within {OBSERVE_TIMEOUT:?}"),
+        })),
+    }
+}
+
+/// `read`, remembered in `last` when it worked; when it failed, what
+/// `last` holds, if anything.
+fn fall_back<T: Clone>(
+    read: Result<T, ReconcileError>,
+    last: &mut Option<T>,
+    what: &str,
+) -> Result<T, ReconcileError> {
+    match read {
+        Ok(value) => {
+            *last = Some(value.clone());
+            Ok(value)
+        }
+        Err(err) => match last {
+            Some(value) => {
+                tracing::warn!(error = %err, "cannot read {what} now; planning with the last read");
+                Ok(value.clone())
+            }
+            None => Err(err),
+        },
+    }
+}
+
 /// The loop's state.
 pub struct Reconciler {
+    last_read: LastRead,
     ctl: CtlClient,
+    /// `ctl` with the shorter timeout of reads.
+    observer: CtlClient,
     store: ManifestStore,
     config_bucket: kv::Store,
     lease: Lease,
@@ -165,6 +223,8 @@ impl Reconciler {
         )
         .await?;
         Ok(Self {
+            last_read: LastRead::default(),
+            observer: ctl.clone().with_timeout(OBSERVE_TIMEOUT),
             ctl,
             store,
             config_bucket,
@@ -196,6 +256,16 @@ impl Reconciler {
                 },
                 _ = tick.tick() => {}
             }
+            // Take every event already waiting before planning: a pass
+            // takes a second or more, and events that queue up behind
+            // passes arrive late (a dead host's last heartbeats would
+            // then read as a live one).
+            while let Some(waiting) = events.next().now_or_never() {
+                match waiting {
+                    Some(event) => dirty |= self.note_event(&event),
+                    None => return Err(ReconcileError::EventsEnded),
+                }
+            }
             if self.lease.needs_renewal()
                 && let Err(err) = self.lease.acquire().await
             {
@@ -205,14 +275,25 @@ impl Reconciler {
                 continue;
             }
             let due = last_pass.is_none_or(|at| at.elapsed() >= self.settings.resync);
-            if dirty || due {
+            // A host killed outright sends no event: plan as soon as it
+            // passes the host timeout, not at the next resync.
+            if dirty || due || self.a_host_just_expired() {
                 dirty = false;
                 if let Err(err) = self.pass().await {
-                    tracing::warn!(error = %err, "reconcile pass failed; retrying at the next one");
+                    tracing::warn!(error = %err, "reconcile pass failed; trying again");
+                    dirty = true;
                 }
                 last_pass = Some(Instant::now());
             }
         }
+    }
+
+    /// Whether a host that the last pass planned as alive has since gone
+    /// past the host timeout.
+    fn a_host_just_expired(&self) -> bool {
+        self.hosts.values().any(|host| {
+            host.planned_alive && host.last_seen.elapsed() >= self.settings.host_timeout
+        })
     }
 
     /// Updates the host picture from an event; returns whether the event
@@ -227,7 +308,12 @@ impl Reconciler {
             }
             EventKind::HostStarted | EventKind::HostHeartbeat => {
                 if let Some(host) = self.hosts.get_mut(&event.source) {
-                    host.last_seen = Instant::now();
+                    // As of when the host sent it, so that one delivered
+                    // late does not make a dead host look alive.
+                    let seen = sent_at(event);
+                    if seen > host.last_seen {
+                        host.last_seen = seen;
+                    }
                 }
             }
             EventKind::ComponentScaleFailed | EventKind::ProviderStartFailed => {
@@ -288,7 +374,8 @@ impl Reconciler {
     /// One observe-plan-act round over every app.
     pub async fn pass(&mut self) -> Result<(), ReconcileError> {
         let lattice = self.observe().await?;
-        let stored = self.store.list().await?;
+        let stored = bounded("the stored apps", self.store.list()).await;
+        let stored = fall_back(stored, &mut self.last_read.apps, "the stored apps")?;
         let mut planned: Vec<(String, Option<String>, Plan)> = Vec::new();
         let mut known: BTreeSet<String> = BTreeSet::new();
         for app in &stored {
@@ -306,7 +393,7 @@ impl Reconciler {
                             Some(version.version.clone()),
                             vec![format!("the stored manifest no longer validates: {err}")],
                         );
-                        self.write_status(&app.name, status).await?;
+                        self.write_status(&app.name, status).await;
                     }
                 },
                 None => planned.push((app.name.clone(), None, plan_undeploy(&app.name, &lattice))),
@@ -335,7 +422,7 @@ impl Reconciler {
                 DeployStatus::Reconciling
             };
             self.write_status(&app, AppStatus::now(status, Some(version), reasons_all))
-                .await?;
+                .await;
         }
         // Commands that no longer appear in any plan are done (or moot).
         self.in_flight.retain(|key, _| planned_keys.contains(key));
@@ -408,13 +495,14 @@ impl Reconciler {
             }
         };
         for host in answering {
-            match self.ctl.get_inventory(&host.id).await {
+            match self.observer.get_inventory(&host.id).await {
                 Ok(inventory) => {
                     self.hosts.insert(
                         host.id.clone(),
                         SeenHost {
                             inventory,
                             last_seen: Instant::now(),
+                            planned_alive: true,
                         },
                     );
                 }
@@ -426,20 +514,30 @@ impl Reconciler {
         let forget_after = self.settings.host_timeout * 10;
         self.hosts
             .retain(|_, host| host.last_seen.elapsed() < forget_after);
+        let host_timeout = self.settings.host_timeout;
         let hosts = self
             .hosts
-            .iter()
+            .iter_mut()
             .map(|(id, seen)| {
                 let mut host = ObservedHost::from(seen.inventory.clone());
-                host.alive = seen.last_seen.elapsed() < self.settings.host_timeout;
+                host.alive = seen.last_seen.elapsed() < host_timeout;
+                seen.planned_alive = host.alive;
                 (id.clone(), host)
             })
             .collect();
-        let data_homes = self.record_data_homes(&hosts).await?;
+        // While JetStream elects a new leader for a bucket (its server
+        // died), reads fail for a few seconds; planning goes on from the
+        // last good read rather than stopping.
+        let data_homes = bounded("the data homes", self.record_data_homes(&hosts)).await;
+        let data_homes = fall_back(data_homes, &mut self.last_read.data_homes, "the data homes")?;
+        let links = bounded("the links", self.observer.get_links()).await;
+        let links = fall_back(links, &mut self.last_read.links, "the links")?;
+        let configs = bounded("the named config", self.read_configs()).await;
+        let configs = fall_back(configs, &mut self.last_read.configs, "the named config")?;
         Ok(ObservedLattice {
             hosts,
-            links: self.ctl.get_links().await?,
-            configs: self.read_configs().await?,
+            links,
+            configs,
             data_homes,
         })
     }
@@ -515,18 +613,37 @@ impl Reconciler {
         Ok(configs)
     }
 
-    /// Writes a status unless it says what the stored one says.
-    async fn write_status(&self, app: &str, status: AppStatus) -> Result<(), ReconcileError> {
-        let current = self.store.status(app).await?;
-        let same = current.is_some_and(|c| {
-            (c.status, &c.version, &c.reasons) == (status.status, &status.version, &status.reasons)
-        });
-        if !same {
-            tracing::info!(app, status = status.status.as_str(), reasons = ?status.reasons, "status");
-            self.store.put_status(app, &status).await?;
+    /// Writes a status unless it says what the stored one says. A status
+    /// that cannot be written now is written at a later pass; the
+    /// commands of this one still go out.
+    async fn write_status(&self, app: &str, status: AppStatus) {
+        let written = async {
+            let current = self.store.status(app).await?;
+            let same = current.is_some_and(|c| {
+                (c.status, &c.version, &c.reasons)
+                    == (status.status, &status.version, &status.reasons)
+            });
+            if !same {
+                tracing::info!(app, status = status.status.as_str(), reasons = ?status.reasons, "status");
+                self.store.put_status(app, &status).await?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        if let Err(err) = bounded("the app's status", written).await {
+            tracing::warn!(app, error = %err, "cannot write the app's status now");
         }
-        Ok(())
     }
+}
+
+/// When `event` was sent, as an instant of this clock: its `time`, when it
+/// has one in the past, else now.
+fn sent_at(event: &CloudEvent) -> Instant {
+    let now = Instant::now();
+    let age = event
+        .time
+        .and_then(|time| (chrono::Utc::now() - time).to_std().ok())
+        .unwrap_or_default();
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// Identifies a command: two commands with the same key are the same

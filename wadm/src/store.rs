@@ -437,22 +437,29 @@ impl ManifestStore {
     }
 
     /// Records that `provider_id`'s data lives at `home`.
-    pub async fn put_data_home(&self, provider_id: &str, home: &DataHome) -> Result<(), StoreError> {
+    pub async fn put_data_home(
+        &self,
+        provider_id: &str,
+        home: &DataHome,
+    ) -> Result<(), StoreError> {
         let key = format!("{DATA_HOME_PREFIX}{provider_id}");
         self.status
             .put(&key, encode(home)?)
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::nats(format!("recording the data home of `{provider_id}`"))(e.to_string()))
+            .map_err(|e| {
+                StoreError::nats(format!("recording the data home of `{provider_id}`"))(
+                    e.to_string(),
+                )
+            })
     }
 
     /// Forgets where `provider_id`'s data lives (it has none any more).
     pub async fn delete_data_home(&self, provider_id: &str) -> Result<(), StoreError> {
         let key = format!("{DATA_HOME_PREFIX}{provider_id}");
-        self.status
-            .delete(&key)
-            .await
-            .map_err(|e| StoreError::nats(format!("forgetting the data home of `{provider_id}`"))(e.to_string()))
+        self.status.delete(&key).await.map_err(|e| {
+            StoreError::nats(format!("forgetting the data home of `{provider_id}`"))(e.to_string())
+        })
     }
 
     async fn read_app(&self, name: &str) -> Result<Option<(StoredApp, u64)>, StoreError> {

@@ -51,7 +51,7 @@ use crate::subject::{CtlOperation, Subjects, validate_token};
 use crate::wit::WitFunction;
 
 pub use error::ClientError;
-pub use kv::{Replicas, open_kv_bucket};
+pub use kv::{Replicas, jetstream, open_kv_bucket};
 use transport::Audience;
 
 /// How long a request waits for its reply unless told otherwise.

@@ -257,7 +257,12 @@ impl NatsConnection {
     /// and a callback that logs permission violations with a hint.
     pub async fn options(&self) -> Result<ConnectOptions, ConnectError> {
         self.check()?;
-        let mut options = ConnectOptions::new().event_callback(log_event);
+        // The URLs are tried in the order given, not shuffled: a process
+        // lists its own machine's server first, so a cluster member's
+        // death disturbs only the processes of that machine.
+        let mut options = ConnectOptions::new()
+            .event_callback(log_event)
+            .retain_servers_order();
         options = match &self.auth {
             NatsAuth::Anonymous => options,
             NatsAuth::CredsFile(path) => {

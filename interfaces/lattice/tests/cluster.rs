@@ -11,7 +11,8 @@ use trellis_lattice::client::{Replicas, open_kv_bucket};
 use trellis_test_support::{NatsCluster, NatsServer};
 
 async fn connect(urls: &str) -> async_nats::Client {
-    let servers: Vec<async_nats::ServerAddr> = urls.split(',').map(|u| u.parse().unwrap()).collect();
+    let servers: Vec<async_nats::ServerAddr> =
+        urls.split(',').map(|u| u.parse().unwrap()).collect();
     async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(servers)
@@ -64,7 +65,10 @@ async fn buckets_on_a_cluster_have_three_replicas_and_survive_a_dead_server() {
                 // While the client moves to another server and the stream
                 // elects a new leader, a put may fail; it is not acked.
                 Err(err) => {
-                    assert!(Instant::now() < deadline, "put {key} never succeeded: {err}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "put {key} never succeeded: {err}"
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -88,7 +92,10 @@ async fn buckets_on_a_cluster_have_three_replicas_and_survive_a_dead_server() {
         if back {
             break;
         }
-        assert!(Instant::now() < deadline, "the one-replica stream never came back");
+        assert!(
+            Instant::now() < deadline,
+            "the one-replica stream never came back"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     open_kv_bucket(&js, "CONFIGDATA_test", Replicas::Auto)

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use trellis_claims::{KeyKind, KeyPair, ProviderSignOptions, SignOptions};
 
 pub mod app;
+pub mod cluster;
 pub mod wadm;
 
 /// How long a host may take to join the lattice.

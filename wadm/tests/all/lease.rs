@@ -9,9 +9,15 @@ use wadm::lease::Lease;
 
 async fn lease(nats: &NatsServer, holder: &str, ttl: Duration) -> Lease {
     let client = async_nats::connect(nats.url()).await.unwrap();
-    Lease::open(&jetstream::new(client), "test", holder.into(), ttl, Replicas::Auto)
-        .await
-        .unwrap()
+    Lease::open(
+        &jetstream::new(client),
+        "test",
+        holder.into(),
+        ttl,
+        Replicas::Auto,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

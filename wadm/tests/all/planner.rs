@@ -11,8 +11,7 @@ use wadm::{Command, DataHome, Manifest, ObservedLattice, Plan, plan, plan_undepl
 
 use crate::support::{
     app_component, app_provider, apply, component_spread, converge, example, example_text, fixture,
-    host,
-    lattice, provider_hosts, unmanaged_component,
+    host, lattice, provider_hosts, unmanaged_component,
 };
 
 fn manifest(yaml: &str) -> Manifest {
@@ -887,7 +886,9 @@ fn a_provider_with_local_data_is_not_moved_when_its_host_dies() {
     lattice.hosts.get_mut(&home).unwrap().alive = false;
     let plan = plan(&dev, &lattice);
     assert!(
-        starts(&plan).iter().all(|s| s.provider_id != "keyvalue-sqlite"),
+        starts(&plan)
+            .iter()
+            .all(|s| s.provider_id != "keyvalue-sqlite"),
         "{:#?}",
         plan.commands
     );
@@ -897,7 +898,10 @@ fn a_provider_with_local_data_is_not_moved_when_its_host_dies() {
         .find(|p| p.contains("keyvalue-sqlite"))
         .unwrap_or_else(|| panic!("{:#?}", plan.problems));
     assert!(problem.contains(&home), "{problem}");
-    assert!(problem.contains("/var/lib/trellis/providers/default/keyvalue-sqlite"), "{problem}");
+    assert!(
+        problem.contains("/var/lib/trellis/providers/default/keyvalue-sqlite"),
+        "{problem}"
+    );
     assert!(problem.contains("localData: movable"), "{problem}");
 
     // Back: it runs there again, and nowhere else.
@@ -936,7 +940,9 @@ fn a_provider_without_local_data_moves_freely() {
     let plan = plan(&prod, &lattice);
     assert!(plan.problems.is_empty(), "{:#?}", plan.problems);
     assert!(
-        starts(&plan).iter().any(|s| s.provider_id == "keyvalue-redis" && s.host_id != first),
+        starts(&plan)
+            .iter()
+            .any(|s| s.provider_id == "keyvalue-redis" && s.host_id != first),
         "{:#?}",
         plan.commands
     );
@@ -949,5 +955,8 @@ fn local_data_must_be_pinned_or_movable() {
         "image: file://../build/trellis-keyvalue-sqlite\n        localData: sometimes",
     );
     let err = Manifest::parse(&text).err().unwrap().to_string();
-    assert!(err.contains("localData") && err.contains("`pinned`"), "{err}");
+    assert!(
+        err.contains("localData") && err.contains("`pinned`"),
+        "{err}"
+    );
 }

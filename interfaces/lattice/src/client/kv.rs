@@ -11,6 +11,20 @@ use async_nats::jetstream::{self, kv};
 
 use super::ClientError;
 
+/// The JetStream context for lattice state: the client's own account's
+/// JetStream, or with `domain` that of the JetStream domain of that name,
+/// as a host at an edge site (a leaf node without JetStream) reaches the
+/// hub cluster's (`$JS.{domain}.API`).
+pub fn jetstream(client: async_nats::Client, domain: Option<&str>) -> jetstream::Context {
+    match domain {
+        Some(domain) => jetstream::with_domain(client, domain),
+        None => jetstream::new(client),
+    }
+}
+
+/// How long creating a bucket is retried while JetStream is not ready.
+const JETSTREAM_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// How many copies of a bucket JetStream keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Replicas {
@@ -76,23 +90,60 @@ pub async fn open_kv_bucket(
         num_replicas: wanted,
         ..Default::default()
     };
-    js.get_or_create_stream(config).await.map_err(|e| {
-        let hint = if wanted > 1 {
-            format!(
-                "; with {wanted} replicas it needs {wanted} JetStream servers up in the cluster, \
-                 or pass --js-replicas"
-            )
-        } else {
-            String::new()
-        };
-        ClientError::nats(format!(
-            "creating KV bucket {bucket} (is JetStream enabled on the NATS server? start it \
-             with -js{hint})"
-        ))(e.into())
-    })?;
-    js.get_key_value(bucket)
+    // A cluster that has just started elects its JetStream leaders for a
+    // few seconds, and answers "temporarily unavailable" or not at all
+    // meanwhile; every host of a machine that booted with it lands here.
+    let started = std::time::Instant::now();
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(_) => break,
+            Err(e) if started.elapsed() < JETSTREAM_READY_WAIT => {
+                tracing::debug!(bucket, error = %e, "JetStream not ready; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                let hint = if wanted > 1 {
+                    format!(
+                        "; with {wanted} replicas it needs {wanted} JetStream servers up in the \
+                         cluster, or pass --js-replicas"
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(ClientError::nats(format!(
+                    "creating KV bucket {bucket} (tried for {}s; is JetStream enabled on the NATS \
+                     server? start it with -js{hint})",
+                    JETSTREAM_READY_WAIT.as_secs()
+                ))(e.into()));
+            }
+        }
+    }
+    let store = js
+        .get_key_value(bucket)
         .await
-        .map_err(|e| ClientError::nats(format!("opening KV bucket {bucket}"))(e.into()))
+        .map_err(|e| ClientError::nats(format!("opening KV bucket {bucket}"))(e.into()))?;
+    wait_readable(&store, bucket).await;
+    Ok(store)
+}
+
+/// Waits (a bounded time) until the bucket answers a read: a replicated
+/// stream made a moment ago has no leader yet, and reads of it find "no
+/// responders" until it does.
+async fn wait_readable(store: &kv::Store, bucket: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        match store.get("trellis-probe").await {
+            Ok(_) => return,
+            Err(e) if started.elapsed() < JETSTREAM_READY_WAIT => {
+                tracing::debug!(bucket, error = %e, "bucket not readable yet");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                tracing::warn!(bucket, error = %e, "the bucket is not readable yet; going on");
+                return;
+            }
+        }
+    }
 }
 
 /// Raises the bucket's stream to `wanted` replicas if it has fewer. A

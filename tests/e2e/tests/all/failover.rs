@@ -60,7 +60,11 @@ async fn a_crashed_host_comes_back_under_its_id_and_its_work_is_placed_once() {
     let crashed = Instant::now();
     let took = host.crash_and_restart().unwrap();
     assert_eq!(host.id(), id, "the restarted host has a new id");
-    assert!(took < Duration::from_secs(3), "restart took {took:?}\n{}", host.log());
+    assert!(
+        took < Duration::from_secs(3),
+        "restart took {took:?}\n{}",
+        host.log()
+    );
     loop {
         let listed = ctl.get_hosts_inventories().await.unwrap_or_default();
         if listed.iter().any(|inventory| inventory.host_id == id) {
@@ -98,7 +102,10 @@ async fn a_second_host_on_the_same_data_dir_is_refused() {
         &[],
         &[("TRELLIS_DATA_DIR", data_dir)],
     );
-    let err = second.err().expect("the second host must not start").to_string();
+    let err = second
+        .err()
+        .expect("the second host must not start")
+        .to_string();
     assert!(err.contains("is in use by another running host"), "{err}");
     assert!(err.contains("--data-dir"), "{err}");
 }
@@ -107,7 +114,10 @@ async fn a_second_host_on_the_same_data_dir_is_refused() {
 async fn sigterm_with_nats_gone_exits_within_the_drain_timeout() {
     let mut lattice = TestLattice::start("sigterm").await.unwrap();
     lattice.start_provider(SQLITE).await.unwrap();
-    lattice.start_component("http-hello", "hello", 1).await.unwrap();
+    lattice
+        .start_component("http-hello", "hello", 1)
+        .await
+        .unwrap();
     lattice.nats.kill();
     // Let the host notice the connection is gone.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -115,7 +125,11 @@ async fn sigterm_with_nats_gone_exits_within_the_drain_timeout() {
     lattice.host.terminate().unwrap();
     let status = lattice.host.wait_exit(Duration::from_secs(30));
     let took = asked.elapsed();
-    assert!(status.is_some(), "still running 30 s after SIGTERM:\n{}", lattice.host.log());
+    assert!(
+        status.is_some(),
+        "still running 30 s after SIGTERM:\n{}",
+        lattice.host.log()
+    );
     // The drain timeout is 10 s; an idle host has nothing to drain.
     assert!(
         took < Duration::from_secs(5),
@@ -189,7 +203,10 @@ impl CounterOnTwoHosts {
                     last = value;
                 }
                 Err(err) => {
-                    assert!(Instant::now() < deadline, "the counter never answered: {err}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "the counter never answered: {err}"
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -224,10 +241,17 @@ async fn the_sqlite_counter_is_never_restarted_from_one_on_another_host() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let homes = store.data_homes().await.unwrap();
-        if homes.get("keyvalue-sqlite").is_some_and(|h| h.host_id == home_id) {
+        if homes
+            .get("keyvalue-sqlite")
+            .is_some_and(|h| h.host_id == home_id)
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no data home recorded: {homes:?}\n{}", app.wadm.log());
+        assert!(
+            Instant::now() < deadline,
+            "no data home recorded: {homes:?}\n{}",
+            app.wadm.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -262,7 +286,11 @@ async fn the_sqlite_counter_is_never_restarted_from_one_on_another_host() {
         match increment(&app.url).await {
             Ok(value) => break value,
             Err(err) => {
-                assert!(Instant::now() < deadline, "the counter never came back: {err}\n{}", app.wadm.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "the counter never came back: {err}\n{}",
+                    app.wadm.log()
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -283,7 +311,11 @@ async fn the_redis_counter_moves_to_another_host_and_keeps_its_count() {
         match increment(&app.url).await {
             Ok(value) => break value,
             Err(err) => {
-                assert!(Instant::now() < deadline, "the counter never came back: {err}\n{}", app.wadm.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "the counter never came back: {err}\n{}",
+                    app.wadm.log()
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -291,5 +323,8 @@ async fn the_redis_counter_moves_to_another_host_and_keeps_its_count() {
     assert_eq!(next, COUNT + 1, "an acknowledged increment was lost");
     let other = &app.hosts[1 - at];
     assert_eq!(app.hosts.len(), 2);
-    assert_eq!(host_running(&ctl, std::slice::from_ref(other), "keyvalue-redis").await, 0);
+    assert_eq!(
+        host_running(&ctl, std::slice::from_ref(other), "keyvalue-redis").await,
+        0
+    );
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod capabilities;
+mod cluster;
 mod common;
 mod compat;
 mod failover;

@@ -1,0 +1,283 @@
+//! The lattice across machines: `deploy/local-cluster.sh` makes three
+//! network-namespace machines, each with a clustered nats-server (the
+//! configs in `deploy/nats/`) and a host, wadm on two of them, and an edge
+//! machine behind a leaf node. prod.yaml is deployed through the third
+//! server; then a machine dies, one is cut off and comes back, and the
+//! edge serves a call from the hub. Skips itself where namespaces cannot
+//! be made.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use trellis_e2e::Signer;
+use trellis_e2e::app::{example_manifest, increment};
+use trellis_e2e::cluster::LocalCluster;
+use trellis_lattice::client::CtlClient;
+use wadm::api::WadmClient;
+
+/// wadm's host timeout in this test.
+const HOST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// prod.yaml with the http-server on machine 1 (so the test knows where
+/// to send requests), everything else on the hub's machines, and its
+/// Redis on machine 3.
+fn manifest(cluster: &LocalCluster, signer: &Signer, dir: &std::path::Path) -> std::path::PathBuf {
+    let path = example_manifest(signer, dir, "prod", "0.0.0.0:8080", &cluster.redis_url());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let hub = "\n            spread:\n              - name: hub\n                requirements:\n                  site: hub";
+    let text = text
+        .replace(
+            "            instances: 64",
+            &format!("            instances: 64{hub}"),
+        )
+        .replace(
+            "        id: keyvalue-redis\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1",
+            &format!("        id: keyvalue-redis\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1{hub}"),
+        )
+        .replace(
+            "        id: http-server\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1",
+            "        id: http-server\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1\n            spread:\n              - name: first\n                requirements:\n                  machine: m1",
+        );
+    assert_eq!(text.matches("spread:").count(), 3, "{text}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The clients a test watches the lattice with.
+struct Watch {
+    ctl: CtlClient,
+    wadm: WadmClient,
+}
+
+impl Watch {
+    async fn new(cluster: &LocalCluster) -> Self {
+        let nats = cluster.operator().await.unwrap();
+        Watch {
+            ctl: CtlClient::new(nats.clone(), "default")
+                .unwrap()
+                .with_timeout(Duration::from_secs(2)),
+            wadm: WadmClient::new(nats, "default", Duration::from_secs(2)),
+        }
+    }
+
+    /// The app's status word and reasons.
+    async fn status(&self) -> (String, Vec<String>) {
+        match self.wadm.status("kv-counter").await {
+            Ok(report) => (
+                report.status.status.as_str().to_owned(),
+                report.status.reasons,
+            ),
+            Err(err) => (format!("unreachable: {err}"), Vec::new()),
+        }
+    }
+
+    /// Per machine label: (kv-counter instances, http-server processes,
+    /// keyvalue-redis processes), from every answering host's inventory.
+    async fn placement(&self) -> BTreeMap<String, (u32, u32, u32)> {
+        let mut seen = BTreeMap::new();
+        for inventory in self.ctl.get_hosts_inventories().await.unwrap_or_default() {
+            let machine = inventory.labels.get("machine").cloned().unwrap_or_default();
+            let counter = inventory
+                .components
+                .iter()
+                .filter(|c| c.id == "kv-counter")
+                .map(|c| c.max_instances)
+                .sum();
+            let provider = |id: &str| {
+                u32::try_from(inventory.providers.iter().filter(|p| p.id == id).count())
+                    .unwrap_or(u32::MAX)
+            };
+            seen.insert(
+                machine,
+                (counter, provider("http-server"), provider("keyvalue-redis")),
+            );
+        }
+        seen
+    }
+
+    /// How long until the app is `deployed` and placed as the spread says.
+    async fn converged(&self, within: Duration, what: &str, cluster: &LocalCluster) -> Duration {
+        let started = Instant::now();
+        loop {
+            let (word, reasons) = self.status().await;
+            let placed = self.placement().await;
+            if word == "deployed" && matches_spread(&placed) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{what}: not converged within {within:?}: {word} {reasons:?} {placed:?}\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Whether the placement is exactly the spread: 64 counter instances over
+/// the hub, one http-server on m1, one keyvalue-redis.
+fn matches_spread(placed: &BTreeMap<String, (u32, u32, u32)>) -> bool {
+    let counters: u32 = placed.values().map(|p| p.0).sum();
+    let http: u32 = placed.values().map(|p| p.1).sum();
+    let redis: u32 = placed.values().map(|p| p.2).sum();
+    counters == 64 && http == 1 && redis == 1 && placed.get("m1").is_some_and(|p| p.1 == 1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lattice_across_three_machines_survives_a_dead_machine_and_a_partition() {
+    let signer = Signer::new().unwrap();
+    let Some(cluster) = LocalCluster::up(true, &signer.issuer(), HOST_TIMEOUT.as_secs()).unwrap()
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest(&cluster, &signer, dir.path());
+
+    // Deployed through the third server only.
+    let deployed = cluster
+        .wash_via(
+            &cluster.urls(&["3"]),
+            &["app", "deploy", manifest.to_str().unwrap(), "--wait"],
+        )
+        .unwrap();
+    assert!(
+        deployed.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&deployed.stdout),
+        String::from_utf8_lossy(&deployed.stderr),
+        cluster.logs()
+    );
+    let watch = Watch::new(&cluster).await;
+    watch
+        .converged(Duration::from_secs(60), "first deploy", &cluster)
+        .await;
+    // The counter answers through the host on the first machine.
+    let url = format!("http://{}:8080/", cluster.addr("1"));
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked < 20 {
+        match increment(&url).await {
+            Ok(value) => {
+                assert_eq!(value, acked + 1);
+                acked = value;
+            }
+            Err(err) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the counter never answered: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    // kill -9 of a machine's nats-server and host: the one running the
+    // Redis provider, unless that is machine 1 (the HTTP entry point).
+    let placed = watch.placement().await;
+    let victim = ["2", "3"]
+        .into_iter()
+        .find(|m| placed.get(&format!("m{m}")).is_some_and(|p| p.2 == 1))
+        .unwrap_or("2");
+    cluster.run(&["kill", victim]).unwrap();
+    let killed = Instant::now();
+    // The lattice KV works with one server down: named config is written
+    // to and read back from CONFIGDATA through the surviving servers.
+    cluster
+        .wash(&["config", "put", "outage-check", "written=during-the-outage"])
+        .unwrap();
+    let read = cluster.wash(&["config", "get", "outage-check"]).unwrap();
+    assert!(read.contains("during-the-outage"), "{read}");
+    // Keep counting through the outage: every answer is a new count.
+    // Recovered once the hosts that answer run exactly the spread again.
+    let mut recovered = None;
+    while recovered.is_none() {
+        if let Ok(value) = increment(&url).await {
+            assert!(value > acked, "count went from {acked} to {value}");
+            acked = value;
+        }
+        let placed = watch.placement().await;
+        let gone = !placed.contains_key(&format!("m{victim}"));
+        if gone && matches_spread(&placed) && watch.status().await.0 == "deployed" {
+            recovered = Some(killed.elapsed());
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "not deployed again after machine {victim} died: {placed:?}\n{}",
+            cluster.logs()
+        );
+    }
+    let recovered = recovered.unwrap_or_default();
+    println!("machine {victim} killed: deployed again after {recovered:?}");
+    assert!(
+        recovered <= HOST_TIMEOUT + Duration::from_secs(2),
+        "deployed again only after {recovered:?}"
+    );
+    let next = increment(&url).await.unwrap();
+    assert!(next > acked);
+    acked = next;
+    // No acknowledged increment is lost: Redis holds at least every one.
+    let stored: u64 = {
+        let client = redis::Client::open(cluster.redis_url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        redis::cmd("GET")
+            .arg("default:counter")
+            .query::<String>(&mut connection)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        stored >= acked,
+        "Redis has {stored}, {acked} were acknowledged"
+    );
+    cluster.run(&["restart", victim]).unwrap();
+    watch
+        .converged(Duration::from_secs(60), "after the restart", &cluster)
+        .await;
+
+    // Partition machine 3 for 10 s, then heal it: the state converges to
+    // the spread, with no extra instances.
+    cluster.run(&["partition", "3"]).unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster.run(&["heal", "3"]).unwrap();
+    let took = watch
+        .converged(Duration::from_secs(60), "after the partition", &cluster)
+        .await;
+    println!("machine 3 partitioned for 10 s: converged {took:?} after healing");
+    for _ in 0..10 {
+        let placed = watch.placement().await;
+        assert!(matches_spread(&placed), "{placed:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let after = increment(&url).await.unwrap();
+    assert!(after > acked);
+
+    // A host behind a leaf node serves a call from the hub.
+    let hello = trellis_e2e::file_url(&signer.sign_example("http-hello").unwrap());
+    let hello = hello.trim_start_matches("file://").to_owned();
+    cluster
+        .wash(&[
+            "start",
+            "component",
+            &hello,
+            "edge-hello",
+            "--constraint",
+            "site=edge",
+        ])
+        .unwrap();
+    let edge_host = watch.placement().await;
+    assert!(edge_host.contains_key("medge"), "{edge_host:?}");
+    let answer = cluster
+        .wash_via(
+            &cluster.urls(&["1"]),
+            &["call", "edge-hello", "wasi:http/incoming-handler.handle"],
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer.stdout);
+    assert!(
+        answer.status.success() && text.contains("Hello"),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&answer.stderr),
+        cluster.logs()
+    );
+}
