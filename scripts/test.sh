@@ -28,6 +28,16 @@ if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast
     say "running the doc tests"
     cargo test --workspace --doc
+    # The newest server ran everything above; the cluster, JetStream and
+    # failover tests run again against Debian's, which users still have.
+    debian=/usr/sbin/nats-server
+    if [ -z "${TRELLIS_NATS_SERVER:-}" ] && [ -x "$debian" ] &&
+        [ "$(nats_server_choice | cut -d' ' -f1)" != "$debian" ]; then
+        say "running the cluster and JetStream tests against $(TRELLIS_NATS_SERVER=$debian nats_server_version)"
+        TRELLIS_NATS_SERVER=$debian cargo nextest run --no-fail-fast \
+            -p trellis-lattice -p wadm -p trellis-e2e \
+            -E 'binary(cluster) | binary(client) | binary(chunk) | package(wadm) | test(/^failover::/) | test(/^cluster::/)'
+    fi
 else
     say "running the tests with cargo test (install cargo-nextest for faster runs)"
     cargo test --workspace --no-fail-fast

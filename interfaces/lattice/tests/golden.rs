@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use trellis_lattice::ctl::{
     ClaimsEntry, ClaimsSummary, ComponentAuctionAck, ComponentAuctionRequest, ComponentDescription,
-    CtlResponse, DeleteInterfaceLinkDefinitionRequest, Host, HostInventory, HostLabel,
+    CtlResponse, DeleteInterfaceLinkDefinitionRequest, Host, HostInventory, HostLabel, LocalData,
     ProviderAuctionRequest, ProviderDescription, ScaleComponentCommand, StartProviderCommand,
     StopHostCommand, StopProviderCommand, UpdateComponentCommand,
 };
@@ -135,6 +135,10 @@ fn inventory() -> HostInventory {
         version: "0.1.0".into(),
         uptime_human: "1h 2m 3s".into(),
         uptime_seconds: 3723,
+        local_data: vec![LocalData {
+            provider_id: "keyvalue-sqlite".into(),
+            path: "/var/lib/trellis/providers/default/keyvalue-sqlite".into(),
+        }],
     }
 }
 

@@ -19,10 +19,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
-use trellis_e2e::app::{HTTP, REDIS, SQLITE, TestLattice, increment};
+use trellis_e2e::app::{HTTP, REDIS, SQLITE, TestLattice};
+use trellis_e2e::load::{Sample, load};
 use trellis_test_support::RedisServer;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -32,20 +32,12 @@ struct Row {
     backend: &'static str,
     check: &'static str,
     concurrency: usize,
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-    errors: usize,
+    sample: Sample,
 }
 
 impl Row {
-    fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-    }
-
     fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+        self.sample.rate()
     }
 
     fn print(&self) {
@@ -55,32 +47,13 @@ impl Row {
             self.backend,
             self.check,
             self.concurrency,
-            self.latencies.len(),
-            self.errors,
+            self.sample.latencies.len(),
+            self.sample.errors,
             self.rate(),
-            ms(self.percentile(0.5)),
-            ms(self.percentile(0.99)),
+            ms(self.sample.percentile(0.5)),
+            ms(self.sample.percentile(0.99)),
         );
     }
-}
-
-/// Sends `total` requests with `concurrency` in flight at a time.
-async fn load(url: &str, total: usize, concurrency: usize) -> (Vec<Duration>, Duration, usize) {
-    let started = Instant::now();
-    let results: Vec<Result<Duration, String>> = futures::stream::iter(0..total)
-        .map(|_| async {
-            let t = Instant::now();
-            increment(url).await.map(|_| t.elapsed())
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let elapsed = started.elapsed();
-    let errors = results.iter().filter(|r| r.is_err()).count();
-    if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
-        eprintln!("{errors} requests failed; the first: {first}");
-    }
-    (results.into_iter().flatten().collect(), elapsed, errors)
 }
 
 /// One lattice with the three providers, both stores configured, and the
@@ -148,14 +121,12 @@ async fn main() {
         }
         for concurrency in CONCURRENCY {
             for (check, (_, url)) in &lattices {
-                let (latencies, elapsed, errors) = load(url, total, concurrency).await;
+                let sample = load(url, total, concurrency).await;
                 rows.push(Row {
                     backend,
                     check,
                     concurrency,
-                    latencies,
-                    elapsed,
-                    errors,
+                    sample,
                 });
             }
         }

@@ -9,6 +9,9 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, bail};
 
+use crate::Signer;
+use crate::app::example_manifest;
+
 /// A local cluster, taken down on drop.
 pub struct LocalCluster {
     name: String,
@@ -169,6 +172,33 @@ impl LocalCluster {
         Ok(connection
             .connect(|options| options, std::time::Duration::from_secs(20))
             .await?)
+    }
+
+    /// prod.yaml with the http-server on machine 1 (so the test knows where
+    /// to send requests), everything else on the hub's machines, and its
+    /// Redis on machine 3.
+    pub fn prod_manifest(&self, signer: &Signer, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+        let path = example_manifest(signer, dir, "prod", "0.0.0.0:8080", &self.redis_url());
+        let text = std::fs::read_to_string(&path)?;
+        let hub = "\n            spread:\n              - name: hub\n                requirements:\n                  site: hub";
+        let text = text
+            .replace(
+                "            instances: 64",
+                &format!("            instances: 64{hub}"),
+            )
+            .replace(
+                "        id: keyvalue-redis\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1",
+                &format!("        id: keyvalue-redis\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1{hub}"),
+            )
+            .replace(
+                "        id: http-server\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1",
+                "        id: http-server\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1\n            spread:\n              - name: first\n                requirements:\n                  machine: m1",
+            );
+        if text.matches("spread:").count() != 3 {
+            bail!("prod.yaml changed shape; the placement edits did not apply:\n{text}");
+        }
+        std::fs::write(&path, text)?;
+        Ok(path)
     }
 
     /// Every process's log, for failure messages.

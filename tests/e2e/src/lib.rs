@@ -17,6 +17,7 @@ use trellis_claims::{KeyKind, KeyPair, ProviderSignOptions, SignOptions};
 
 pub mod app;
 pub mod cluster;
+pub mod load;
 pub mod wadm;
 
 /// How long a host may take to join the lattice.

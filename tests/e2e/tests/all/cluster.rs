@@ -10,38 +10,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use trellis_e2e::Signer;
-use trellis_e2e::app::{example_manifest, increment};
+use trellis_e2e::app::increment;
 use trellis_e2e::cluster::LocalCluster;
 use trellis_lattice::client::CtlClient;
 use wadm::api::WadmClient;
 
 /// wadm's host timeout in this test.
 const HOST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// prod.yaml with the http-server on machine 1 (so the test knows where
-/// to send requests), everything else on the hub's machines, and its
-/// Redis on machine 3.
-fn manifest(cluster: &LocalCluster, signer: &Signer, dir: &std::path::Path) -> std::path::PathBuf {
-    let path = example_manifest(signer, dir, "prod", "0.0.0.0:8080", &cluster.redis_url());
-    let text = std::fs::read_to_string(&path).unwrap();
-    let hub = "\n            spread:\n              - name: hub\n                requirements:\n                  site: hub";
-    let text = text
-        .replace(
-            "            instances: 64",
-            &format!("            instances: 64{hub}"),
-        )
-        .replace(
-            "        id: keyvalue-redis\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1",
-            &format!("        id: keyvalue-redis\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1{hub}"),
-        )
-        .replace(
-            "        id: http-server\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1",
-            "        id: http-server\n      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1\n            spread:\n              - name: first\n                requirements:\n                  machine: m1",
-        );
-    assert_eq!(text.matches("spread:").count(), 3, "{text}");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// The clients a test watches the lattice with.
 struct Watch {
@@ -131,7 +106,7 @@ async fn a_lattice_across_three_machines_survives_a_dead_machine_and_a_partition
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let manifest = manifest(&cluster, &signer, dir.path());
+    let manifest = cluster.prod_manifest(&signer, dir.path()).unwrap();
 
     // Deployed through the third server only.
     let deployed = cluster
