@@ -98,10 +98,22 @@ async fn buckets_on_a_cluster_have_three_replicas_and_survive_a_dead_server() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    open_kv_bucket(&js, "CONFIGDATA_test", Replicas::Auto)
-        .await
-        .unwrap();
-    assert_eq!(replicas(&js, "CONFIGDATA_test").await, 3);
+    // A raise that fails (the restarted server still catching up) is
+    // logged and tried again the next time a process opens the bucket.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        open_kv_bucket(&js, "CONFIGDATA_test", Replicas::Auto)
+            .await
+            .unwrap();
+        if replicas(&js, "CONFIGDATA_test").await == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bucket was never raised to 3 replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

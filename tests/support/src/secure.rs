@@ -204,6 +204,12 @@ impl SecuredNats {
                 text.replace(tls, "  timeout: 5\n  verify: true\n}"),
             )
             .map_err(SupportError::io("writing the mutual-TLS configuration"))?;
+            // The copy includes the roles from beside it.
+            std::fs::copy(
+                workspace_root().join("deploy/nats/roles.conf"),
+                ca.dir.path().join("roles.conf"),
+            )
+            .map_err(SupportError::io("copying deploy/nats/roles.conf"))?;
             config = mutual_config;
         }
         let (cert, key, ca_file) = (

@@ -463,7 +463,7 @@ async fn wash_up_secures_the_nats_it_starts_and_trusts_only_the_users_accounts()
     let (ok, text) = wash_at(home.path(), &["up", "--detach", "--nats-url", &url]);
     assert!(ok, "{text}");
     assert!(
-        text.contains("started by wash up, with credentials"),
+        text.contains("started by wash up: nats-server") && text.contains("with credentials"),
         "{text}"
     );
     // Stopped however the test ends.
