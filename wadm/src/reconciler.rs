@@ -45,6 +45,11 @@ const TICK: Duration = Duration::from_millis(500);
 /// How long one read of the lattice (an inventory, the links, the store)
 /// may take. Commands wait longer: hosts reply when their work is done.
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a pass collects ping answers. It is on the path of every
+/// recovery, twice (the pass that replaces a dead host's work, and the one
+/// that sees it done). A host slower than this keeps its last inventory
+/// and stays alive until the host timeout, so missing one pass is harmless.
+const PING_WINDOW: Duration = Duration::from_millis(250);
 
 /// Why the loop stopped or a pass failed.
 #[derive(Debug, Error)]
@@ -224,7 +229,10 @@ impl Reconciler {
         .await?;
         Ok(Self {
             last_read: LastRead::default(),
-            observer: ctl.clone().with_timeout(OBSERVE_TIMEOUT),
+            observer: ctl
+                .clone()
+                .with_timeout(OBSERVE_TIMEOUT)
+                .with_gather_window(PING_WINDOW),
             ctl,
             store,
             config_bucket,
@@ -487,7 +495,7 @@ impl Reconciler {
 
     /// Asks every host for its inventory and builds the planner's picture.
     async fn observe(&mut self) -> Result<ObservedLattice, ReconcileError> {
-        let answering = match self.ctl.ping_hosts().await {
+        let answering = match self.observer.ping_hosts().await {
             Ok(hosts) => hosts,
             Err(err) => {
                 tracing::debug!(error = %err, "no host answered the ping");

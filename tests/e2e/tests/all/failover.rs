@@ -2,7 +2,8 @@
 //! once, and a host told to stop while NATS is gone still stops in time.
 //! A provider whose data is on the dead host's disk (keyvalue-sqlite) is
 //! not restarted empty elsewhere; one whose data is not (keyvalue-redis)
-//! moves, and loses no acknowledged increment.
+//! moves, and loses no acknowledged increment. On a NATS cluster, a host and
+//! its providers move to another server when theirs dies.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use trellis_e2e::wadm::{
 };
 use trellis_e2e::{HostProcess, Signer, file_url, unique_lattice, wash_ok};
 use trellis_lattice::client::Replicas;
-use trellis_test_support::{NatsServer, RedisServer};
+use trellis_test_support::{NatsCluster, NatsServer, RedisServer};
 use wadm::store::DeployStatus;
 
 use crate::common::client;
@@ -327,4 +328,79 @@ async fn the_redis_counter_moves_to_another_host_and_keeps_its_count() {
         host_running(&ctl, std::slice::from_ref(other), "keyvalue-redis").await,
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_and_its_providers_move_to_another_server_when_theirs_dies() {
+    let mut cluster = NatsCluster::start(3).unwrap();
+    let lattice = unique_lattice("reconnect");
+    // The host lists server 1 first, and hands the list to its providers.
+    let host = HostProcess::start(&cluster.urls(), &lattice, &[]).unwrap();
+    let operator = cluster.url(2);
+    let wadm = WadmProcess::start(&operator, &lattice, FAST_WADM_ARGS)
+        .await
+        .unwrap();
+    let redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new().unwrap();
+    let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
+    let manifest = example_manifest(&signer, dir.path(), "prod", &address, &redis.url());
+    wash_ok(
+        &operator,
+        &lattice,
+        &["app", "deploy", manifest.to_str().unwrap(), "--wait"],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\nwadm log:\n{}", wadm.log()));
+    let url = format!("http://{address}/");
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked < 10 {
+        match increment(&url).await {
+            Ok(value) => acked = value,
+            Err(err) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the counter never answered: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    cluster.kill(0);
+    let killed = Instant::now();
+    let mut answered_after = None;
+    while killed.elapsed() < Duration::from_secs(10) || answered_after.is_none() {
+        if let Ok(value) = increment(&url).await {
+            assert!(value > acked, "count went from {acked} to {value}");
+            acked = value;
+            answered_after.get_or_insert(killed.elapsed());
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the counter never answered after server 1 died:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("server 1 killed: the counter answered again after {answered_after:?}");
+    let stored: u64 = {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        redis::cmd("GET")
+            .arg("default:counter")
+            .query::<String>(&mut connection)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        stored >= acked,
+        "Redis has {stored}, {acked} were acknowledged"
+    );
+    // Host and providers both reconnected rather than restarting.
+    let ctl = client(&operator, &lattice).await;
+    let inventory = ctl.get_inventory(host.id()).await.unwrap();
+    assert_eq!(inventory.providers.len(), 2, "{inventory:?}");
+    assert!(host.log().contains("reconnect"), "{}", host.log());
 }
