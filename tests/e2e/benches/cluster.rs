@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use trellis_e2e::app::example_manifest;
 use trellis_e2e::cluster::LocalCluster;
-use trellis_e2e::load::{Sample, load};
+use trellis_e2e::load::{Sample, load, requests_per_row};
 use trellis_e2e::wadm::WadmProcess;
 use trellis_e2e::{HostProcess, Signer, unique_lattice, wash_ok};
 use trellis_test_support::{NatsServer, RedisServer, free_port};
@@ -52,10 +52,7 @@ async fn ready(url: &str) {
 
 #[tokio::main]
 async fn main() {
-    let total: usize = std::env::var("TRELLIS_BENCH_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let total = requests_per_row();
     let signer = Signer::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
 

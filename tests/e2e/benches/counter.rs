@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use trellis_e2e::app::{HTTP, REDIS, SQLITE, TestLattice};
-use trellis_e2e::load::{Sample, load};
+use trellis_e2e::load::{Sample, load, requests_per_row};
 use trellis_test_support::RedisServer;
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -87,10 +87,7 @@ async fn counter_lattice(
 
 #[tokio::main]
 async fn main() {
-    let total: usize = std::env::var("TRELLIS_BENCH_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let total = requests_per_row();
     eprintln!("building and starting Redis and two lattices (NATS, a host, three providers)…");
     let redis = RedisServer::start().unwrap();
     let lattices = [

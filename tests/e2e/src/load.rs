@@ -6,6 +6,14 @@ use futures::StreamExt;
 
 use crate::app::increment;
 
+/// Requests per benchmark row: `TRELLIS_BENCH_REQUESTS`, else 2000.
+pub fn requests_per_row() -> usize {
+    std::env::var("TRELLIS_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 /// What one run of [`load`] measured.
 pub struct Sample {
     /// Latency of each successful request.

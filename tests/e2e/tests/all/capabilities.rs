@@ -16,7 +16,7 @@ use trellis_e2e::unique_lattice;
 use trellis_lattice::event::EventKind;
 use trellis_test_support::{RedisServer, free_port};
 
-use crate::common::wait_for_event;
+use crate::common::{redis_get, wait_for_event};
 
 /// Sends `n` requests at once; every one must succeed, and the values they
 /// return must be distinct (no two requests saw the same increment).
@@ -53,12 +53,6 @@ fn sqlite_count(path: &Path, key: &str) -> Option<String> {
         }
     }
     None
-}
-
-fn redis_get(url: &str, key: &str) -> Option<String> {
-    let client = redis::Client::open(url).unwrap();
-    let mut connection = client.get_connection().unwrap();
-    redis::cmd("GET").arg(key).query(&mut connection).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use trellis_e2e::Signer;
 use trellis_e2e::app::increment;
 use trellis_e2e::cluster::LocalCluster;
+
+use crate::common::redis_count;
 use trellis_lattice::client::CtlClient;
 use wadm::api::WadmClient;
 
@@ -198,16 +200,7 @@ async fn a_lattice_across_three_machines_survives_a_dead_machine_and_a_partition
     assert!(next > acked);
     acked = next;
     // No acknowledged increment is lost: Redis holds at least every one.
-    let stored: u64 = {
-        let client = redis::Client::open(cluster.redis_url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        redis::cmd("GET")
-            .arg("default:counter")
-            .query::<String>(&mut connection)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let stored = redis_count(&cluster.redis_url());
     assert!(
         stored >= acked,
         "Redis has {stored}, {acked} were acknowledged"

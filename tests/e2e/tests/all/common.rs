@@ -52,3 +52,15 @@ pub async fn wait_for_event(
         .await
         .unwrap_or_else(|_| panic!("no matching {} event within {timeout:?}", kind.as_str()))
 }
+
+/// The value of `key` in the Redis at `url`.
+pub fn redis_get(url: &str, key: &str) -> Option<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    redis::cmd("GET").arg(key).query(&mut connection).unwrap()
+}
+
+/// The counter's stored count in the Redis at `url` (0 before the first).
+pub fn redis_count(url: &str) -> u64 {
+    redis_get(url, "default:counter").map_or(0, |v| v.parse().unwrap())
+}

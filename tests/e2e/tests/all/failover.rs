@@ -18,7 +18,7 @@ use trellis_lattice::client::Replicas;
 use trellis_test_support::{NatsCluster, NatsServer, RedisServer};
 use wadm::store::DeployStatus;
 
-use crate::common::client;
+use crate::common::{client, redis_count};
 
 /// wadm with its default 60 s host timeout: a host that came back under a
 /// new id would leave its work "running" on a ghost for a minute, so a
@@ -174,6 +174,24 @@ struct CounterOnTwoHosts {
 }
 
 impl CounterOnTwoHosts {
+    /// The next count, once the counter answers again (within 60 s).
+    async fn next_count(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match increment(&self.url).await {
+                Ok(value) => return value,
+                Err(err) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the counter never came back: {err}\n{}",
+                        self.wadm.log()
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
     async fn deploy(name: &str, redis: &str, count: u64) -> Self {
         let nats = NatsServer::start().unwrap();
         let lattice = unique_lattice(name);
@@ -282,21 +300,7 @@ async fn the_sqlite_counter_is_never_restarted_from_one_on_another_host() {
 
     // The host comes back with its data: the count goes on.
     app.hosts[home].crash_and_restart().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let next = loop {
-        match increment(&app.url).await {
-            Ok(value) => break value,
-            Err(err) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the counter never came back: {err}\n{}",
-                    app.wadm.log()
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    assert_eq!(next, COUNT + 1);
+    assert_eq!(app.next_count().await, COUNT + 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -307,21 +311,11 @@ async fn the_redis_counter_moves_to_another_host_and_keeps_its_count() {
     let ctl = client(&app.nats.url(), &app.lattice).await;
     let at = host_running(&ctl, &app.hosts, "keyvalue-redis").await;
     app.hosts[at].kill();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let next = loop {
-        match increment(&app.url).await {
-            Ok(value) => break value,
-            Err(err) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the counter never came back: {err}\n{}",
-                    app.wadm.log()
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    assert_eq!(next, COUNT + 1, "an acknowledged increment was lost");
+    assert_eq!(
+        app.next_count().await,
+        COUNT + 1,
+        "an acknowledged increment was lost"
+    );
     let other = &app.hosts[1 - at];
     assert_eq!(app.hosts.len(), 2);
     assert_eq!(
@@ -384,16 +378,7 @@ async fn a_host_and_its_providers_move_to_another_server_when_theirs_dies() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!("server 1 killed: the counter answered again after {answered_after:?}");
-    let stored: u64 = {
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        redis::cmd("GET")
-            .arg("default:counter")
-            .query::<String>(&mut connection)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let stored = redis_count(&redis.url());
     assert!(
         stored >= acked,
         "Redis has {stored}, {acked} were acknowledged"

@@ -17,7 +17,7 @@ use trellis_test_support::{NatsServer, RedisServer, free_port};
 use wadm::api::WadmClient;
 use wadm::store::DeployStatus;
 
-use crate::common::client;
+use crate::common::{client, redis_get};
 
 const WADM_ARGS: &[&str] = FAST_WADM_ARGS;
 
@@ -292,15 +292,10 @@ async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
         }
     };
     assert_eq!(first, 1, "Redis starts its own count");
-    let stored: Option<String> = {
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        redis::cmd("GET")
-            .arg("default:counter")
-            .query(&mut connection)
-            .unwrap()
-    };
-    assert_eq!(stored.as_deref(), Some("1"));
+    assert_eq!(
+        redis_get(&redis.url(), "default:counter").as_deref(),
+        Some("1")
+    );
     // The same component binary kept running on every host: prod.yaml
     // changed a link (and which provider runs), nothing else.
     let after = lattice.ctl.get_hosts_inventories().await.unwrap();
