@@ -108,12 +108,34 @@ async fn buckets_on_a_cluster_have_three_replicas_and_survive_a_dead_server() {
         if replicas(&js, "CONFIGDATA_test").await == 3 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the bucket was never raised to 3 replicas"
-        );
+        if Instant::now() >= deadline {
+            panic!(
+                "the bucket was never raised to 3 replicas: {}",
+                why_not_raised(&client, &js).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// What the client knows of the cluster, and what a raise by hand says.
+async fn why_not_raised(client: &async_nats::Client, js: &jetstream::Context) -> String {
+    let known = client.server_info().connect_urls;
+    let raised = match js.get_stream("KV_CONFIGDATA_test").await {
+        Ok(mut stream) => match stream.info().await {
+            Ok(info) => {
+                let mut config = info.config.clone();
+                config.num_replicas = 3;
+                js.update_stream(config)
+                    .await
+                    .map(|_| "a raise by hand worked".to_owned())
+                    .unwrap_or_else(|e| format!("a raise by hand failed: {e}"))
+            }
+            Err(e) => format!("no stream info: {e}"),
+        },
+        Err(e) => format!("no stream: {e}"),
+    };
+    format!("the client knows of the servers {known:?}; {raised}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,4 +147,16 @@ async fn a_lone_server_gets_one_replica() {
         .await
         .unwrap();
     assert_eq!(replicas(&js, "LATTICEDATA_one").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_of_two_gets_one_replica() {
+    let cluster = NatsCluster::start(2).unwrap();
+    let client = connect(&cluster.urls()).await;
+    wait_for_peers(&client, 2).await;
+    let js = jetstream::new(client);
+    open_kv_bucket(&js, "LATTICEDATA_two", Replicas::Auto)
+        .await
+        .unwrap();
+    assert_eq!(replicas(&js, "LATTICEDATA_two").await, 1);
 }

@@ -3,9 +3,9 @@
 //! lease) share it.
 //!
 //! Lattice buckets are replicated on a cluster: with [`Replicas::Auto`], a
-//! bucket made while the client's server reports three or more servers in
-//! its cluster keeps three copies, so the lattice survives one server's
-//! loss; on one server it keeps one. `--js-replicas` picks a number.
+//! bucket keeps three copies wherever JetStream can place three, so the
+//! lattice survives one server's loss; on one server it keeps one.
+//! `--js-replicas` picks a number.
 
 use async_nats::jetstream::{self, kv};
 
@@ -28,7 +28,7 @@ const JETSTREAM_READY_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// How many copies of a bucket JetStream keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Replicas {
-    /// 3 when the cluster has 3 or more servers, else 1.
+    /// 3 when the cluster has 3 or more JetStream servers, else 1.
     #[default]
     Auto,
     /// This many (at least 1; at most the cluster's size, or the server
@@ -42,18 +42,31 @@ impl Replicas {
         flag.map_or(Replicas::Auto, |n| Replicas::Exactly(n.max(1)))
     }
 
-    /// The number for a bucket made through `client` now.
-    pub fn resolve(self, client: &async_nats::Client) -> usize {
+    /// The number to ask for first, and whether JetStream refusing that
+    /// many (a lone server, a cluster of two) means "use 1" rather than
+    /// "not ready yet".
+    ///
+    /// The servers a client was told of (`connect_urls`) decide only the
+    /// second: they are a hint, not the truth. nats-server 2.9 does not
+    /// tell a client of a cluster server that restarted, so a client that
+    /// trusted them would make one-copy buckets on a healthy cluster of
+    /// three. A client that knows of three servers keeps asking for 3
+    /// while the cluster elects its leaders.
+    fn request(self, client: &async_nats::Client) -> (usize, bool) {
         match self {
-            Replicas::Exactly(n) => n.max(1),
-            Replicas::Auto => {
-                // The server lists the client URLs of every server in its
-                // cluster, its own among them; a lone server lists none.
-                let servers = client.server_info().connect_urls.len();
-                if servers >= 3 { 3 } else { 1 }
-            }
+            Replicas::Exactly(n) => (n.max(1), false),
+            Replicas::Auto => (3, client.server_info().connect_urls.len() < 3),
         }
     }
+}
+
+/// Whether JetStream refused a replica count it cannot place: a server
+/// not in a cluster, or fewer servers than replicas ("no suitable peers
+/// for placement", or on some versions "insufficient resources").
+fn refuses_replicas(code: jetstream::ErrorCode) -> bool {
+    code == jetstream::ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED
+        || code == jetstream::ErrorCode::CLUSTER_NO_PEERS
+        || code == jetstream::ErrorCode::INSUFFICIENT_RESOURCES
 }
 
 /// Opens the KV bucket `bucket`, creating its backing stream when missing.
@@ -73,12 +86,12 @@ pub async fn open_kv_bucket(
     bucket: &str,
     replicas: Replicas,
 ) -> Result<kv::Store, ClientError> {
-    let wanted = replicas.resolve(&js.client());
+    let (mut wanted, small) = replicas.request(&js.client());
     if let Ok(store) = js.get_key_value(bucket).await {
-        raise_replicas(js, bucket, wanted).await;
+        raise_replicas(js, bucket, wanted, small).await;
         return Ok(store);
     }
-    let config = jetstream::stream::Config {
+    let mut config = jetstream::stream::Config {
         name: format!("KV_{bucket}"),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
@@ -97,6 +110,11 @@ pub async fn open_kv_bucket(
     loop {
         match js.get_or_create_stream(config.clone()).await {
             Ok(_) => break,
+            Err(e) if small && wanted > 1 && refused_replicas(&e) => {
+                tracing::debug!(bucket, error = %e, "JetStream cannot place {wanted} replicas; making one");
+                wanted = 1;
+                config.num_replicas = 1;
+            }
             Err(e) if started.elapsed() < JETSTREAM_READY_WAIT => {
                 tracing::debug!(bucket, error = %e, "JetStream not ready; trying again");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -146,9 +164,19 @@ async fn wait_readable(store: &kv::Store, bucket: &str) {
     }
 }
 
+/// Whether a stream create failed because JetStream cannot place its replicas.
+fn refused_replicas(err: &jetstream::context::CreateStreamError) -> bool {
+    match err.kind() {
+        jetstream::context::CreateStreamErrorKind::JetStream(e) => refuses_replicas(e.error_code()),
+        _ => false,
+    }
+}
+
 /// Raises the bucket's stream to `wanted` replicas if it has fewer. A
-/// failure is logged, not returned: the bucket works as it is.
-async fn raise_replicas(js: &jetstream::Context, bucket: &str, wanted: usize) {
+/// failure is logged, not returned: the bucket works as it is. With
+/// `small` (the client knows of fewer than three servers), JetStream
+/// refusing the count is the expected answer of a small cluster, not news.
+async fn raise_replicas(js: &jetstream::Context, bucket: &str, wanted: usize, small: bool) {
     let name = format!("KV_{bucket}");
     let Ok(mut stream) = js.get_stream(&name).await else {
         return;
@@ -163,6 +191,13 @@ async fn raise_replicas(js: &jetstream::Context, bucket: &str, wanted: usize) {
     config.num_replicas = wanted;
     match js.update_stream(config).await {
         Ok(_) => tracing::info!(bucket, replicas = wanted, "raised the bucket's replicas"),
+        Err(err)
+            if small
+                && matches!(err.kind(), jetstream::context::CreateStreamErrorKind::JetStream(e)
+                    if refuses_replicas(e.error_code())) =>
+        {
+            tracing::debug!(bucket, replicas = wanted, error = %err, "the cluster cannot hold more replicas")
+        }
         Err(err) => {
             tracing::warn!(bucket, replicas = wanted, error = %err, "could not raise the bucket's replicas")
         }
