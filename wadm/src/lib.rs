@@ -18,6 +18,7 @@
 //! - [`store`]: manifests, versions and status in JetStream KV.
 //! - [`api`]: the request/reply API `wash app` drives, and its client.
 //! - [`lease`]: which of several wadm processes acts on the lattice.
+//! - [`observe`]: reading the lattice's hosts, links and config.
 //! - [`reconciler`]: the loop that observes, plans and sends commands.
 //!
 //! YAML is read with `serde_norway`, the maintained fork of the archived
@@ -63,10 +64,13 @@
 pub mod api;
 pub mod lease;
 pub mod manifest;
+pub mod observe;
 pub mod ownership;
 pub mod planner;
 pub mod reconciler;
 pub mod store;
 
 pub use manifest::{Manifest, ManifestError, Problem};
-pub use planner::{Command, DataHome, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};
+pub use planner::{
+    Command, DataHome, ObservedHost, ObservedLattice, Plan, PlanReport, plan, plan_undeploy,
+};

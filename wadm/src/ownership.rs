@@ -44,6 +44,14 @@ pub fn is_owned_by(annotations: Option<&BTreeMap<String, String>>, app: &str) ->
     })
 }
 
+/// The app whose wadm-managed thing carries these annotations, if any.
+pub fn owner_app(annotations: Option<&BTreeMap<String, String>>) -> Option<&str> {
+    annotations
+        .filter(|a| a.get(MANAGED_BY_ANNOTATION).map(String::as_str) == Some(MANAGED_BY_WADM))
+        .and_then(|a| a.get(APP_ANNOTATION))
+        .map(String::as_str)
+}
+
 /// The lattice name of config `name` defined by the manifest of `app`.
 pub fn owned_config_name(app: &str, name: &str) -> String {
     format!("{app}/{name}")
@@ -68,6 +76,8 @@ mod tests {
         assert!(!is_owned_by(None, "shop"));
         let by_hand = BTreeMap::from([(APP_ANNOTATION.to_owned(), "shop".to_owned())]);
         assert!(!is_owned_by(Some(&by_hand), "shop"));
+        assert_eq!(owner_app(Some(&ours)), Some("shop"));
+        assert_eq!(owner_app(Some(&by_hand)), None);
     }
 
     #[test]

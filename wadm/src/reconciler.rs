@@ -25,16 +25,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, kv};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use async_nats::jetstream;
+use futures::{FutureExt, StreamExt};
 use thiserror::Error;
-use trellis_lattice::client::{ClientError, CtlClient, Replicas, open_kv_bucket};
+use trellis_lattice::client::{ClientError, CtlClient, Replicas};
 use trellis_lattice::config::NamedConfig;
 use trellis_lattice::ctl::HostInventory;
-use trellis_lattice::{CloudEvent, EventKind, LatticeEvent, Subjects};
+use trellis_lattice::{CloudEvent, EventKind, LatticeEvent};
 
 use crate::lease::Lease;
-use crate::ownership::{APP_ANNOTATION, MANAGED_BY_ANNOTATION, MANAGED_BY_WADM};
+use crate::observe::{LatticeReader, OBSERVE_TIMEOUT};
 use crate::planner::{Command, DataHome, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};
 use crate::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
 
@@ -42,14 +42,6 @@ use crate::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the loop wakes to renew the lease and check for work.
 const TICK: Duration = Duration::from_millis(500);
-/// How long one read of the lattice (an inventory, the links, the store)
-/// may take. Commands wait longer: hosts reply when their work is done.
-const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a pass collects ping answers. It is on the path of every
-/// recovery, twice (the pass that replaces a dead host's work, and the one
-/// that sees it done). A host slower than this keeps its last inventory
-/// and stays alive until the host timeout, so missing one pass is harmless.
-const PING_WINDOW: Duration = Duration::from_millis(250);
 
 /// Why the loop stopped or a pass failed.
 #[derive(Debug, Error)]
@@ -117,7 +109,9 @@ pub async fn run(
     let reconciler = Reconciler::new(ctl, &js, store.clone(), settings, holder).await?;
     let api_nats = nats.clone();
     let api_lattice = lattice.to_owned();
-    let api = tokio::spawn(async move { crate::api::serve(api_nats, &api_lattice, store).await });
+    let reader = reconciler.reader.clone();
+    let api =
+        tokio::spawn(async move { crate::api::serve(api_nats, &api_lattice, store, reader).await });
     let result = reconciler.run().await;
     api.abort();
     result
@@ -195,10 +189,8 @@ fn fall_back<T: Clone>(
 pub struct Reconciler {
     last_read: LastRead,
     ctl: CtlClient,
-    /// `ctl` with the shorter timeout of reads.
-    observer: CtlClient,
+    reader: LatticeReader,
     store: ManifestStore,
-    config_bucket: kv::Store,
     lease: Lease,
     settings: ReconcilerSettings,
     hosts: BTreeMap<String, SeenHost>,
@@ -216,9 +208,7 @@ impl Reconciler {
         settings: ReconcilerSettings,
         holder: String,
     ) -> Result<Self, ReconcileError> {
-        let subjects = Subjects::new(ctl.lattice()).map_err(ClientError::from)?;
-        let config_bucket =
-            open_kv_bucket(js, &subjects.config_data_bucket(), settings.replicas).await?;
+        let reader = LatticeReader::open(&ctl, js, store.clone(), settings.replicas).await?;
         let lease = Lease::open(
             js,
             ctl.lattice(),
@@ -229,13 +219,9 @@ impl Reconciler {
         .await?;
         Ok(Self {
             last_read: LastRead::default(),
-            observer: ctl
-                .clone()
-                .with_timeout(OBSERVE_TIMEOUT)
-                .with_gather_window(PING_WINDOW),
+            reader,
             ctl,
             store,
-            config_bucket,
             lease,
             settings,
             hosts: BTreeMap::new(),
@@ -247,6 +233,15 @@ impl Reconciler {
     /// Runs until the NATS connection closes.
     pub async fn run(mut self) -> Result<(), ReconcileError> {
         let mut events = self.ctl.subscribe_events().await?;
+        // A deploy, an undeploy or a new version plans at once. Should the
+        // watch end, passes still run on events and every resync.
+        let mut changes = match self.store.changes().await {
+            Ok(changes) => Some(changes),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch the manifests; deploys wait for the next pass");
+                None
+            }
+        };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_pass: Option<Instant> = None;
@@ -261,6 +256,13 @@ impl Reconciler {
                 event = events.next() => match event {
                     Some(event) => dirty |= self.note_event(&event),
                     None => return Err(ReconcileError::EventsEnded),
+                },
+                change = next_change(&mut changes) => match change {
+                    Some(()) => dirty = true,
+                    None => {
+                        tracing::warn!("the manifest watch ended; deploys wait for the next pass");
+                        changes = None;
+                    }
                 },
                 _ = tick.tick() => {}
             }
@@ -381,9 +383,10 @@ impl Reconciler {
 
     /// One observe-plan-act round over every app.
     pub async fn pass(&mut self) -> Result<(), ReconcileError> {
-        let lattice = self.observe().await?;
+        let mut lattice = self.observe().await?;
         let stored = bounded("the stored apps", self.store.list()).await;
         let stored = fall_back(stored, &mut self.last_read.apps, "the stored apps")?;
+        lattice.retiring = retiring(&lattice, &stored);
         let mut planned: Vec<(String, Option<String>, Plan)> = Vec::new();
         let mut known: BTreeSet<String> = BTreeSet::new();
         for app in &stored {
@@ -407,7 +410,7 @@ impl Reconciler {
                 None => planned.push((app.name.clone(), None, plan_undeploy(&app.name, &lattice))),
             }
         }
-        for app in apps_in_lattice(&lattice) {
+        for app in lattice.owning_apps() {
             if !known.contains(&app) {
                 let plan = plan_undeploy(&app, &lattice);
                 planned.push((app, None, plan));
@@ -424,9 +427,10 @@ impl Reconciler {
             reasons_all.extend(reasons);
             let status = if !reasons_all.is_empty() {
                 DeployStatus::Failed
-            } else if plan.is_empty() {
+            } else if plan.is_empty() && plan.waiting.is_empty() {
                 DeployStatus::Deployed
             } else {
+                reasons_all.clone_from(&plan.waiting);
                 DeployStatus::Reconciling
             };
             self.write_status(&app, AppStatus::now(status, Some(version), reasons_all))
@@ -495,27 +499,15 @@ impl Reconciler {
 
     /// Asks every host for its inventory and builds the planner's picture.
     async fn observe(&mut self) -> Result<ObservedLattice, ReconcileError> {
-        let answering = match self.observer.ping_hosts().await {
-            Ok(hosts) => hosts,
-            Err(err) => {
-                tracing::debug!(error = %err, "no host answered the ping");
-                Vec::new()
-            }
-        };
-        for host in answering {
-            match self.observer.get_inventory(&host.id).await {
-                Ok(inventory) => {
-                    self.hosts.insert(
-                        host.id.clone(),
-                        SeenHost {
-                            inventory,
-                            last_seen: Instant::now(),
-                            planned_alive: true,
-                        },
-                    );
-                }
-                Err(err) => tracing::debug!(host = %host.id, error = %err, "no inventory"),
-            }
+        for inventory in self.reader.inventories().await {
+            self.hosts.insert(
+                inventory.host_id.clone(),
+                SeenHost {
+                    inventory,
+                    last_seen: Instant::now(),
+                    planned_alive: true,
+                },
+            );
         }
         // A host gone for long is forgotten; until then it is kept, not
         // alive, so the planner knows its work is lost.
@@ -538,15 +530,17 @@ impl Reconciler {
         // last good read rather than stopping.
         let data_homes = bounded("the data homes", self.record_data_homes(&hosts)).await;
         let data_homes = fall_back(data_homes, &mut self.last_read.data_homes, "the data homes")?;
-        let links = bounded("the links", self.observer.get_links()).await;
+        let links = bounded("the links", self.reader.links()).await;
         let links = fall_back(links, &mut self.last_read.links, "the links")?;
-        let configs = bounded("the named config", self.read_configs()).await;
+        let configs = bounded("the named config", self.reader.configs()).await;
         let configs = fall_back(configs, &mut self.last_read.configs, "the named config")?;
         Ok(ObservedLattice {
             hosts,
             links,
             configs,
             data_homes,
+            // Known once the stored apps are read, in the pass.
+            retiring: BTreeSet::new(),
         })
     }
 
@@ -592,35 +586,6 @@ impl Reconciler {
         Ok(homes)
     }
 
-    async fn read_configs(&self) -> Result<BTreeMap<String, NamedConfig>, ReconcileError> {
-        let failed = |e: &dyn std::fmt::Display| StoreError::Nats {
-            action: "reading lattice config".into(),
-            message: e.to_string(),
-        };
-        let names: Vec<String> = match self.config_bucket.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(|e| failed(&e))?,
-            Err(e) => return Err(failed(&e).into()),
-        };
-        let mut configs = BTreeMap::new();
-        for name in names {
-            let Some(bytes) = self
-                .config_bucket
-                .get(&name)
-                .await
-                .map_err(|e| failed(&e))?
-            else {
-                continue;
-            };
-            match serde_json::from_slice::<NamedConfig>(&bytes) {
-                Ok(values) => {
-                    configs.insert(name, values);
-                }
-                Err(err) => tracing::warn!(config = %name, error = %err, "unreadable config"),
-            }
-        }
-        Ok(configs)
-    }
-
     /// Writes a status unless it says what the stored one says. A status
     /// that cannot be written now is written at a later pass; the
     /// commands of this one still go out.
@@ -640,6 +605,14 @@ impl Reconciler {
         if let Err(err) = bounded("the app's status", written).await {
             tracing::warn!(app, error = %err, "cannot write the app's status now");
         }
+    }
+}
+
+/// The next manifest change, or never when there is no watch.
+async fn next_change(changes: &mut Option<impl futures::Stream<Item = ()> + Unpin>) -> Option<()> {
+    match changes {
+        Some(changes) => changes.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -675,24 +648,18 @@ fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(MAX_BACKOFF)
 }
 
-/// Names of the apps that own something running in the lattice.
-fn apps_in_lattice(lattice: &ObservedLattice) -> BTreeSet<String> {
-    let owner = |annotations: Option<&BTreeMap<String, String>>| {
-        annotations
-            .filter(|a| a.get(MANAGED_BY_ANNOTATION).map(String::as_str) == Some(MANAGED_BY_WADM))
-            .and_then(|a| a.get(APP_ANNOTATION).cloned())
-    };
+/// The apps that own something in the lattice but are not deployed: what
+/// this pass removes.
+pub fn retiring(lattice: &ObservedLattice, stored: &[crate::store::StoredApp]) -> BTreeSet<String> {
+    let deployed: BTreeSet<&str> = stored
+        .iter()
+        .filter(|app| app.deployed.is_some())
+        .map(|app| app.name.as_str())
+        .collect();
     lattice
-        .hosts
-        .values()
-        .flat_map(|host| {
-            let components = host
-                .components
-                .iter()
-                .map(|c| owner(c.annotations.as_ref()));
-            let providers = host.providers.iter().map(|p| owner(p.annotations.as_ref()));
-            components.chain(providers).flatten().collect::<Vec<_>>()
-        })
+        .owning_apps()
+        .into_iter()
+        .filter(|app| !deployed.contains(app.as_str()))
         .collect()
 }
 

@@ -242,6 +242,21 @@ impl ManifestStore {
         })
     }
 
+    /// A stream that yields whenever any app's manifests or deployed
+    /// version change, from whichever wadm wrote them: what lets the
+    /// acting reconciler plan a deploy at once rather than at its next
+    /// pass. Status writes are in the other bucket and do not show here.
+    pub async fn changes(
+        &self,
+    ) -> Result<impl futures::Stream<Item = ()> + Send + Unpin + 'static, StoreError> {
+        let watch = self
+            .manifests
+            .watch_all()
+            .await
+            .map_err(|e| StoreError::nats("watching the manifests")(e.to_string()))?;
+        Ok(futures::StreamExt::map(watch, |_| ()))
+    }
+
     /// Stores a new version of the manifest in `text`. Putting text that is
     /// already stored under its version returns that version unchanged.
     pub async fn put(&self, text: &str) -> Result<PutOutcome, StoreError> {

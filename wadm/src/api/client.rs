@@ -9,6 +9,7 @@ use super::{
     ApiReply, ApiResult, AppSummary, Deployed, PutOutcome, StatusReport, StoredVersion,
     VersionRequest, VersionSummary, model_prefix,
 };
+use crate::planner::PlanReport;
 
 /// Why an API call failed.
 #[derive(Debug, Error)]
@@ -93,6 +94,20 @@ impl WadmClient {
         self.request::<Option<()>>(&format!("undeploy.{name}"), Vec::new())
             .await
             .map(|_| ())
+    }
+
+    /// What deploying the manifest in `manifest` (its text) would do to
+    /// the lattice now; stores and changes nothing.
+    pub async fn plan(&self, manifest: &str) -> Result<PlanReport, ApiError> {
+        self.request("plan.deploy", manifest.as_bytes().to_vec())
+            .await
+    }
+
+    /// What undeploying app `name` would do to the lattice now; changes
+    /// nothing.
+    pub async fn plan_undeploy(&self, name: &str) -> Result<PlanReport, ApiError> {
+        self.request(&format!("plan.undeploy.{name}"), Vec::new())
+            .await
     }
 
     /// The status of app `name`.

@@ -13,6 +13,12 @@
 //! | `deploy.{name}` | empty, or `{"version": "v1"}` | [`Deployed`] |
 //! | `undeploy.{name}` | empty | `null` |
 //! | `status.{name}` | empty | [`StatusReport`] |
+//! | `plan.deploy` | the manifest text | [`PlanReport`] |
+//! | `plan.undeploy.{name}` | empty | [`PlanReport`] |
+//!
+//! `plan.*` answer what deploying or undeploying would do to the lattice
+//! as it is now (wasmCloud's wadm has no such call); they store nothing
+//! and send no command.
 //!
 //! Every reply is a JSON [`ApiReply`]: `{"result": "success" | "error",
 //! "message": "…", "response": …}`. Servers subscribe in the queue group
@@ -24,6 +30,7 @@ mod server;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::planner::PlanReport;
 pub use crate::store::{AppStatus, PutOutcome, StoredVersion};
 pub use client::{ApiError, WadmClient};
 pub use server::serve;

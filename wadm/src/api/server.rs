@@ -8,13 +8,18 @@ use super::{
     ApiReply, ApiResult, AppSummary, Deployed, QUEUE_GROUP, StatusReport, VersionRequest,
     VersionSummary, model_prefix,
 };
+use crate::manifest::Manifest;
+use crate::observe::LatticeReader;
+use crate::planner::{PlanAction, PlanReport, plan, plan_undeploy};
 use crate::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
 
-/// Answers API requests for `lattice` until the NATS connection closes.
+/// Answers API requests for `lattice` until the NATS connection closes;
+/// `reader` reads the lattice for `plan`.
 pub async fn serve(
     nats: async_nats::Client,
     lattice: &str,
     store: ManifestStore,
+    reader: LatticeReader,
 ) -> Result<(), async_nats::SubscribeError> {
     let prefix = model_prefix(lattice);
     let mut requests = nats
@@ -32,9 +37,13 @@ pub async fn serve(
             .unwrap_or_default()
             .to_owned();
         let store = store.clone();
+        let reader = reader.clone();
         let nats = nats.clone();
         tokio::spawn(async move {
-            let reply = handle(&store, &operation, &message.payload).await;
+            let reply = match operation.strip_prefix("plan.") {
+                Some(what) => plan_reply(&store, &reader, what, &message.payload).await,
+                None => handle(&store, &operation, &message.payload).await,
+            };
             // A reply too large for one message (the list of very many
             // manifests) is offered in chunks.
             let limits = trellis_lattice::chunk::ChunkLimits::default();
@@ -106,9 +115,72 @@ async fn handle(store: &ManifestStore, operation: &str, body: &[u8]) -> Vec<u8> 
         }),
         _ => error(&format!(
             "unknown wadm API operation `{operation}`; expected put, list, get.{{name}}, \
-             versions.{{name}}, del.{{name}}, deploy.{{name}}, undeploy.{{name}} or \
-             status.{{name}}"
+             versions.{{name}}, del.{{name}}, deploy.{{name}}, undeploy.{{name}}, \
+             status.{{name}}, plan.deploy or plan.undeploy.{{name}}"
         )),
+    }
+}
+
+/// The reply to `plan.{what}`: `deploy` with a manifest, `undeploy.{name}`.
+async fn plan_reply(
+    store: &ManifestStore,
+    reader: &LatticeReader,
+    what: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let report = async {
+        let (action, name, manifest) = match what.split_once('.') {
+            None if what == "deploy" => {
+                let text = std::str::from_utf8(body)
+                    .map_err(|_| String::from("the manifest is not UTF-8 text"))?;
+                let manifest = Manifest::parse(text).map_err(|e| e.to_string())?;
+                (PlanAction::Deploy, manifest.name.clone(), Some(manifest))
+            }
+            Some(("undeploy", name)) => (PlanAction::Undeploy, name.to_owned(), None),
+            _ => {
+                return Err(format!(
+                    "unknown plan `{what}`; expected plan.deploy (the manifest as the body) \
+                     or plan.undeploy.{{name}}"
+                ));
+            }
+        };
+        let stored = store.app(&name).await.map_err(|e| e.to_string())?;
+        if manifest.is_none() && stored.is_none() {
+            return Err(StoreError::NoSuchApp(name).to_string());
+        }
+        let lattice = reader.snapshot().await.map_err(|e| e.to_string())?;
+        let deployed = stored.and_then(|app| app.deployed);
+        Ok(match manifest {
+            Some(manifest) => PlanReport::new(
+                &name,
+                action,
+                Some(manifest.version.clone()),
+                deployed,
+                &plan(&manifest, &lattice),
+                &lattice,
+            ),
+            None => PlanReport::new(
+                &name,
+                action,
+                None,
+                deployed,
+                &plan_undeploy(&name, &lattice),
+                &lattice,
+            ),
+        })
+    }
+    .await;
+    match report {
+        Ok(report) => to_json(&ApiReply {
+            result: ApiResult::Success,
+            message: if report.is_empty() {
+                format!("no changes for `{}`", report.app)
+            } else {
+                format!("the plan for `{}`", report.app)
+            },
+            response: Some(report),
+        }),
+        Err(message) => error(&message),
     }
 }
 

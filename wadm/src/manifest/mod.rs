@@ -20,9 +20,10 @@
 //!   putting the same manifest twice gives the same version, and any change
 //!   gives a new one.
 //! - A component without `properties.id` runs under the id `{app}-{name}`.
-//! - A component takes at most one scaler (`spreadscaler` or
-//!   `daemonscaler`); one without any runs nowhere, which is a warning
-//!   ([`Manifest::warnings`]), not an error: its links are still put.
+//! - A component or capability takes exactly one scaler (`spreadscaler`
+//!   or `daemonscaler`). wasmCloud's wadm accepts one without, which then
+//!   runs nowhere while the app reports deployed; here that is an error,
+//!   and `instances: 0` declares a stopped one.
 //! - App, component and defined-config names use ASCII letters, digits,
 //!   `-` and `_`, since they become subject tokens and JetStream keys.
 //! - A bare config reference (`- name: x`, no `properties`) names config
@@ -96,8 +97,8 @@ pub struct Component {
     /// one host's disk may start on another host, without that data. By
     /// default (`pinned`) wadm keeps it on the host holding its data.
     pub data_movable: bool,
-    /// How many run where; `None` runs it nowhere.
-    pub scaler: Option<Scaler>,
+    /// How many run where.
+    pub scaler: Scaler,
     /// Links whose source is this component.
     pub links: Vec<LinkTrait>,
 }
@@ -226,25 +227,6 @@ impl Manifest {
     /// The component named `name`.
     pub fn component(&self, name: &str) -> Option<&Component> {
         self.components.iter().find(|c| c.name == name)
-    }
-
-    /// Things that are allowed but probably not meant, with their paths.
-    pub fn warnings(&self) -> Vec<Problem> {
-        self.components
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.scaler.is_none())
-            .map(|(i, c)| {
-                Problem::new(
-                    format!("spec.components[{i}]"),
-                    format!(
-                        "`{}` has no spreadscaler or daemonscaler trait, so it runs nowhere \
-                         (its links are still put); add one to run it",
-                        c.name
-                    ),
-                )
-            })
-            .collect()
     }
 }
 

@@ -188,10 +188,26 @@ fn component(
     let properties = fields
         .required("properties", "a map with `image`", problems)
         .and_then(|n| properties(&n, refs, problems));
-    let (scaler, links) = match fields.optional("traits") {
+    let (scaler, declared, links) = match fields.optional("traits") {
         Some(node) => traits(&node, index, refs, problems),
-        None => (None, Vec::new()),
+        None => (None, false, Vec::new()),
     };
+    // A component or capability without a scaler would be accepted and
+    // run nowhere: an HTTP route with nothing behind it, found by curl.
+    // One that should stay declared but stopped says `instances: 0`.
+    if !declared {
+        let what = name
+            .as_deref()
+            .map_or(String::from("this entry"), |n| format!("`{n}`"));
+        problems.push(Problem::new(
+            fields.path_of("traits"),
+            format!(
+                "{what} has no spreadscaler or daemonscaler trait, so it would run nowhere; \
+                 add one (`- type: spreadscaler` with `properties: {{instances: 1}}`), or \
+                 `instances: 0` to declare it stopped"
+            ),
+        ));
+    }
 
     let (name, kind, properties) = (name?, kind?, properties?);
     let id = match (properties.id, app) {
@@ -201,6 +217,7 @@ fn component(
         (None, None) => name.clone(),
     };
     refs.id(&id, node.path().to_owned());
+    let scaler = scaler?;
     Some(Component {
         name,
         id,
@@ -306,14 +323,16 @@ fn properties(
     })
 }
 
-/// The scaler (at most one) and the links of a component.
+/// The scaler (at most one; `None` if it was invalid), whether a scaler
+/// trait was written at all, and the links of a component.
 fn traits(
     node: &Node<'_>,
     index: usize,
     refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
-) -> (Option<Scaler>, Vec<LinkTrait>) {
+) -> (Option<Scaler>, bool, Vec<LinkTrait>) {
     let mut scaler: Option<(Scaler, String)> = None;
+    let mut declared = false;
     let mut links = Vec::new();
     for item in node.list(problems).unwrap_or_default() {
         let Some(fields) = item.fields(&["type", "properties"], problems) else {
@@ -347,6 +366,7 @@ fn traits(
         };
         match kind {
             Some(kind) => {
+                declared = true;
                 let Some(read) = scaler_properties(&props, kind, problems) else {
                     continue;
                 };
@@ -365,7 +385,7 @@ fn traits(
             None => links.extend(link(&props, index, item.path(), refs, problems)),
         }
     }
-    (scaler.map(|(s, _)| s), links)
+    (scaler.map(|(s, _)| s), declared, links)
 }
 
 fn scaler_properties(

@@ -26,6 +26,7 @@
 
 mod observed;
 mod placement;
+mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +42,7 @@ use crate::ownership::{annotations_for, is_owned_by, is_owned_config};
 
 pub use observed::{DataHome, ObservedHost, ObservedLattice};
 use placement::{Load, Placement};
+pub use report::{Instances, PlanAction, PlanReport, Step, StepKind};
 
 /// One control-interface command, ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,8 +78,11 @@ pub struct Plan {
     /// Commands to send, in the order given.
     pub commands: Vec<Command>,
     /// Why the app cannot fully run as declared (unsatisfiable spreads,
-    /// missing config), for the app's status.
+    /// missing config), for the app's status: it is `failed`.
     pub problems: Vec<String>,
+    /// What the app waits for that will pass by itself (another app's copy
+    /// of an id it needs, being removed): it is `reconciling`.
+    pub waiting: Vec<String>,
 }
 
 impl Plan {
@@ -96,7 +101,14 @@ struct Sections {
     stops: Vec<Command>,
     link_deletes: Vec<Command>,
     config_deletes: Vec<Command>,
+    notes: Notes,
+}
+
+/// Problems and waits found while planning.
+#[derive(Default)]
+struct Notes {
     problems: Vec<String>,
+    waiting: Vec<String>,
 }
 
 impl Sections {
@@ -114,7 +126,8 @@ impl Sections {
         .collect();
         Plan {
             commands,
-            problems: self.problems,
+            problems: self.notes.problems,
+            waiting: self.notes.waiting,
         }
     }
 }
@@ -127,8 +140,7 @@ pub fn plan(manifest: &Manifest, lattice: &ObservedLattice) -> Plan {
     plan_links(manifest, lattice, &mut sections);
     let mut load = Load::observed(app, lattice);
     for component in &manifest.components {
-        let placement =
-            placement::place(component, app, lattice, &mut load, &mut sections.problems);
+        let placement = placement::place(component, app, lattice, &mut load, &mut sections.notes);
         match component.kind {
             ComponentKind::Component => {
                 reconcile_component(app, component, &placement, lattice, &mut sections);
@@ -225,7 +237,7 @@ fn plan_configs(manifest: &Manifest, lattice: &ObservedLattice, sections: &mut S
         }
     }
     for (name, user) in missing {
-        sections.problems.push(format!(
+        sections.notes.problems.push(format!(
             "config `{name}` used by `{user}` does not exist; create it with \
              `wash config put {name} KEY=VALUE`"
         ));
@@ -269,7 +281,7 @@ fn declared_links(manifest: &Manifest, problems: &mut Vec<String>) -> Vec<Link> 
 }
 
 fn plan_links(manifest: &Manifest, lattice: &ObservedLattice, sections: &mut Sections) {
-    let declared = declared_links(manifest, &mut sections.problems);
+    let declared = declared_links(manifest, &mut sections.notes.problems);
     for link in &declared {
         if !lattice.links.contains(link) {
             sections.link_puts.push(Command::PutLink(link.clone()));

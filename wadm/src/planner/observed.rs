@@ -7,13 +7,13 @@
 //! in the picture with `alive: false`: its work counts as gone and is
 //! placed elsewhere, and no command is addressed to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use trellis_lattice::Link;
 use trellis_lattice::config::NamedConfig;
 use trellis_lattice::ctl::{ComponentDescription, HostInventory, ProviderDescription};
 
-use crate::ownership::is_owned_by;
+use crate::ownership::{is_owned_by, owner_app};
 
 /// One host as last seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -98,6 +98,10 @@ pub struct ObservedLattice {
     /// Where each stateful provider's data lives, as wadm recorded it
     /// (the host may be gone): provider id to home.
     pub data_homes: BTreeMap<String, DataHome>,
+    /// Apps being removed (undeployed or deleted) whose things still run.
+    /// Another app that needs an id one of them holds waits for it to go
+    /// (`reconciling`) rather than failing.
+    pub retiring: BTreeSet<String>,
 }
 
 /// The host holding a provider's local data.
@@ -126,6 +130,24 @@ impl ObservedLattice {
     /// The hosts that are up, in id order.
     pub fn alive_hosts(&self) -> impl Iterator<Item = &ObservedHost> {
         self.hosts.values().filter(|h| h.alive)
+    }
+
+    /// Names of the apps that own something running in the lattice.
+    pub fn owning_apps(&self) -> BTreeSet<String> {
+        self.hosts
+            .values()
+            .flat_map(|host| {
+                let components = host
+                    .components
+                    .iter()
+                    .map(|c| owner_app(c.annotations.as_ref()));
+                let providers = host
+                    .providers
+                    .iter()
+                    .map(|p| owner_app(p.annotations.as_ref()));
+                components.chain(providers).flatten().map(str::to_owned)
+            })
+            .collect()
     }
 
     /// Ids of `app`'s components and providers on any host, alive or not.

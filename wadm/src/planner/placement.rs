@@ -40,8 +40,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::manifest::{
     Component, ComponentKind, DEFAULT_SPREAD_WEIGHT, Scaler, ScalerKind, Spread,
 };
-use crate::ownership::is_owned_by;
+use crate::ownership::{is_owned_by, owner_app};
 
+use super::Notes;
 use super::observed::{DataHome, ObservedHost, ObservedLattice};
 
 /// Instances wanted per host id; 0 never appears.
@@ -78,11 +79,9 @@ pub(super) fn place(
     app: &str,
     lattice: &ObservedLattice,
     load: &mut Load,
-    problems: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Placement {
-    let Some(scaler) = &component.scaler else {
-        return Placement::new();
-    };
+    let scaler = &component.scaler;
     let implicit;
     let spreads: &[Spread] = if scaler.spread.is_empty() {
         implicit = [Spread {
@@ -100,7 +99,7 @@ pub(super) fn place(
         .collect();
     if let Some(home) = data_home(component, lattice) {
         if !lattice.hosts.get(&home.host_id).is_some_and(|h| h.alive) {
-            problems.push(format!(
+            notes.problems.push(format!(
                 "`{}` keeps its data on host {} ({}), which is not answering; wadm will not \
                  start it on another host, where it would start without that data. Bring that \
                  host back, or set `properties.localData: movable` to let it start elsewhere \
@@ -118,8 +117,8 @@ pub(super) fn place(
         candidates: &candidates,
     };
     let placement = match scaler.kind {
-        ScalerKind::Spread => placer.spread(spreads, load, problems),
-        ScalerKind::Daemon => placer.daemon(spreads, problems),
+        ScalerKind::Spread => placer.spread(spreads, load, notes),
+        ScalerKind::Daemon => placer.daemon(spreads, notes),
     };
     for host in placement.keys() {
         let new_here = candidates
@@ -170,7 +169,7 @@ struct Placer<'a> {
 }
 
 impl Placer<'_> {
-    fn spread(&self, spreads: &[Spread], load: &Load, problems: &mut Vec<String>) -> Placement {
+    fn spread(&self, spreads: &[Spread], load: &Load, notes: &mut Notes) -> Placement {
         let weights: Vec<u32> = spreads.iter().map(|s| s.weight).collect();
         let shares = split_by_weight(self.scaler.instances, &weights);
         let mut claimed = BTreeSet::new();
@@ -179,12 +178,12 @@ impl Placer<'_> {
             if share == 0 {
                 continue;
             }
-            let mut hosts = self.matching(spread, &claimed, problems);
+            let mut hosts = self.matching(spread, &claimed, notes);
             claimed.extend(hosts.iter().map(|c| c.host.id.as_str()));
             hosts.sort_by_key(|c| (Reverse(c.current), load.of(&c.host.id), &c.host.id));
             let counts = match self.component.kind {
                 ComponentKind::Component => distribute(share, &hosts),
-                ComponentKind::Capability => self.provider_hosts(spread, share, &hosts, problems),
+                ComponentKind::Capability => self.provider_hosts(spread, share, &hosts, notes),
             };
             for (c, n) in hosts.iter().zip(counts) {
                 if n > 0 {
@@ -201,11 +200,11 @@ impl Placer<'_> {
         spread: &Spread,
         share: u32,
         hosts: &[&Candidate<'_>],
-        problems: &mut Vec<String>,
+        notes: &mut Notes,
     ) -> Vec<u32> {
         let wanted = usize::try_from(share).unwrap_or(usize::MAX);
         if !hosts.is_empty() && hosts.len() < wanted {
-            problems.push(format!(
+            notes.problems.push(format!(
                 "{}: wants {share} instances but only {} hosts can run one \
                  (a host runs one process per provider)",
                 self.subject(spread),
@@ -215,7 +214,7 @@ impl Placer<'_> {
         (0..hosts.len()).map(|i| u32::from(i < wanted)).collect()
     }
 
-    fn daemon(&self, spreads: &[Spread], problems: &mut Vec<String>) -> Placement {
+    fn daemon(&self, spreads: &[Spread], notes: &mut Notes) -> Placement {
         let per_host = match self.component.kind {
             ComponentKind::Component => self.scaler.instances,
             ComponentKind::Capability => self.scaler.instances.min(1),
@@ -225,7 +224,7 @@ impl Placer<'_> {
             return placement;
         }
         for spread in spreads {
-            for c in self.matching(spread, &BTreeSet::new(), problems) {
+            for c in self.matching(spread, &BTreeSet::new(), notes) {
                 placement.insert(c.host.id.clone(), per_host);
             }
         }
@@ -238,7 +237,7 @@ impl Placer<'_> {
         &self,
         spread: &Spread,
         claimed: &BTreeSet<&str>,
-        problems: &mut Vec<String>,
+        notes: &mut Notes,
     ) -> Vec<&Candidate<'_>> {
         let matching: Vec<&Candidate<'_>> = self
             .candidates
@@ -265,17 +264,55 @@ impl Placer<'_> {
             format!("alive host with labels {}", labels.join(", "))
         };
         let subject = self.subject(spread);
-        problems.push(if satisfying.is_empty() {
-            format!("{subject}: no {hosts} to run it on")
+        if satisfying.is_empty() {
+            notes
+                .problems
+                .push(format!("{subject}: no {hosts} to run it on"));
         } else if satisfying.iter().all(|h| claimed.contains(h.id.as_str())) {
-            format!("{subject}: every {hosts} already serves an earlier spread")
+            notes.problems.push(format!(
+                "{subject}: every {hosts} already serves an earlier spread"
+            ));
         } else {
-            format!(
-                "{subject}: every {hosts} already runs `{}` outside this app",
-                self.component.id
-            )
-        });
+            let id = &self.component.id;
+            let owners = self.owners_elsewhere(&satisfying, claimed);
+            if !owners.is_empty() && owners.iter().all(|o| self.lattice.retiring.contains(*o)) {
+                notes.waiting.push(format!(
+                    "{subject}: waiting for `{}` to stop `{id}`, which it is undeploying",
+                    owners.into_iter().collect::<Vec<_>>().join("`, `")
+                ));
+            } else {
+                notes.problems.push(format!(
+                    "{subject}: every {hosts} already runs `{id}` outside this app"
+                ));
+            }
+        }
         matching
+    }
+
+    /// The apps running this id on the unclaimed `hosts` (none when
+    /// someone runs it by hand there).
+    fn owners_elsewhere<'h>(
+        &self,
+        hosts: &[&'h ObservedHost],
+        claimed: &BTreeSet<&str>,
+    ) -> BTreeSet<&'h str> {
+        let id = self.component.id.as_str();
+        let mut owners = BTreeSet::new();
+        for host in hosts.iter().filter(|h| !claimed.contains(h.id.as_str())) {
+            let annotations = match self.component.kind {
+                ComponentKind::Component => host.component(id).map(|c| c.annotations.as_ref()),
+                ComponentKind::Capability => host.provider(id).map(|p| p.annotations.as_ref()),
+            };
+            match annotations.map(owner_app) {
+                Some(Some(app)) => {
+                    owners.insert(app);
+                }
+                // Run by hand: no app will make way for this one.
+                Some(None) => return BTreeSet::new(),
+                None => {}
+            }
+        }
+        owners
     }
 
     /// "spreadscaler of `counter`, spread `east`", or without the spread

@@ -6,6 +6,7 @@
 mod fuzz;
 mod lease;
 mod manifest;
+mod plan_report;
 mod planner;
 mod store;
 mod support;

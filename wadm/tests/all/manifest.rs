@@ -36,7 +36,7 @@ fn assert_problem(problems: &[String], path: &str, words: &str) {
 }
 
 #[test]
-fn every_valid_fixture_parses_without_warnings() {
+fn every_valid_fixture_parses() {
     for name in [
         "valid/spreadscaler.yaml",
         "valid/daemonscaler.yaml",
@@ -44,12 +44,7 @@ fn every_valid_fixture_parses_without_warnings() {
         "valid/links-nested.yaml",
         "valid/links.json",
     ] {
-        let manifest = fixture(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            manifest.warnings().is_empty(),
-            "{name}: {:?}",
-            manifest.warnings()
-        );
+        fixture(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
@@ -58,11 +53,6 @@ fn example_manifests_parse_and_validate() {
     for name in ["dev.yaml", "prod.yaml", "registry.yaml"] {
         let manifest = example(name);
         assert_eq!(manifest.name, "kv-counter");
-        assert!(
-            manifest.warnings().is_empty(),
-            "{name}: {:?}",
-            manifest.warnings()
-        );
     }
     let dev = example("dev.yaml");
     assert_eq!(dev.version, "v0.1.0");
@@ -84,7 +74,7 @@ fn spreadscaler_fixture_reads_weights_requirements_and_defaults() {
     let catalog = m.component("catalog").unwrap();
     assert_eq!(catalog.id, "storefront-catalog");
     assert_eq!(catalog.kind, ComponentKind::Component);
-    let scaler = catalog.scaler.as_ref().unwrap();
+    let scaler = &catalog.scaler;
     assert_eq!((scaler.kind, scaler.instances), (ScalerKind::Spread, 12));
     let spreads: Vec<(&str, u32)> = scaler
         .spread
@@ -101,7 +91,7 @@ fn spreadscaler_fixture_reads_weights_requirements_and_defaults() {
     assert_eq!(thumbnails.id, "thumbnailer");
     assert_eq!(thumbnails.kind, ComponentKind::Capability);
     // `replicas` is accepted for `instances`; weight defaults to 100.
-    let scaler = thumbnails.scaler.as_ref().unwrap();
+    let scaler = &thumbnails.scaler;
     assert_eq!(scaler.instances, 2);
     assert_eq!(scaler.spread[0].weight, 100);
     assert_eq!(scaler.spread[0].requirements, map(&[("gpu", "true")]));
@@ -117,7 +107,7 @@ fn spreadscaler_fixture_reads_weights_requirements_and_defaults() {
     // `actor` is the old name of `component`; no spread means everywhere.
     let search = m.component("search").unwrap();
     assert_eq!(search.kind, ComponentKind::Component);
-    assert!(search.scaler.as_ref().unwrap().spread.is_empty());
+    assert!(search.scaler.spread.is_empty());
 }
 
 #[test]
@@ -126,13 +116,13 @@ fn daemonscaler_fixture_reads_per_host_instances_and_requirements() {
     assert_eq!(m.version, "2024.06");
     let shipper = m.component("shipper").unwrap();
     assert_eq!(shipper.id, "log-shipper");
-    let scaler = shipper.scaler.as_ref().unwrap();
+    let scaler = &shipper.scaler;
     assert_eq!((scaler.kind, scaler.instances), (ScalerKind::Daemon, 2));
     assert_eq!(
         scaler.spread[0].requirements,
         map(&[("os", "linux"), ("role", "ingest")])
     );
-    let agent = m.component("agent").unwrap().scaler.as_ref().unwrap();
+    let agent = &m.component("agent").unwrap().scaler;
     assert_eq!(agent.kind, ScalerKind::Daemon);
     assert!(agent.spread.is_empty());
 }
@@ -318,20 +308,34 @@ fn a_manifest_without_version_gets_a_content_hash() {
 }
 
 #[test]
-fn a_component_without_scaler_is_a_warning_not_an_error() {
+fn a_component_or_capability_without_scaler_is_refused() {
     let text = MINIMAL.replace(
         "      traits:\n        - type: spreadscaler\n          properties:\n            instances: 1\n",
         "",
     );
-    let m = Manifest::parse(&text).unwrap();
-    assert!(m.component("greeter").unwrap().scaler.is_none());
-    let warnings = m.warnings();
-    assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].path, "spec.components[0]");
+    let err = Manifest::parse(&text).unwrap_err();
+    let problems = match &err {
+        ManifestError::Invalid { problems } => problems,
+        other => panic!("{other}"),
+    };
+    assert_eq!(problems.len(), 1, "{err}");
+    assert_eq!(problems[0].path, "spec.components[0].traits");
     assert!(
-        warnings[0].message.contains("runs nowhere"),
-        "{}",
-        warnings[0]
+        problems[0]
+            .message
+            .contains("`greeter` has no spreadscaler")
+            && problems[0].message.contains("run nowhere"),
+        "{err}"
+    );
+    let stopped = MINIMAL.replace("instances: 1", "instances: 0");
+    assert_eq!(
+        Manifest::parse(&stopped)
+            .unwrap()
+            .component("greeter")
+            .unwrap()
+            .scaler
+            .instances,
+        0
     );
 }
 

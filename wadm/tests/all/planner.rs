@@ -754,23 +754,24 @@ spec:
 }
 
 #[test]
-fn a_component_without_scaler_runs_nowhere_but_its_links_are_put() {
+fn a_component_scaled_to_zero_stops_but_its_links_are_put() {
     let mut lattice = lattice([host("NA", &[])]);
     let v1 = notes("v1", "file:///api.wasm", "sqlite", "default");
     converge(&v1, &mut lattice);
     let text = notes_text("v2").replace(
-        "      traits:\n        - type: spreadscaler\n          properties:\n            instances: 4\n        - type: link",
-        "      traits:\n        - type: link",
+        "          properties:\n            instances: 4\n        - type: link",
+        "          properties:\n            instances: 0\n        - type: link",
     );
-    let unscaled = manifest(&text);
-    assert_eq!(unscaled.warnings().len(), 1);
-    let after = converge(&unscaled, &mut lattice);
+    assert_ne!(text, notes_text("v2"));
+    let stopped = manifest(&text);
+    let after = converge(&stopped, &mut lattice);
     assert!(
         component_spread(&lattice, "notes-api").is_empty(),
         "{:#?}",
         after.commands
     );
     assert!(lattice.links.iter().any(|l| l.source_id == "notes-api"));
+    assert!(after.problems.is_empty(), "{:?}", after.problems);
 }
 
 #[test]
@@ -959,4 +960,44 @@ fn local_data_must_be_pinned_or_movable() {
         err.contains("localData") && err.contains("`pinned`"),
         "{err}"
     );
+}
+
+#[test]
+fn an_id_held_by_an_app_being_removed_is_waited_for_not_a_failure() {
+    let mut lattice = lattice([host("NA", &[])]);
+    let old = app_provider("old-counter", "keyvalue-sqlite", "file:///kv");
+    lattice.hosts.get_mut("NA").unwrap().providers.push(old);
+    let dev = example("dev.yaml");
+
+    // While `old-counter` is still deployed, the id is someone else's.
+    let blocked = plan(&dev, &lattice);
+    assert!(
+        blocked
+            .problems
+            .iter()
+            .any(|p| p.contains("outside this app")),
+        "{:?}",
+        blocked.problems
+    );
+
+    // Once it is being undeployed, the new app waits for it to stop.
+    lattice.retiring.insert("old-counter".into());
+    let waiting = plan(&dev, &lattice);
+    assert!(waiting.problems.is_empty(), "{:?}", waiting.problems);
+    assert_eq!(
+        waiting.waiting,
+        [
+            "spreadscaler of `kv`: waiting for `old-counter` to stop `keyvalue-sqlite`, which it is undeploying"
+        ]
+    );
+    // What does not depend on that id goes ahead.
+    assert!(!waiting.commands.is_empty());
+
+    // Run by hand, the id never frees itself: still a problem.
+    let by_hand = trellis_lattice::ctl::ProviderDescription {
+        id: "keyvalue-sqlite".into(),
+        ..Default::default()
+    };
+    lattice.hosts.get_mut("NA").unwrap().providers = vec![by_hand];
+    assert!(!plan(&dev, &lattice).problems.is_empty());
 }

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use trellis_lattice::client::Replicas;
+use trellis_lattice::client::{CtlClient, Replicas};
 use trellis_test_support::NatsServer;
 use wadm::api::{WadmClient, serve};
+use wadm::observe::LatticeReader;
 use wadm::store::{AppStatus, DeployStatus, ManifestStore, StoreError};
 
 fn manifest(version: &str, instances: u32) -> String {
@@ -157,7 +158,12 @@ async fn status_is_kept_apart_from_manifests() {
 /// once the server answers (it subscribes asynchronously).
 async fn serve_api(nats: &NatsServer, store: ManifestStore, timeout: Duration) -> WadmClient {
     let server_nats = async_nats::connect(nats.url()).await.unwrap();
-    tokio::spawn(async move { serve(server_nats, "test", store).await });
+    let ctl = CtlClient::new(server_nats.clone(), "test").unwrap();
+    let js = jetstream::new(server_nats.clone());
+    let reader = LatticeReader::open(&ctl, &js, store.clone(), Replicas::Auto)
+        .await
+        .unwrap();
+    tokio::spawn(async move { serve(server_nats, "test", store, reader).await });
     let client = WadmClient::new(
         async_nats::connect(nats.url()).await.unwrap(),
         "test",

@@ -1,5 +1,9 @@
-//! `wash app put|deploy|undeploy|delete|list|status|versions|validate`:
+//! `wash app put|deploy|undeploy|delete|list|status|versions|validate|plan`:
 //! applications through wadm's API.
+//!
+//! `plan FILE` (and `deploy FILE --dry-run`, `undeploy NAME --dry-run`)
+//! shows what wadm would do to the lattice as it is now, grouped by host,
+//! and changes nothing, as `terraform plan` or `kubectl diff` would.
 //!
 //! `validate` works offline. Every other command needs a wadm on the
 //! lattice (`wash up` runs one). Before a manifest is sent, its relative
@@ -26,8 +30,10 @@ pub enum AppCommand {
     Put(FileArgs),
     /// Deploy an app: a manifest FILE (put first) or a stored app's name.
     Deploy(DeployArgs),
+    /// Show what deploying the manifest in FILE would do; changes nothing.
+    Plan(FileArgs),
     /// Stop running an app; its versions stay stored.
-    Undeploy(NameArgs),
+    Undeploy(UndeployArgs),
     /// Undeploy an app and forget all its versions.
     Delete(NameArgs),
     /// List stored apps with their versions and status.
@@ -66,6 +72,22 @@ pub struct DeployArgs {
     /// How long `--wait` waits, in seconds.
     #[arg(long = "wait-timeout-secs", default_value_t = 120)]
     wait_timeout_secs: u64,
+    /// Show the plan (as `wash app plan`) and change nothing.
+    #[arg(long = "dry-run", conflicts_with_all = ["wait", "version"])]
+    dry_run: bool,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UndeployArgs {
+    /// The app's name.
+    name: String,
+    /// Show what undeploying would stop and delete; change nothing.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
     #[command(flatten)]
     lattice: LatticeArgs,
     #[command(flatten)]
@@ -119,7 +141,23 @@ pub async fn run(command: AppCommand) -> anyhow::Result<()> {
                 ],
             )
         }
+        AppCommand::Deploy(args) if args.dry_run => {
+            let path = Path::new(&args.app);
+            if !path.is_file() {
+                bail!(
+                    "`--dry-run` plans a manifest file, and `{}` is not one; pass the file",
+                    args.app
+                );
+            }
+            plan(path, &args.lattice, args.format.output).await
+        }
         AppCommand::Deploy(args) => deploy(args).await,
+        AppCommand::Plan(args) => plan(&args.file, &args.lattice, args.format.output).await,
+        AppCommand::Undeploy(args) if args.dry_run => {
+            let client = connect(&args.lattice).await?;
+            let report = client.plan_undeploy(&args.name).await?;
+            print_plan(args.format.output, &report)
+        }
         AppCommand::Undeploy(args) => {
             let client = connect(&args.lattice).await?;
             client.undeploy(&args.name).await?;
@@ -208,13 +246,26 @@ fn validate(file: &Path) -> anyhow::Result<()> {
                 manifest.name,
                 manifest.version
             );
-            for warning in manifest.warnings() {
-                println!("warning: {warning}");
-            }
             Ok(())
         }
         Err(err) => bail!("{} is not a valid manifest: {err}", file.display()),
     }
+}
+
+/// `wash app plan FILE`: what deploying it would do now.
+async fn plan(file: &Path, lattice: &LatticeArgs, format: Format) -> anyhow::Result<()> {
+    let text = read_manifest(file)?;
+    let client = connect(lattice).await?;
+    let report = client.plan(&text).await.context("planning the manifest")?;
+    print_plan(format, &report)
+}
+
+fn print_plan(format: Format, report: &wadm::PlanReport) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        Format::Text => print!("{report}"),
+    }
+    Ok(())
 }
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {

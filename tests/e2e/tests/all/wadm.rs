@@ -326,3 +326,178 @@ async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
         }
     }
 }
+
+/// `wash app` with `args`, expected to succeed; its stdout.
+fn wash_stdout(
+    nats: &NatsServer,
+    lattice: &str,
+    args: &[&str],
+    log: &dyn Fn() -> String,
+) -> String {
+    let out = wash(&nats.url(), lattice, args).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "wash {args:?}: {stdout}\n{}\nwadm log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log()
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wash_app_plan_shows_deploy_upgrade_and_undeploy_and_changes_nothing() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("wash-plan");
+    let signer = Signer::new().unwrap();
+    let signed = signer.sign_example("http-hello").unwrap();
+    let host = web_host(&nats, &lattice, &signer, "a");
+    let wadm_process = WadmProcess::start(&nats.url(), &lattice, WADM_ARGS)
+        .await
+        .unwrap();
+    let log = || wadm_process.log();
+    let ctl = client(&nats.url(), &lattice).await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, instances: u32| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, spread_manifest(&file_url(&signed), instances)).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let v1 = write("v1.yaml", 2);
+    // The host answers pings once it has started.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ctl.ping_hosts().await.map(|h| h.len()).unwrap_or(0) < 1 {
+        assert!(Instant::now() < deadline, "the host never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A first deploy: one start on the host, and nothing happens.
+    let json = wash_stdout(&nats, &lattice, &["app", "plan", &v1, "-o", "json"], &log);
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(plan["action"], "deploy", "{json}");
+    assert_eq!(plan["deployed_version"], serde_json::Value::Null, "{json}");
+    let steps = &plan["hosts"][host.id()];
+    assert_eq!(steps[0]["kind"], "start_component", "{json}");
+    assert_eq!(steps[0]["target"], SPREAD_COMPONENT, "{json}");
+    assert_eq!(plan["instances"][0]["after"][host.id()], 2, "{json}");
+    let text = wash_stdout(&nats, &lattice, &["app", "plan", &v1], &log);
+    assert!(
+        text.contains(&format!("host {}:", host.id()))
+            && text.contains(&format!("start component {SPREAD_COMPONENT}")),
+        "{text}"
+    );
+    let dry = wash_stdout(&nats, &lattice, &["app", "deploy", &v1, "--dry-run"], &log);
+    assert_eq!(dry, text, "deploy --dry-run is the plan");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(instance_counts(&ctl, SPREAD_COMPONENT).await.is_empty());
+    let listed = wash_stdout(&nats, &lattice, &["app", "list", "-o", "json"], &log);
+    assert_eq!(listed.trim(), "[]", "a plan stores nothing");
+
+    wash_stdout(&nats, &lattice, &["app", "deploy", &v1, "--wait"], &log);
+    let again = wash_stdout(&nats, &lattice, &["app", "plan", &v1], &log);
+    assert!(again.contains("no changes"), "{again}");
+
+    // An upgrade to three instances: one scale on the same host.
+    let v2 = write("v2.yaml", 3);
+    let text = wash_stdout(&nats, &lattice, &["app", "plan", &v2], &log);
+    assert!(
+        text.contains(&format!("scale component {SPREAD_COMPONENT}"))
+            && text.contains("2 → 3 instances")
+            && text.contains("(deployed now: v1)"),
+        "{text}"
+    );
+
+    // An undeploy: the stop, and the app keeps running.
+    let json = wash_stdout(
+        &nats,
+        &lattice,
+        &["app", "undeploy", SPREAD_APP, "--dry-run", "-o", "json"],
+        &log,
+    );
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(plan["action"], "undeploy", "{json}");
+    assert_eq!(
+        plan["hosts"][host.id()][0]["kind"],
+        "stop_component",
+        "{json}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let expected = BTreeMap::from([(host.id().to_owned(), 2)]);
+    assert_eq!(instance_counts(&ctl, SPREAD_COMPONENT).await, expected);
+    let status = wash_stdout(&nats, &lattice, &["app", "status", SPREAD_APP], &log);
+    assert!(status.contains("deployed"), "{status}");
+
+    let missing = wash(
+        &nats.url(),
+        &lattice,
+        &["app", "undeploy", "nothing-here", "--dry-run"],
+    )
+    .unwrap();
+    assert!(!missing.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_deployed_right_after_another_is_undeployed_takes_over_its_providers() {
+    let lattice = TestLattice::start("undeploy-race").await.unwrap();
+    let redis = RedisServer::start().unwrap();
+    let url_nats = lattice.nats.url();
+    let name = lattice.ctl.lattice().to_owned();
+    let wadm_process = WadmProcess::start(&url_nats, &name, WADM_ARGS)
+        .await
+        .unwrap();
+    let log = || {
+        format!(
+            "wadm log:\n{}\nhost log:\n{}",
+            wadm_process.log(),
+            lattice.host.log()
+        )
+    };
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let url = format!("http://{address}/");
+    let first = example_manifest(&lattice, "dev", &address, &redis.url());
+    // The same components and providers, by the same ids, in another app.
+    let second = lattice.dir.path().join("second.yaml");
+    let text = std::fs::read_to_string(&first).unwrap();
+    let renamed = text.replacen("name: kv-counter\n", "name: kv-counter-two\n", 1);
+    assert_ne!(renamed, text);
+    std::fs::write(&second, renamed).unwrap();
+    let deploy = |file: &PathBuf| {
+        let out = wash(
+            &url_nats,
+            &name,
+            &["app", "deploy", file.to_str().unwrap(), "--wait"],
+        )
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            log()
+        );
+    };
+
+    deploy(&first);
+    lattice
+        .wait_until_ok(&url, Duration::from_secs(60))
+        .await
+        .unwrap();
+    wash_ok(&url_nats, &name, &["app", "undeploy", "kv-counter"]).unwrap();
+    // At once: the first app's providers are still stopping.
+    deploy(&second);
+    lattice
+        .wait_until_ok(&url, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
+    let inventory = lattice.ctl.get_hosts_inventories().await.unwrap();
+    let owners: Vec<String> = inventory
+        .iter()
+        .flat_map(|i| i.providers.iter())
+        .filter_map(|p| wadm::ownership::owner_app(p.annotations.as_ref()).map(str::to_owned))
+        .collect();
+    assert_eq!(
+        owners,
+        ["kv-counter-two", "kv-counter-two"],
+        "{inventory:?}"
+    );
+}
