@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::process::{SupportError, answers, free_port, wait_until_ready};
-use crate::services::nats_server_binary;
+use crate::services::{START_ATTEMPTS, nats_server_binary};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -42,7 +42,22 @@ impl NatsCluster {
         NatsCluster::start_with(size, true)
     }
 
+    /// Starts the cluster on fresh ports, again (up to [`START_ATTEMPTS`]
+    /// times) when a member exits because another process took one of its
+    /// ports between choosing and binding it.
     fn start_with(size: usize, leafnodes: bool) -> Result<Self, SupportError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match NatsCluster::try_start(size, leafnodes) {
+                Err(SupportError::NotReady { log, .. })
+                    if attempt < START_ATTEMPTS && log.contains("address already in use") => {}
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn try_start(size: usize, leafnodes: bool) -> Result<Self, SupportError> {
         let dir = tempfile::Builder::new()
             .prefix("trellis-nats-cluster-")
             .tempdir()

@@ -14,7 +14,8 @@ use tempfile::TempDir;
 use crate::process::{SupportError, answers, find_binary, free_port, wait_until_ready};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const START_ATTEMPTS: usize = 3;
+/// How often a private server is started on fresh ports before giving up.
+pub(crate) const START_ATTEMPTS: usize = 3;
 
 /// A private `nats-server` with JetStream, killed on drop.
 pub struct NatsServer {
