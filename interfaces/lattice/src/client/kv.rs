@@ -191,11 +191,7 @@ async fn raise_replicas(js: &jetstream::Context, bucket: &str, wanted: usize, sm
     config.num_replicas = wanted;
     match js.update_stream(config).await {
         Ok(_) => tracing::info!(bucket, replicas = wanted, "raised the bucket's replicas"),
-        Err(err)
-            if small
-                && matches!(err.kind(), jetstream::context::CreateStreamErrorKind::JetStream(e)
-                    if refuses_replicas(e.error_code())) =>
-        {
+        Err(err) if small && refused_replicas(&err) => {
             tracing::debug!(bucket, replicas = wanted, error = %err, "the cluster cannot hold more replicas")
         }
         Err(err) => {

@@ -327,22 +327,14 @@ async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
     }
 }
 
-/// `wash app` with `args`, expected to succeed; its stdout.
+/// [`wash_ok`], failing the test with `log()` (wadm's log) on error.
 fn wash_stdout(
     nats: &NatsServer,
     lattice: &str,
     args: &[&str],
     log: &dyn Fn() -> String,
 ) -> String {
-    let out = wash(&nats.url(), lattice, args).unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "wash {args:?}: {stdout}\n{}\nwadm log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log()
-    );
-    stdout
+    wash_ok(&nats.url(), lattice, args).unwrap_or_else(|e| panic!("{e:#}\nwadm log:\n{}", log()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -462,19 +454,12 @@ async fn an_app_deployed_right_after_another_is_undeployed_takes_over_its_provid
     assert_ne!(renamed, text);
     std::fs::write(&second, renamed).unwrap();
     let deploy = |file: &PathBuf| {
-        let out = wash(
+        wash_ok(
             &url_nats,
             &name,
             &["app", "deploy", file.to_str().unwrap(), "--wait"],
         )
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            log()
-        );
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
     };
 
     deploy(&first);
