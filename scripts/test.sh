@@ -30,16 +30,13 @@ if cargo nextest --version >/dev/null 2>&1; then
     cargo test --workspace --doc
     # The newest server ran everything above; the cluster, JetStream and
     # failover tests run again against Debian's, which users still have.
-    # The three-machine test (cluster::) is left out here: on 2.9 its
-    # recovery measured 7.2 s against a bound of 7 s, slower route and
-    # stream-leader failover than 2.15's.
     debian=/usr/sbin/nats-server
     if [ -z "${TRELLIS_NATS_SERVER:-}" ] && [ -x "$debian" ] &&
         [ "$(nats_server_choice | cut -d' ' -f1)" != "$debian" ]; then
         say "running the cluster and JetStream tests against $(TRELLIS_NATS_SERVER=$debian nats_server_version)"
         TRELLIS_NATS_SERVER=$debian cargo nextest run --no-fail-fast \
             -p trellis-lattice -p wadm -p trellis-e2e \
-            -E 'binary(cluster) | binary(client) | binary(chunk) | package(wadm) | test(/^failover::/)'
+            -E 'binary(cluster) | binary(client) | binary(chunk) | package(wadm) | test(/^failover::/) | test(/^cluster::/)'
     fi
 else
     say "running the tests with cargo test (install cargo-nextest for faster runs)"

@@ -9,7 +9,8 @@
 //! change the picture, and as soon as a host passes the host timeout.
 //!
 //! - Hosts: the last inventory of every host is kept with when the host was
-//!   last heard from (an inventory reply, `host_started`, `host_heartbeat`).
+//!   last heard from (an inventory reply, `host_started`, `host_heartbeat`,
+//!   which carries the inventory; `host_stopped` marks it stopped).
 //!   A host not heard from within the host timeout is planned as not alive,
 //!   so its work is placed elsewhere; one slow reply does not do that.
 //! - In flight: a command that was accepted is not sent again while it
@@ -120,9 +121,40 @@ pub async fn run(
 /// A host as last heard from.
 struct SeenHost {
     inventory: HostInventory,
+    /// When `inventory` was true: when its ping was sent, or its heartbeat.
+    inventory_at: Instant,
     last_seen: Instant,
+    /// When it said it stopped, unless it has been heard from since.
+    stopped_at: Option<Instant>,
     /// Whether the last pass planned it as alive.
     planned_alive: bool,
+}
+
+impl SeenHost {
+    /// Takes `inventory`, true as of `at`, unless what is known is newer.
+    fn heard(&mut self, inventory: HostInventory, at: Instant) {
+        if at >= self.inventory_at {
+            self.inventory = inventory;
+            self.inventory_at = at;
+        }
+        self.seen(at);
+    }
+
+    /// Notes that it was heard from at `at`.
+    fn seen(&mut self, at: Instant) {
+        if at > self.last_seen {
+            self.last_seen = at;
+        }
+        if self.stopped_at.is_some_and(|stopped| at > stopped) {
+            self.stopped_at = None;
+        }
+    }
+
+    /// Whether it counts as running, `host_timeout` being how long it may
+    /// stay silent.
+    fn alive(&self, host_timeout: Duration) -> bool {
+        self.stopped_at.is_none() && self.last_seen.elapsed() < host_timeout
+    }
 }
 
 /// A command a host accepted and has not finished.
@@ -148,26 +180,39 @@ struct LastRead {
     data_homes: Option<BTreeMap<String, DataHome>>,
 }
 
-/// `read`, given [`OBSERVE_TIMEOUT`]: a read of a bucket whose stream is
-/// electing a leader can otherwise take many request timeouts in a row.
+/// How long a read may take when an earlier one worked: planning from
+/// that one beats waiting out a bucket whose stream leader died, which
+/// costs every recovery the wait.
+const REREAD_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// `read`, given [`OBSERVE_TIMEOUT`], or [`REREAD_TIMEOUT`] when `last`
+/// holds an earlier read to fall back on: a read of a bucket whose stream
+/// is electing a leader can otherwise take many request timeouts in a row.
 async fn bounded<T, E: Into<ReconcileError>>(
     what: &str,
+    last: &Option<T>,
     read: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, ReconcileError> {
-    match tokio::time::timeout(OBSERVE_TIMEOUT, read).await {
+    let limit = if last.is_some() {
+        REREAD_TIMEOUT
+    } else {
+        OBSERVE_TIMEOUT
+    };
+    match tokio::time::timeout(limit, read).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(ReconcileError::Store(StoreError::Nats {
             action: format!("reading {what}"),
-            message: format!("no answer within {OBSERVE_TIMEOUT:?}"),
+            message: format!("no answer within {limit:?}"),
         })),
     }
 }
 
 /// `read`, remembered in `last` when it worked; when it failed, what
-/// `last` holds, if anything.
+/// `last` holds, if anything, and `stale` is set.
 fn fall_back<T: Clone>(
     read: Result<T, ReconcileError>,
     last: &mut Option<T>,
+    stale: &mut bool,
     what: &str,
 ) -> Result<T, ReconcileError> {
     match read {
@@ -178,6 +223,7 @@ fn fall_back<T: Clone>(
         Err(err) => match last {
             Some(value) => {
                 tracing::warn!(error = %err, "cannot read {what} now; planning with the last read");
+                *stale = true;
                 Ok(value.clone())
             }
             None => Err(err),
@@ -196,6 +242,8 @@ pub struct Reconciler {
     hosts: BTreeMap<String, SeenHost>,
     in_flight: HashMap<String, InFlight>,
     failures: HashMap<String, Failure>,
+    /// Whether the last pass planned from an earlier read of some part.
+    stale: bool,
 }
 
 impl Reconciler {
@@ -227,6 +275,7 @@ impl Reconciler {
             hosts: BTreeMap::new(),
             in_flight: HashMap::new(),
             failures: HashMap::new(),
+            stale: false,
         })
     }
 
@@ -293,6 +342,9 @@ impl Reconciler {
                     tracing::warn!(error = %err, "reconcile pass failed; trying again");
                     dirty = true;
                 }
+                // A pass from an earlier read is made again at the next
+                // tick, with what the lattice holds by then.
+                dirty |= self.stale;
                 last_pass = Some(Instant::now());
             }
         }
@@ -301,9 +353,9 @@ impl Reconciler {
     /// Whether a host that the last pass planned as alive has since gone
     /// past the host timeout.
     fn a_host_just_expired(&self) -> bool {
-        self.hosts.values().any(|host| {
-            host.planned_alive && host.last_seen.elapsed() >= self.settings.host_timeout
-        })
+        self.hosts
+            .values()
+            .any(|host| host.planned_alive && !host.alive(self.settings.host_timeout))
     }
 
     /// Updates the host picture from an event; returns whether the event
@@ -313,17 +365,28 @@ impl Reconciler {
             return false;
         };
         match kind {
+            // Kept, as stopped, so that a heartbeat it sent before it
+            // stopped and delivered after does not bring it back.
             EventKind::HostStopped => {
-                self.hosts.remove(&event.source);
+                if let Some(host) = self.hosts.get_mut(&event.source) {
+                    host.stopped_at = Some(sent_at(event));
+                }
             }
-            EventKind::HostStarted | EventKind::HostHeartbeat => {
+            EventKind::HostStarted => {
                 if let Some(host) = self.hosts.get_mut(&event.source) {
                     // As of when the host sent it, so that one delivered
                     // late does not make a dead host look alive.
-                    let seen = sent_at(event);
-                    if seen > host.last_seen {
-                        host.last_seen = seen;
-                    }
+                    host.seen(sent_at(event));
+                }
+            }
+            // Every wadm, acting or not, keeps every host's picture from
+            // its heartbeats: one that takes over the lease then knows the
+            // hosts whose ping answer misses its first pass, instead of
+            // planning as if they were not there and placing their share
+            // twice.
+            EventKind::HostHeartbeat => {
+                if let Ok(LatticeEvent::HostHeartbeat(beat)) = event.parse() {
+                    self.heard(beat.to_inventory(), sent_at(event));
                 }
             }
             EventKind::ComponentScaleFailed | EventKind::ProviderStartFailed => {
@@ -383,10 +446,7 @@ impl Reconciler {
 
     /// One observe-plan-act round over every app.
     pub async fn pass(&mut self) -> Result<(), ReconcileError> {
-        let mut lattice = self.observe().await?;
-        let stored = bounded("the stored apps", self.store.list()).await;
-        let stored = fall_back(stored, &mut self.last_read.apps, "the stored apps")?;
-        lattice.retiring = retiring(&lattice, &stored);
+        let (lattice, stored) = self.observe().await?;
         let mut planned: Vec<(String, Option<String>, Plan)> = Vec::new();
         let mut known: BTreeSet<String> = BTreeSet::new();
         for app in &stored {
@@ -497,17 +557,32 @@ impl Reconciler {
         }
     }
 
-    /// Asks every host for its inventory and builds the planner's picture.
-    async fn observe(&mut self) -> Result<ObservedLattice, ReconcileError> {
-        for inventory in self.reader.inventories().await {
-            self.hosts.insert(
-                inventory.host_id.clone(),
-                SeenHost {
+    /// Records what a host said of itself, as of `at`.
+    fn heard(&mut self, inventory: HostInventory, at: Instant) {
+        match self.hosts.get_mut(&inventory.host_id) {
+            Some(host) => host.heard(inventory, at),
+            None => {
+                let id = inventory.host_id.clone();
+                let host = SeenHost {
                     inventory,
-                    last_seen: Instant::now(),
-                    planned_alive: true,
-                },
-            );
+                    inventory_at: at,
+                    last_seen: at,
+                    stopped_at: None,
+                    planned_alive: false,
+                };
+                self.hosts.insert(id, host);
+            }
+        }
+    }
+
+    /// Asks every host for its inventory and builds the planner's picture,
+    /// with the stored apps.
+    async fn observe(
+        &mut self,
+    ) -> Result<(ObservedLattice, Vec<crate::store::StoredApp>), ReconcileError> {
+        let asked = Instant::now();
+        for inventory in self.reader.inventories().await {
+            self.heard(inventory, asked);
         }
         // A host gone for long is forgotten; until then it is kept, not
         // alive, so the planner knows its work is lost.
@@ -520,28 +595,48 @@ impl Reconciler {
             .iter_mut()
             .map(|(id, seen)| {
                 let mut host = ObservedHost::from(seen.inventory.clone());
-                host.alive = seen.last_seen.elapsed() < host_timeout;
+                host.alive = seen.alive(host_timeout);
                 seen.planned_alive = host.alive;
                 (id.clone(), host)
             })
             .collect();
         // While JetStream elects a new leader for a bucket (its server
         // died), reads fail for a few seconds; planning goes on from the
-        // last good read rather than stopping.
-        let data_homes = bounded("the data homes", self.record_data_homes(&hosts)).await;
-        let data_homes = fall_back(data_homes, &mut self.last_read.data_homes, "the data homes")?;
-        let links = bounded("the links", self.reader.links()).await;
-        let links = fall_back(links, &mut self.last_read.links, "the links")?;
-        let configs = bounded("the named config", self.reader.configs()).await;
-        let configs = fall_back(configs, &mut self.last_read.configs, "the named config")?;
-        Ok(ObservedLattice {
-            hosts,
-            links,
-            configs,
+        // last good read rather than stopping, and plans again soon. The
+        // reads go together, so a pass waits for the slowest, not the sum.
+        let last = &self.last_read;
+        let (data_homes, links, configs, apps) = tokio::join!(
+            bounded(
+                "the data homes",
+                &last.data_homes,
+                self.record_data_homes(&hosts)
+            ),
+            bounded("the links", &last.links, self.reader.links()),
+            bounded("the named config", &last.configs, self.reader.configs()),
+            bounded("the stored apps", &last.apps, self.store.list()),
+        );
+        let mut stale = false;
+        let last = &mut self.last_read;
+        let data_homes = fall_back(
             data_homes,
-            // Known once the stored apps are read, in the pass.
+            &mut last.data_homes,
+            &mut stale,
+            "the data homes",
+        );
+        let links = fall_back(links, &mut last.links, &mut stale, "the links");
+        let configs = fall_back(configs, &mut last.configs, &mut stale, "the named config");
+        let apps = fall_back(apps, &mut last.apps, &mut stale, "the stored apps");
+        self.stale = stale;
+        let mut lattice = ObservedLattice {
+            hosts,
+            links: links?,
+            configs: configs?,
+            data_homes: data_homes?,
             retiring: BTreeSet::new(),
-        })
+        };
+        let apps = apps?;
+        lattice.retiring = retiring(&lattice, &apps);
+        Ok((lattice, apps))
     }
 
     /// Reads the recorded homes of providers' local data and brings them
@@ -602,7 +697,7 @@ impl Reconciler {
             }
             Ok::<(), StoreError>(())
         };
-        if let Err(err) = bounded("the app's status", written).await {
+        if let Err(err) = bounded("the app's status", &None::<()>, written).await {
             tracing::warn!(app, error = %err, "cannot write the app's status now");
         }
     }

@@ -240,7 +240,12 @@ async fn a_lattice_across_three_machines_survives_a_dead_machine_and_a_partition
     while complete < 10 {
         let placed = watch.placement().await;
         if back(&placed) {
-            assert!(matches_spread(&placed), "{placed:?}");
+            assert!(
+                matches_spread(&placed),
+                "{placed:?}, {:?} after healing\n{}",
+                healed.elapsed(),
+                cluster.logs()
+            );
             complete += 1;
         }
         assert!(Instant::now() < deadline, "too few complete samples");
