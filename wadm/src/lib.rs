@@ -19,7 +19,10 @@
 //! - [`api`]: the request/reply API `wash app` drives, and its client.
 //! - [`lease`]: which of several wadm processes acts on the lattice.
 //! - [`observe`]: reading the lattice's hosts, links and config.
-//! - [`reconciler`]: the loop that observes, plans and sends commands.
+//! - [`reconciler`]: the loop that observes, plans and sends commands,
+//!   through [`io::LatticeIo`]: NATS in the binary, and in [`sim`] a
+//!   simulated lattice on a paused clock, which checks the loop's
+//!   invariants under seeded churn (`cargo run -p wadm --example simulate`).
 //!
 //! YAML is read with `serde_norway`, the maintained fork of the archived
 //! `serde_yaml`.
@@ -62,12 +65,14 @@
 //! ```
 
 pub mod api;
+pub mod io;
 pub mod lease;
 pub mod manifest;
 pub mod observe;
 pub mod ownership;
 pub mod planner;
 pub mod reconciler;
+pub mod sim;
 pub mod store;
 
 pub use manifest::{Manifest, ManifestError, Problem};

@@ -24,16 +24,19 @@
 //!   host picture current and take over when the lease expires.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
 use futures::{FutureExt, StreamExt};
 use thiserror::Error;
 use trellis_lattice::client::{ClientError, CtlClient, Replicas};
 use trellis_lattice::config::NamedConfig;
-use trellis_lattice::ctl::HostInventory;
+use trellis_lattice::ctl::{ComponentDescription, HostInventory, ProviderDescription};
 use trellis_lattice::{CloudEvent, EventKind, LatticeEvent};
 
+use crate::io::{LatticeIo, NatsIo};
 use crate::lease::Lease;
 use crate::observe::{LatticeReader, OBSERVE_TIMEOUT};
 use crate::planner::{Command, DataHome, ObservedHost, ObservedLattice, Plan, plan, plan_undeploy};
@@ -107,10 +110,12 @@ pub async fn run(
         .map_err(ClientError::from)?
         .with_timeout(settings.command_timeout);
     let holder = format!("wadm-{}", uuid::Uuid::new_v4());
-    let reconciler = Reconciler::new(ctl, &js, store.clone(), settings, holder).await?;
+    let reader = LatticeReader::open(&ctl, &js, store.clone(), settings.replicas).await?;
+    let lease_bucket = crate::lease::open_bucket(&js, lattice, settings.replicas).await?;
+    let io = NatsIo::new(ctl, reader.clone(), store.clone(), lease_bucket);
+    let reconciler = Reconciler::new(io, settings, holder);
     let api_nats = nats.clone();
     let api_lattice = lattice.to_owned();
-    let reader = reconciler.reader.clone();
     let api =
         tokio::spawn(async move { crate::api::serve(api_nats, &api_lattice, store, reader).await });
     let result = reconciler.run().await;
@@ -119,41 +124,84 @@ pub async fn run(
 }
 
 /// A host as last heard from.
+///
+/// Times here are this process's. An event says the host ran when it was
+/// received; what it says the host runs is taken as of the earliest it can
+/// have been sent (for events that queued behind a turn, when the turn
+/// began), so that it never overrides the effect of a command the host
+/// answered during that turn. Either way a host is never planned as gone
+/// while it may still run its work. Event times, on the host's clock, are
+/// only compared with the same host's other events, to drop stale or
+/// repeated ones: clocks of different machines need not agree.
 struct SeenHost {
     inventory: HostInventory,
-    /// When `inventory` was true: when its ping was sent, or its heartbeat.
+    /// When `inventory` was known true.
     inventory_at: Instant,
     last_seen: Instant,
-    /// When it said it stopped, unless it has been heard from since.
+    /// The newest event time heard from it, on its own clock.
+    newest_event: Option<DateTime<Utc>>,
+    /// When it was heard to stop, unless heard from since.
     stopped_at: Option<Instant>,
     /// Whether the last pass planned it as alive.
     planned_alive: bool,
 }
 
 impl SeenHost {
+    fn new(inventory: HostInventory, at: Instant) -> Self {
+        Self {
+            inventory,
+            inventory_at: at,
+            last_seen: at,
+            newest_event: None,
+            stopped_at: None,
+            planned_alive: false,
+        }
+    }
+
+    /// Whether an event sent at `time` (its clock) is newer than every
+    /// other heard from it; it becomes the newest.
+    fn news(&mut self, time: Option<DateTime<Utc>>) -> bool {
+        match (time, self.newest_event) {
+            (Some(time), Some(newest)) if time <= newest => false,
+            (Some(time), _) => {
+                self.newest_event = Some(time);
+                true
+            }
+            (None, _) => true,
+        }
+    }
+
     /// Takes `inventory`, true as of `at`, unless what is known is newer.
     fn heard(&mut self, inventory: HostInventory, at: Instant) {
+        self.take(inventory, at);
+        self.seen(at);
+    }
+
+    fn take(&mut self, inventory: HostInventory, at: Instant) {
         if at >= self.inventory_at {
             self.inventory = inventory;
             self.inventory_at = at;
         }
-        self.seen(at);
     }
 
-    /// Notes that it was heard from at `at`.
+    /// Notes that it was running at `at`.
     fn seen(&mut self, at: Instant) {
+        if self.stopped_at.is_some_and(|stopped| at < stopped) {
+            return;
+        }
+        self.stopped_at = None;
         if at > self.last_seen {
             self.last_seen = at;
-        }
-        if self.stopped_at.is_some_and(|stopped| at > stopped) {
-            self.stopped_at = None;
         }
     }
 
     /// Whether it counts as running, `host_timeout` being how long it may
-    /// stay silent.
-    fn alive(&self, host_timeout: Duration) -> bool {
-        self.stopped_at.is_none() && self.last_seen.elapsed() < host_timeout
+    /// stay silent. Silence counts only up to `listened_until`, when the
+    /// events were last taken: a heartbeat still waiting to be read is
+    /// not silence.
+    fn alive(&self, host_timeout: Duration, listened_until: Instant) -> bool {
+        self.stopped_at.is_none()
+            && listened_until.saturating_duration_since(self.last_seen) < host_timeout
     }
 }
 
@@ -231,60 +279,32 @@ fn fall_back<T: Clone>(
     }
 }
 
-/// The loop's state.
-pub struct Reconciler {
+/// The loop's state, over the world `io` reaches.
+pub struct Reconciler<Io> {
     last_read: LastRead,
-    ctl: CtlClient,
-    reader: LatticeReader,
-    store: ManifestStore,
+    io: Io,
     lease: Lease,
     settings: ReconcilerSettings,
     hosts: BTreeMap<String, SeenHost>,
     in_flight: HashMap<String, InFlight>,
     failures: HashMap<String, Failure>,
+    /// Whether something happened that may change a plan.
+    dirty: bool,
+    last_pass: Option<Instant>,
+    /// When the events were last all taken, at the start of a turn.
+    listened_until: Instant,
     /// Whether the last pass planned from an earlier read of some part.
     stale: bool,
+    passes: u32,
 }
 
-impl Reconciler {
-    /// A reconciler that sends commands with `ctl` and keeps its lease
-    /// under the name `holder`.
-    pub async fn new(
-        ctl: CtlClient,
-        js: &jetstream::Context,
-        store: ManifestStore,
-        settings: ReconcilerSettings,
-        holder: String,
-    ) -> Result<Self, ReconcileError> {
-        let reader = LatticeReader::open(&ctl, js, store.clone(), settings.replicas).await?;
-        let lease = Lease::open(
-            js,
-            ctl.lattice(),
-            holder,
-            settings.lease_ttl,
-            settings.replicas,
-        )
-        .await?;
-        Ok(Self {
-            last_read: LastRead::default(),
-            reader,
-            ctl,
-            store,
-            lease,
-            settings,
-            hosts: BTreeMap::new(),
-            in_flight: HashMap::new(),
-            failures: HashMap::new(),
-            stale: false,
-        })
-    }
-
+impl Reconciler<NatsIo> {
     /// Runs until the NATS connection closes.
     pub async fn run(mut self) -> Result<(), ReconcileError> {
-        let mut events = self.ctl.subscribe_events().await?;
+        let mut events = self.io.ctl().subscribe_events().await?;
         // A deploy, an undeploy or a new version plans at once. Should the
         // watch end, passes still run on events and every resync.
-        let mut changes = match self.store.changes().await {
+        let mut changes = match self.io.store().changes().await {
             Ok(changes) => Some(changes),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot watch the manifests; deploys wait for the next pass");
@@ -293,21 +313,19 @@ impl Reconciler {
         };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut last_pass: Option<Instant> = None;
-        let mut dirty = true;
         tracing::info!(
-            lattice = self.ctl.lattice(),
+            lattice = self.io.ctl().lattice(),
             holder = self.lease.holder(),
             "wadm started"
         );
         loop {
             tokio::select! {
                 event = events.next() => match event {
-                    Some(event) => dirty |= self.note_event(&event),
+                    Some(event) => self.note_event(&event, None),
                     None => return Err(ReconcileError::EventsEnded),
                 },
                 change = next_change(&mut changes) => match change {
-                    Some(()) => dirty = true,
+                    Some(()) => self.changed(),
                     None => {
                         tracing::warn!("the manifest watch ended; deploys wait for the next pass");
                         changes = None;
@@ -315,68 +333,148 @@ impl Reconciler {
                 },
                 _ = tick.tick() => {}
             }
-            // Take every event already waiting before planning: a pass
-            // takes a second or more, and events that queue up behind
-            // passes arrive late (a dead host's last heartbeats would
-            // then read as a live one).
+            // Take every event already waiting before planning.
             while let Some(waiting) = events.next().now_or_never() {
                 match waiting {
-                    Some(event) => dirty |= self.note_event(&event),
+                    Some(event) => self.note_event(&event, None),
                     None => return Err(ReconcileError::EventsEnded),
                 }
             }
-            if self.lease.needs_renewal()
-                && let Err(err) = self.lease.acquire().await
-            {
-                tracing::warn!(error = %err, "could not take or renew the wadm lease");
-            }
-            if !self.lease.is_held() {
-                continue;
-            }
-            let due = last_pass.is_none_or(|at| at.elapsed() >= self.settings.resync);
-            // A host killed outright sends no event: plan as soon as it
-            // passes the host timeout, not at the next resync.
-            if dirty || due || self.a_host_just_expired() {
-                dirty = false;
-                if let Err(err) = self.pass().await {
-                    tracing::warn!(error = %err, "reconcile pass failed; trying again");
-                    dirty = true;
+            // A pass takes a second or more; what the events that queued
+            // up behind it say may be older than what the pass learned.
+            let began = Instant::now();
+            self.turn().await;
+            while let Some(waiting) = events.next().now_or_never() {
+                match waiting {
+                    Some(event) => self.note_event(&event, Some(began)),
+                    None => return Err(ReconcileError::EventsEnded),
                 }
-                // A pass from an earlier read is made again at the next
-                // tick, with what the lattice holds by then.
-                dirty |= self.stale;
-                last_pass = Some(Instant::now());
             }
+        }
+    }
+}
+
+impl<Io: LatticeIo> Reconciler<Io> {
+    /// A reconciler over `io` that keeps its lease under the name `holder`.
+    pub fn new(io: Io, settings: ReconcilerSettings, holder: String) -> Self {
+        Self {
+            last_read: LastRead::default(),
+            io,
+            lease: Lease::new(holder, settings.lease_ttl),
+            settings,
+            hosts: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            failures: HashMap::new(),
+            dirty: true,
+            last_pass: None,
+            listened_until: Instant::now(),
+            stale: false,
+            passes: 0,
+        }
+    }
+
+    /// The name this wadm holds the lease under.
+    pub fn holder(&self) -> &str {
+        self.lease.holder()
+    }
+
+    /// How many passes this wadm has run.
+    pub fn passes(&self) -> u32 {
+        self.passes
+    }
+
+    /// The world this reconciler acts on.
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+
+    /// Whether this wadm holds the lease now, and so may act.
+    pub fn is_acting(&self) -> bool {
+        self.lease.is_held()
+    }
+
+    /// Notes that a manifest changed: the next turn plans.
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// What the loop does each time it wakes (an event, a manifest change,
+    /// a tick), once it has noted every event received so far: renew or
+    /// take the lease, and, when it holds the lease and something may have
+    /// changed, run a pass.
+    pub async fn turn(&mut self) {
+        self.listened_until = Instant::now();
+        if self.lease.needs_renewal()
+            && let Err(err) = self.lease.acquire(&self.io).await
+        {
+            tracing::warn!(error = %err, "could not take or renew the wadm lease");
+        }
+        if !self.is_acting() {
+            return;
+        }
+        let due = self
+            .last_pass
+            .is_none_or(|at| at.elapsed() >= self.settings.resync);
+        // A host killed outright sends no event: plan as soon as it
+        // passes the host timeout, not at the next resync.
+        if self.dirty || due || self.a_host_just_expired() {
+            self.dirty = false;
+            if let Err(err) = self.pass().await {
+                tracing::warn!(error = %err, "reconcile pass failed; trying again");
+                self.dirty = true;
+            }
+            // A pass from an earlier read is made again at the next turn,
+            // with what the lattice holds by then.
+            self.dirty |= self.stale;
+            self.last_pass = Some(Instant::now());
         }
     }
 
     /// Whether a host that the last pass planned as alive has since gone
     /// past the host timeout.
     fn a_host_just_expired(&self) -> bool {
-        self.hosts
-            .values()
-            .any(|host| host.planned_alive && !host.alive(self.settings.host_timeout))
+        self.hosts.values().any(|host| {
+            host.planned_alive && !host.alive(self.settings.host_timeout, self.listened_until)
+        })
     }
 
-    /// Updates the host picture from an event; returns whether the event
-    /// may change what the planner would do.
-    fn note_event(&mut self, event: &CloudEvent) -> bool {
+    /// Updates the host picture from a lattice event received now, and
+    /// notes whether the event may change what the planner would do.
+    /// `queued_since` is when the turn it waited behind began, if it did.
+    pub fn note_event(&mut self, event: &CloudEvent, queued_since: Option<Instant>) {
+        let received = Instant::now();
+        let sent = queued_since.unwrap_or(received);
         let Ok(kind) = event.kind() else {
-            return false;
+            return;
         };
         match kind {
             // Kept, as stopped, so that a heartbeat it sent before it
             // stopped and delivered after does not bring it back.
             EventKind::HostStopped => {
-                if let Some(host) = self.hosts.get_mut(&event.source) {
-                    host.stopped_at = Some(sent_at(event));
+                if let Some(host) = self.hosts.get_mut(&event.source)
+                    && host.news(event.time)
+                {
+                    host.stopped_at = Some(received);
                 }
             }
+            // A host that starts (again, under its id) runs nothing yet:
+            // what it ran before died with its last process.
             EventKind::HostStarted => {
-                if let Some(host) = self.hosts.get_mut(&event.source) {
-                    // As of when the host sent it, so that one delivered
-                    // late does not make a dead host look alive.
-                    host.seen(sent_at(event));
+                if let Some(host) = self.hosts.get_mut(&event.source)
+                    && host.news(event.time)
+                {
+                    host.stopped_at = None;
+                    host.inventory.components.clear();
+                    host.inventory.providers.clear();
+                    host.inventory_at = host.inventory_at.max(sent);
+                    host.seen(received);
+                    // Nor is anything it accepted before still under way.
+                    self.in_flight.retain(|_, flight| {
+                        flight
+                            .target
+                            .as_ref()
+                            .is_none_or(|(h, _)| *h != event.source)
+                    });
                 }
             }
             // Every wadm, acting or not, keeps every host's picture from
@@ -386,7 +484,15 @@ impl Reconciler {
             // twice.
             EventKind::HostHeartbeat => {
                 if let Ok(LatticeEvent::HostHeartbeat(beat)) = event.parse() {
-                    self.heard(beat.to_inventory(), sent_at(event));
+                    let host = self
+                        .hosts
+                        .entry(beat.host_id.clone())
+                        .or_insert_with(|| SeenHost::new(beat.to_inventory(), sent));
+                    if host.news(event.time) {
+                        host.stopped_at = None;
+                        host.take(beat.to_inventory(), sent);
+                        host.seen(received);
+                    }
                 }
             }
             EventKind::ComponentScaleFailed | EventKind::ProviderStartFailed => {
@@ -394,7 +500,7 @@ impl Reconciler {
             }
             _ => {}
         }
-        matches!(
+        self.dirty |= matches!(
             kind,
             EventKind::HostStarted
                 | EventKind::HostStopped
@@ -406,7 +512,7 @@ impl Reconciler {
                 | EventKind::ProviderStopped
                 | EventKind::LinkdefSet
                 | EventKind::LinkdefDeleted
-        )
+        );
     }
 
     /// Turns the in-flight command a failure event is about into a failure,
@@ -446,6 +552,7 @@ impl Reconciler {
 
     /// One observe-plan-act round over every app.
     pub async fn pass(&mut self) -> Result<(), ReconcileError> {
+        self.passes += 1;
         let (lattice, stored) = self.observe().await?;
         let mut planned: Vec<(String, Option<String>, Plan)> = Vec::new();
         let mut known: BTreeSet<String> = BTreeSet::new();
@@ -522,12 +629,14 @@ impl Reconciler {
                 reasons.push(failure.error.clone());
                 continue;
             }
-            if self.lease.needs_renewal() && !self.lease.acquire().await? {
+            if self.lease.needs_renewal() && !self.lease.acquire(&self.io).await? {
                 tracing::warn!(app, "lost the wadm lease during a pass; stopping it");
                 return Ok(reasons);
             }
             tracing::info!(app, command = %key, "sending");
-            match self.send(command).await {
+            let sent = self.io.send(command).await;
+            self.expect(command, &sent);
+            match sent {
                 Ok(()) => {
                     self.failures.remove(&key);
                     let flight = InFlight {
@@ -545,32 +654,91 @@ impl Reconciler {
         Ok(reasons)
     }
 
-    async fn send(&self, command: &Command) -> Result<(), ClientError> {
+    /// Brings the host picture up to date with a command just sent. A
+    /// host answers once the work is done, so an accepted command is what
+    /// it runs now: a pass whose ping misses that host then plans with
+    /// this, not with an inventory from before the command (which would
+    /// place the same work a second time). A command whose answer was lost
+    /// may or may not have happened: it is taken as the larger of the two,
+    /// so nothing is placed twice while the truth is unknown.
+    fn expect(&mut self, command: &Command, sent: &Result<(), ClientError>) {
+        let answer_lost = match sent {
+            Ok(()) => false,
+            Err(ClientError::Timeout { .. }) => true,
+            Err(_) => return,
+        };
+        let Some((host_id, _)) = target_of(command).or_else(|| match command {
+            Command::StopProvider(stop) => Some((stop.host_id.clone(), stop.provider_id.clone())),
+            _ => None,
+        }) else {
+            return;
+        };
+        let Some(host) = self.hosts.get_mut(&host_id) else {
+            return;
+        };
+        let inventory = &mut host.inventory;
         match command {
-            Command::PutConfig { name, values } => self.ctl.put_config(name, values).await,
-            Command::PutLink(link) => self.ctl.put_link(link).await,
-            Command::ScaleComponent(scale) => self.ctl.scale_component(scale).await,
-            Command::StartProvider(start) => self.ctl.start_provider(start).await,
-            Command::StopProvider(stop) => self.ctl.stop_provider(stop).await,
-            Command::DeleteLink(request) => self.ctl.delete_link(request).await,
-            Command::DeleteConfig { name } => self.ctl.delete_config(name).await,
+            Command::ScaleComponent(scale) => {
+                let running = inventory
+                    .components
+                    .iter()
+                    .position(|c| c.id == scale.component_id);
+                let before = running.map_or(0, |i| inventory.components[i].max_instances);
+                let after = if answer_lost {
+                    before.max(scale.max_instances)
+                } else {
+                    scale.max_instances
+                };
+                match (running, after) {
+                    (Some(i), 0) => {
+                        inventory.components.remove(i);
+                    }
+                    (Some(i), count) => {
+                        let component = &mut inventory.components[i];
+                        component.max_instances = count;
+                        if !answer_lost {
+                            component.image_ref.clone_from(&scale.component_ref);
+                        }
+                    }
+                    (None, 0) => {}
+                    (None, count) => inventory.components.push(ComponentDescription {
+                        id: scale.component_id.clone(),
+                        image_ref: scale.component_ref.clone(),
+                        annotations: scale.annotations.clone(),
+                        max_instances: count,
+                        ..ComponentDescription::default()
+                    }),
+                }
+            }
+            Command::StartProvider(start) => {
+                if !inventory
+                    .providers
+                    .iter()
+                    .any(|p| p.id == start.provider_id)
+                {
+                    inventory.providers.push(ProviderDescription {
+                        id: start.provider_id.clone(),
+                        image_ref: Some(start.provider_ref.clone()),
+                        annotations: start.annotations.clone(),
+                        ..ProviderDescription::default()
+                    });
+                }
+            }
+            Command::StopProvider(stop) if !answer_lost => {
+                inventory.providers.retain(|p| p.id != stop.provider_id);
+            }
+            _ => return,
         }
+        host.inventory_at = host.inventory_at.max(Instant::now());
     }
 
-    /// Records what a host said of itself, as of `at`.
+    /// Records a ping answer, true as of `at`.
     fn heard(&mut self, inventory: HostInventory, at: Instant) {
         match self.hosts.get_mut(&inventory.host_id) {
             Some(host) => host.heard(inventory, at),
             None => {
                 let id = inventory.host_id.clone();
-                let host = SeenHost {
-                    inventory,
-                    inventory_at: at,
-                    last_seen: at,
-                    stopped_at: None,
-                    planned_alive: false,
-                };
-                self.hosts.insert(id, host);
+                self.hosts.insert(id, SeenHost::new(inventory, at));
             }
         }
     }
@@ -581,7 +749,7 @@ impl Reconciler {
         &mut self,
     ) -> Result<(ObservedLattice, Vec<crate::store::StoredApp>), ReconcileError> {
         let asked = Instant::now();
-        for inventory in self.reader.inventories().await {
+        for inventory in self.io.inventories().await {
             self.heard(inventory, asked);
         }
         // A host gone for long is forgotten; until then it is kept, not
@@ -590,16 +758,31 @@ impl Reconciler {
         self.hosts
             .retain(|_, host| host.last_seen.elapsed() < forget_after);
         let host_timeout = self.settings.host_timeout;
+        let listened_until = self.listened_until;
         let hosts = self
             .hosts
             .iter_mut()
             .map(|(id, seen)| {
                 let mut host = ObservedHost::from(seen.inventory.clone());
-                host.alive = seen.alive(host_timeout);
+                host.alive = seen.alive(host_timeout, listened_until);
                 seen.planned_alive = host.alive;
+                tracing::trace!(host = %id, silent = ?seen.last_seen.elapsed(), stopped = seen.stopped_at.is_some(), "heard from");
                 (id.clone(), host)
             })
-            .collect();
+            .collect::<BTreeMap<_, _>>();
+        tracing::debug!(
+            holder = self.lease.holder(),
+            alive = ?hosts.values().filter(|h| h.alive).map(|h| &h.id).collect::<Vec<_>>(),
+            "planning"
+        );
+        for host in hosts.values() {
+            tracing::trace!(
+                host = %host.id,
+                alive = host.alive,
+                components = ?host.components.iter().map(|c| (&c.id, c.max_instances)).collect::<Vec<_>>(),
+                "planning with"
+            );
+        }
         // While JetStream elects a new leader for a bucket (its server
         // died), reads fail for a few seconds; planning goes on from the
         // last good read rather than stopping, and plans again soon. The
@@ -611,9 +794,9 @@ impl Reconciler {
                 &last.data_homes,
                 self.record_data_homes(&hosts)
             ),
-            bounded("the links", &last.links, self.reader.links()),
-            bounded("the named config", &last.configs, self.reader.configs()),
-            bounded("the stored apps", &last.apps, self.store.list()),
+            bounded("the links", &last.links, self.io.links()),
+            bounded("the named config", &last.configs, self.io.configs()),
+            bounded("the stored apps", &last.apps, self.io.apps()),
         );
         let mut stale = false;
         let last = &mut self.last_read;
@@ -648,7 +831,7 @@ impl Reconciler {
         &self,
         hosts: &BTreeMap<String, ObservedHost>,
     ) -> Result<BTreeMap<String, DataHome>, ReconcileError> {
-        let mut homes = self.store.data_homes().await?;
+        let mut homes = self.io.data_homes().await?;
         let has_data = |host: &ObservedHost, id: &str| host.local_data.contains_key(id);
         let emptied: Vec<String> = homes
             .iter()
@@ -661,7 +844,7 @@ impl Reconciler {
             .collect();
         for id in emptied {
             tracing::info!(provider = %id, "the provider's local data is gone from its home host");
-            self.store.delete_data_home(&id).await?;
+            self.io.delete_data_home(&id).await?;
             homes.remove(&id);
         }
         for host in hosts.values().filter(|h| h.alive) {
@@ -674,7 +857,7 @@ impl Reconciler {
                     path: path.clone(),
                 };
                 tracing::info!(provider = %id, host = %host.id, path, "recorded where the provider's local data lives");
-                self.store.put_data_home(id, &home).await?;
+                self.io.put_data_home(id, &home).await?;
                 homes.insert(id.clone(), home);
             }
         }
@@ -686,14 +869,14 @@ impl Reconciler {
     /// commands of this one still go out.
     async fn write_status(&self, app: &str, status: AppStatus) {
         let written = async {
-            let current = self.store.status(app).await?;
+            let current = self.io.status(app).await?;
             let same = current.is_some_and(|c| {
                 (c.status, &c.version, &c.reasons)
                     == (status.status, &status.version, &status.reasons)
             });
             if !same {
                 tracing::info!(app, status = status.status.as_str(), reasons = ?status.reasons, "status");
-                self.store.put_status(app, &status).await?;
+                self.io.put_status(app, &status).await?;
             }
             Ok::<(), StoreError>(())
         };
@@ -709,17 +892,6 @@ async fn next_change(changes: &mut Option<impl futures::Stream<Item = ()> + Unpi
         Some(changes) => changes.next().await,
         None => std::future::pending().await,
     }
-}
-
-/// When `event` was sent, as an instant of this clock: its `time`, when it
-/// has one in the past, else now.
-fn sent_at(event: &CloudEvent) -> Instant {
-    let now = Instant::now();
-    let age = event
-        .time
-        .and_then(|time| (chrono::Utc::now() - time).to_std().ok())
-        .unwrap_or_default();
-    now.checked_sub(age).unwrap_or(now)
 }
 
 /// Identifies a command: two commands with the same key are the same

@@ -63,6 +63,17 @@ pub enum StoreError {
         /// The version.
         version: String,
     },
+    /// `rollback` has no earlier version to go back to.
+    #[error(
+        "cannot roll `{app}` back: {why}; deploy a version by name with \
+         `wash app deploy {app} --version VERSION` (`wash app versions {app}` lists them)"
+    )]
+    NothingToRollBack {
+        /// The app.
+        app: String,
+        /// Why there is nothing.
+        why: String,
+    },
     /// Other writers kept winning the race for this key.
     #[error("application `{0}` is being changed by someone else; try again")]
     Contended(String),
@@ -127,7 +138,14 @@ pub struct StoredApp {
     pub versions: Vec<StoredVersion>,
     /// The version the lattice should run, if deployed.
     pub deployed: Option<String>,
+    /// The versions deployed before it, oldest first (at most
+    /// [`DEPLOY_HISTORY`]); `rollback` goes back to the last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previously_deployed: Vec<String>,
 }
+
+/// How many earlier deployed versions an app remembers.
+pub const DEPLOY_HISTORY: usize = 10;
 
 impl StoredApp {
     /// The version named `version` (`latest` or `None`: the newest).
@@ -135,6 +153,18 @@ impl StoredApp {
         match version {
             None | Some(LATEST) => self.versions.last(),
             Some(name) => self.versions.iter().find(|v| v.version == name),
+        }
+    }
+
+    /// Deploys `version`, remembering the one it replaces.
+    fn switch_to(&mut self, version: String) {
+        if let Some(current) = self.deployed.replace(version) {
+            self.previously_deployed.push(current);
+            let over = self
+                .previously_deployed
+                .len()
+                .saturating_sub(DEPLOY_HISTORY);
+            self.previously_deployed.drain(..over);
         }
     }
 
@@ -268,6 +298,7 @@ impl ManifestStore {
                 name: name.clone(),
                 versions: Vec::new(),
                 deployed: None,
+                previously_deployed: Vec::new(),
             });
             if let Some(existing) = app.versions.iter().find(|v| v.version == version) {
                 if existing.manifest == text {
@@ -360,20 +391,52 @@ impl ManifestStore {
                 if app.deployed.as_ref() == Some(&chosen) {
                     return Ok((None, chosen));
                 }
-                app.deployed = Some(chosen.clone());
+                app.switch_to(chosen.clone());
                 Ok((Some(Some(app)), chosen))
             })
             .await?;
+        self.deploying(name, &deployed).await?;
+        Ok(deployed)
+    }
+
+    /// Deploys the version of app `name` that was deployed before the
+    /// current one; returns it. Rolling back twice returns to where it
+    /// started, as `kubectl rollout undo` does.
+    pub async fn rollback(&self, name: &str) -> Result<String, StoreError> {
+        let deployed = self
+            .modify(name, |app| {
+                let mut app = app.ok_or_else(|| StoreError::NoSuchApp(name.to_owned()))?;
+                if app.deployed.is_none() {
+                    return Err(StoreError::NothingToRollBack {
+                        app: name.to_owned(),
+                        why: "it is not deployed".to_owned(),
+                    });
+                }
+                let Some(previous) = app.previously_deployed.pop() else {
+                    return Err(StoreError::NothingToRollBack {
+                        app: name.to_owned(),
+                        why: "no other version of it was deployed before".to_owned(),
+                    });
+                };
+                app.switch_to(previous.clone());
+                Ok((Some(Some(app)), previous))
+            })
+            .await?;
+        self.deploying(name, &deployed).await?;
+        Ok(deployed)
+    }
+
+    /// Marks a newly chosen version of app `name` as reconciling.
+    async fn deploying(&self, name: &str, version: &str) -> Result<(), StoreError> {
         self.put_status(
             name,
             &AppStatus::now(
                 DeployStatus::Reconciling,
-                Some(deployed.clone()),
+                Some(version.to_owned()),
                 Vec::new(),
             ),
         )
-        .await?;
-        Ok(deployed)
+        .await
     }
 
     /// Marks app `name` as not to run; the reconciler removes what it owns.

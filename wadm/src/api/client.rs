@@ -89,6 +89,11 @@ impl WadmClient {
             .await
     }
 
+    /// Deploys the version of app `name` deployed before the current one.
+    pub async fn rollback(&self, name: &str) -> Result<Deployed, ApiError> {
+        self.request(&format!("rollback.{name}"), Vec::new()).await
+    }
+
     /// Undeploys app `name`.
     pub async fn undeploy(&self, name: &str) -> Result<(), ApiError> {
         self.request::<Option<()>>(&format!("undeploy.{name}"), Vec::new())

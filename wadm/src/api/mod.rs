@@ -11,6 +11,7 @@
 //! | `versions.{name}` | empty | `[`[`VersionSummary`]`]` |
 //! | `del.{name}` | empty | `null` |
 //! | `deploy.{name}` | empty, or `{"version": "v1"}` | [`Deployed`] |
+//! | `rollback.{name}` | empty | [`Deployed`]: the version deployed before |
 //! | `undeploy.{name}` | empty | `null` |
 //! | `status.{name}` | empty | [`StatusReport`] |
 //! | `plan.deploy` | the manifest text | [`PlanReport`] |

@@ -107,6 +107,13 @@ async fn handle(store: &ManifestStore, operation: &str, body: &[u8]) -> Vec<u8> 
             ),
             Err(message) => error(&message),
         },
+        ("rollback", Some(name)) => reply(
+            store.rollback(name).await.map(|version| Deployed {
+                name: name.to_owned(),
+                version,
+            }),
+            |d| format!("rolling `{}` back to version {}", d.name, d.version),
+        ),
         ("undeploy", Some(name)) => reply(store.undeploy(name).await, |()| {
             format!("undeploying `{name}`")
         }),
@@ -115,8 +122,8 @@ async fn handle(store: &ManifestStore, operation: &str, body: &[u8]) -> Vec<u8> 
         }),
         _ => error(&format!(
             "unknown wadm API operation `{operation}`; expected put, list, get.{{name}}, \
-             versions.{{name}}, del.{{name}}, deploy.{{name}}, undeploy.{{name}}, \
-             status.{{name}}, plan.deploy or plan.undeploy.{{name}}"
+             versions.{{name}}, del.{{name}}, deploy.{{name}}, rollback.{{name}}, \
+             undeploy.{{name}}, status.{{name}}, plan.deploy or plan.undeploy.{{name}}"
         )),
     }
 }

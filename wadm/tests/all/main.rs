@@ -8,5 +8,6 @@ mod lease;
 mod manifest;
 mod plan_report;
 mod planner;
+mod simulation;
 mod store;
 mod support;

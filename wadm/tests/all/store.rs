@@ -223,6 +223,43 @@ async fn the_api_drives_the_store_over_nats() {
 }
 
 #[tokio::test]
+async fn rollback_deploys_the_version_deployed_before_and_twice_returns() {
+    let nats = NatsServer::start().unwrap();
+    let store = store(&nats).await;
+    let client = serve_api(&nats, store.clone(), Duration::from_secs(5)).await;
+    for version in ["v1", "v2", "v3"] {
+        client.put(&manifest(version, 1)).await.unwrap();
+    }
+    let err = client.rollback("hello").await.unwrap_err();
+    assert!(
+        err.to_string().contains("it is not deployed")
+            && err.to_string().contains("wash app deploy hello --version"),
+        "{err}"
+    );
+    client.deploy("hello", Some("v1")).await.unwrap();
+    let err = client.rollback("hello").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no other version of it was deployed before"),
+        "{err}"
+    );
+    // v1, then v3; back to v1, and back again to v3.
+    client.deploy("hello", Some("v3")).await.unwrap();
+    assert_eq!(client.rollback("hello").await.unwrap().version, "v1");
+    let status = client.status("hello").await.unwrap();
+    assert_eq!(status.deployed_version.as_deref(), Some("v1"));
+    assert_eq!(status.status.status, DeployStatus::Reconciling);
+    assert_eq!(client.rollback("hello").await.unwrap().version, "v3");
+    // The history is bounded.
+    for round in 0..(wadm::store::DEPLOY_HISTORY + 5) {
+        let version = if round % 2 == 0 { "v2" } else { "v3" };
+        client.deploy("hello", Some(version)).await.unwrap();
+    }
+    let app = store.app("hello").await.unwrap().unwrap();
+    assert_eq!(app.previously_deployed.len(), wadm::store::DEPLOY_HISTORY);
+}
+
+#[tokio::test]
 async fn a_list_larger_than_one_message_arrives_whole() {
     // On a server whose max payload is 64 KiB, 1000 apps make a list reply
     // of some 80 KB.

@@ -32,6 +32,9 @@ pub enum AppCommand {
     Deploy(DeployArgs),
     /// Show what deploying the manifest in FILE would do; changes nothing.
     Plan(FileArgs),
+    /// Deploy the version of an app that was deployed before the current
+    /// one (twice: back to where it was).
+    Rollback(RollbackArgs),
     /// Stop running an app; its versions stay stored.
     Undeploy(UndeployArgs),
     /// Undeploy an app and forget all its versions.
@@ -75,6 +78,22 @@ pub struct DeployArgs {
     /// Show the plan (as `wash app plan`) and change nothing.
     #[arg(long = "dry-run", conflicts_with_all = ["wait", "version"])]
     dry_run: bool,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The app's name.
+    name: String,
+    /// Show progress and wait until the app is deployed or failed.
+    #[arg(long)]
+    wait: bool,
+    /// How long `--wait` waits, in seconds.
+    #[arg(long = "wait-timeout-secs", default_value_t = 120)]
+    wait_timeout_secs: u64,
     #[command(flatten)]
     lattice: LatticeArgs,
     #[command(flatten)]
@@ -152,6 +171,14 @@ pub async fn run(command: AppCommand) -> anyhow::Result<()> {
             plan(path, &args.lattice, args.format.output).await
         }
         AppCommand::Deploy(args) => deploy(args).await,
+        AppCommand::Rollback(args) => {
+            let client = connect(&args.lattice).await?;
+            let deployed = client.rollback(&args.name).await?;
+            let wait = args
+                .wait
+                .then(|| Duration::from_secs(args.wait_timeout_secs));
+            report_deployed(&client, &deployed, wait, args.format.output).await
+        }
         AppCommand::Plan(args) => plan(&args.file, &args.lattice, args.format.output).await,
         AppCommand::Undeploy(args) if args.dry_run => {
             let client = connect(&args.lattice).await?;
@@ -290,29 +317,36 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         (args.app.clone(), args.version.clone())
     };
     let deployed = client.deploy(&name, version.as_deref()).await?;
-    if !args.wait {
+    let wait = args
+        .wait
+        .then(|| Duration::from_secs(args.wait_timeout_secs));
+    report_deployed(&client, &deployed, wait, args.format.output).await
+}
+
+/// Prints what was deployed; with `wait`, waits (that long at most) until
+/// it is deployed or failed, and fails unless it deployed.
+async fn report_deployed(
+    client: &WadmClient,
+    deployed: &wadm::api::Deployed,
+    wait: Option<Duration>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let Some(timeout) = wait else {
         return output::print(
-            args.format.output,
-            &deployed,
+            format,
+            deployed,
             &[
                 ("name", deployed.name.clone()),
                 ("version", deployed.version.clone()),
                 ("status", "deploying".into()),
             ],
         );
-    }
-    let timeout = Duration::from_secs(args.wait_timeout_secs);
-    let report = wait_for_outcome(
-        &client,
-        &name,
-        &deployed.version,
-        timeout,
-        args.format.output,
-    )
-    .await?;
+    };
+    let name = &deployed.name;
+    let report = wait_for_outcome(client, name, &deployed.version, timeout, format).await?;
     let status = report.status.status;
     output::print(
-        args.format.output,
+        format,
         &report,
         &[
             ("name", report.name.clone()),
