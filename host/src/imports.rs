@@ -40,6 +40,61 @@ const LOCAL_PACKAGES: &[&str] = &[
 /// the host's log under the component's id.
 const LOGGING: &str = "wasi:logging/logging";
 
+/// Whether the host serves import `name` itself, with no link.
+fn served_by_host(name: &str) -> bool {
+    LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) || name.starts_with(LOGGING)
+}
+
+/// The interfaces a component (its bytes) imports that only a link can
+/// serve: every interface import with a function in it, less those
+/// [`served_by_host`]. Read without compiling, so `wash app validate`
+/// can check a manifest's links offline.
+pub fn lattice_imports(bytes: &[u8]) -> Result<Vec<WitInterface>, HostError> {
+    use wasmparser::component_types::ComponentEntityType;
+    use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+    let invalid = |e: wasmparser::BinaryReaderError| HostError::InvalidComponent(e.to_string());
+    let types = Validator::new_with_features(WasmFeatures::all())
+        .validate_all(bytes)
+        .map_err(invalid)?;
+    let types = types.as_ref();
+    // Only the outer component's imports: nested modules and components
+    // import from it, not from the host.
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    names.push(import.map_err(invalid)?.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut interfaces = Vec::new();
+    for name in names {
+        if served_by_host(&name) {
+            continue;
+        }
+        let Some(item) = types.component_item_for_import(&name) else {
+            continue;
+        };
+        let ComponentEntityType::Instance(id) = item.ty else {
+            continue;
+        };
+        let has_functions = types[id]
+            .exports
+            .values()
+            .any(|export| matches!(export.ty, ComponentEntityType::Func(_)));
+        if has_functions {
+            interfaces.push(WitInterface::parse(&name)?);
+        }
+    }
+    Ok(interfaces)
+}
+
 /// Defines `wasi:logging/logging.log` (whatever version `name` carries).
 fn add_logging(linker: &mut Linker<InstanceState>, name: &str) -> Result<(), HostError> {
     let mut instance = linker

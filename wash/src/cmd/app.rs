@@ -21,6 +21,9 @@ use wadm::Manifest;
 use wadm::api::WadmClient;
 use wadm::store::DeployStatus;
 
+use trellis_oci::RegistryArgs;
+
+use super::imports;
 use super::lattice::{LatticeArgs, print_columns};
 use crate::output::{self, Format, OutputArgs};
 
@@ -45,10 +48,13 @@ pub enum AppCommand {
     Status(NameArgs),
     /// List an app's stored versions.
     Versions(NameArgs),
-    /// Check a manifest FILE without a lattice.
+    /// Check a manifest FILE without a lattice: its fields, and that every
+    /// import of its components is served by the host or one of its links.
     Validate {
         /// The manifest (YAML or JSON).
         file: PathBuf,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -78,6 +84,9 @@ pub struct DeployArgs {
     /// Show the plan (as `wash app plan`) and change nothing.
     #[arg(long = "dry-run", conflicts_with_all = ["wait", "version"])]
     dry_run: bool,
+    /// Where to read registry images from to check their imports.
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(flatten)]
     lattice: LatticeArgs,
     #[command(flatten)]
@@ -140,7 +149,7 @@ struct Changed<'a> {
 
 pub async fn run(command: AppCommand) -> anyhow::Result<()> {
     match command {
-        AppCommand::Validate { file } => validate(&file),
+        AppCommand::Validate { file, registry } => validate(&file, &registry).await,
         AppCommand::Put(args) => {
             let client = connect(&args.lattice).await?;
             let text = read_manifest(&args.file)?;
@@ -262,21 +271,25 @@ pub async fn run(command: AppCommand) -> anyhow::Result<()> {
     }
 }
 
-fn validate(file: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading manifest {}", file.display()))?;
-    match Manifest::parse(&text) {
-        Ok(manifest) => {
-            println!(
-                "{}: `{}` version {} is valid",
-                file.display(),
-                manifest.name,
-                manifest.version
-            );
-            Ok(())
-        }
-        Err(err) => bail!("{} is not a valid manifest: {err}", file.display()),
+async fn validate(file: &Path, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let text = read_manifest(file)?;
+    let manifest = Manifest::parse(&text)
+        .map_err(|err| anyhow::anyhow!("{} is not a valid manifest: {err}", file.display()))?;
+    let what = file.display().to_string();
+    let unchecked = imports::refuse(imports::check(&manifest, &[], registry).await, &what)?;
+    if !unchecked.is_empty() {
+        bail!(
+            "{what}: the imports of some components could not be checked:\n  {}",
+            unchecked.join("\n  ")
+        );
     }
+    println!(
+        "{}: `{}` version {} is valid, and every import of its components is served",
+        file.display(),
+        manifest.name,
+        manifest.version
+    );
+    Ok(())
 }
 
 /// `wash app plan FILE`: what deploying it would do now.
@@ -299,10 +312,9 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let client = connect(&args.lattice).await?;
     let path = Path::new(&args.app);
     let (name, version) = if path.is_file() {
-        let put = client
-            .put(&read_manifest(path)?)
-            .await
-            .context("putting the manifest")?;
+        let text = read_manifest(path)?;
+        check_imports(&text, path, &args.lattice, &args.registry).await?;
+        let put = client.put(&text).await.context("putting the manifest")?;
         if args.version.is_some() && args.version.as_deref() != Some(put.version.as_str()) {
             bail!(
                 "--version {} does not match the manifest's version {}",
@@ -321,6 +333,39 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .wait
         .then(|| Duration::from_secs(args.wait_timeout_secs));
     report_deployed(&client, &deployed, wait, args.format.output).await
+}
+
+/// Refuses a manifest whose components import what nothing would serve,
+/// given the links already in the lattice. An image wash cannot read (a
+/// registry only the hosts reach) is not checked, with a warning.
+async fn check_imports(
+    text: &str,
+    path: &Path,
+    lattice: &LatticeArgs,
+    registry: &RegistryArgs,
+) -> anyhow::Result<()> {
+    // A manifest that does not parse is refused by wadm, with its reasons.
+    let Ok(manifest) = Manifest::parse(text) else {
+        return Ok(());
+    };
+    // With no host up, nothing answers for the links; what they would
+    // cover is unknown, so what the manifest leaves open is only a warning.
+    let links = lattice.connect().await?.get_links().await;
+    let check = imports::check(&manifest, links.as_deref().unwrap_or_default(), registry).await;
+    let what = path.display().to_string();
+    let unchecked = match links {
+        Ok(_) => imports::refuse(check, &what)?,
+        Err(err) => {
+            eprintln!(
+                "warning: cannot read the lattice's links ({err}), so these are not refused:"
+            );
+            check.problems.into_iter().chain(check.unchecked).collect()
+        }
+    };
+    for warning in unchecked {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
 }
 
 /// Prints what was deployed; with `wait`, waits (that long at most) until

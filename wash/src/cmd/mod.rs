@@ -15,6 +15,7 @@ pub mod claims;
 pub mod component;
 pub mod config;
 pub mod get;
+pub mod imports;
 pub mod keys;
 pub mod label;
 pub mod lattice;

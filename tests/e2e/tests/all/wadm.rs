@@ -486,3 +486,78 @@ async fn an_app_deployed_right_after_another_is_undeployed_takes_over_its_provid
         "{inventory:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_whose_import_no_link_serves_is_refused_before_anything_runs() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("imports");
+    let signer = Signer::new().unwrap();
+    // A host answers for the lattice's links.
+    let _host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
+    let _wadm = WadmProcess::start(&nats.url(), &lattice, WADM_ARGS)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let dev = trellis_e2e::app::example_manifest(&signer, dir.path(), "dev", &address, "");
+    let text = std::fs::read_to_string(&dev).unwrap();
+    // dev.yaml without the counter's link to its keyvalue provider.
+    let start = text
+        .find("        - type: link\n          properties:\n            target: kv")
+        .unwrap();
+    let end = start + text[start..].find("\n    - name:").unwrap();
+    let unlinked = dir.path().join("unlinked.yaml");
+    std::fs::write(&unlinked, format!("{}{}", &text[..start], &text[end + 1..])).unwrap();
+    let dev = dev.to_str().unwrap();
+    let unlinked = unlinked.to_str().unwrap();
+
+    let valid = wash_ok(&nats.url(), &lattice, &["app", "validate", dev]).unwrap();
+    assert!(
+        valid.contains("every import of its components is served"),
+        "{valid}"
+    );
+    for args in [
+        vec!["app", "validate", unlinked],
+        vec!["app", "deploy", unlinked],
+    ] {
+        let out = wash(&nats.url(), &lattice, &args).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} passed");
+        for expected in [
+            "component `counter` imports `wasi:keyvalue/store`",
+            "wasi:keyvalue/atomics",
+            "no `default` link covers it",
+            "`namespace: wasi`, `package: keyvalue`, `interfaces: [store]`",
+            "wash link put kv-counter TARGET wasi keyvalue --interface store",
+        ] {
+            assert!(
+                stderr.contains(expected),
+                "{args:?}: no {expected:?} in {stderr}"
+            );
+        }
+    }
+    // Refused before anything was stored.
+    let listed = wash_ok(&nats.url(), &lattice, &["app", "list", "-o", "json"]).unwrap();
+    assert!(!listed.contains("kv-counter"), "{listed}");
+
+    // A link already in the lattice covers the imports.
+    wash_ok(
+        &nats.url(),
+        &lattice,
+        &[
+            "link",
+            "put",
+            "kv-counter",
+            "kv",
+            "wasi",
+            "keyvalue",
+            "--interface",
+            "store",
+            "--interface",
+            "atomics",
+        ],
+    )
+    .unwrap();
+    let deployed = wash_ok(&nats.url(), &lattice, &["app", "deploy", unlinked]).unwrap();
+    assert!(deployed.contains("deploying"), "{deployed}");
+}
