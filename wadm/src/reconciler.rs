@@ -626,7 +626,7 @@ impl<Io: LatticeIo> Reconciler<Io> {
             if let Some(failure) = self.failures.get(&key)
                 && failure.retry_at > now
             {
-                reasons.push(failure.error.clone());
+                reasons.push(failure_reason(app, command, &failure.error));
                 continue;
             }
             if self.lease.needs_renewal() && !self.lease.acquire(&self.io).await? {
@@ -646,7 +646,7 @@ impl<Io: LatticeIo> Reconciler<Io> {
                     self.in_flight.insert(key, flight);
                 }
                 Err(err) => {
-                    reasons.push(err.to_string());
+                    reasons.push(failure_reason(app, command, &err.to_string()));
                     self.record_failure(key, err.to_string());
                 }
             }
@@ -891,6 +891,21 @@ async fn next_change(changes: &mut Option<impl futures::Stream<Item = ()> + Unpi
     match changes {
         Some(changes) => changes.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Why `app` is failing when `command` failed with `error`: for a new
+/// image a host refused, that the rollout halted there and the old image
+/// still serves.
+fn failure_reason(app: &str, command: &Command, error: &str) -> String {
+    match command {
+        Command::ScaleComponent(scale) if scale.allow_update => format!(
+            "rollout halted: host {} refused {} for `{}`: {error}; the hosts not yet rolled \
+             keep serving the old image; `wash app rollback {app}` returns to the version \
+             before",
+            scale.host_id, scale.component_ref, scale.component_id
+        ),
+        _ => error.to_owned(),
     }
 }
 

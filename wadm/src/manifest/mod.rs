@@ -121,7 +121,13 @@ pub struct Scaler {
     pub instances: u32,
     /// Where; empty means every alive host.
     pub spread: Vec<Spread>,
+    /// How many hosts swap a component to a new image at once
+    /// (`maxUnavailable`); the rest keep the old one until those are done.
+    pub max_unavailable: u32,
 }
+
+/// Hosts that swap to a new image at once when a manifest does not say.
+pub const DEFAULT_MAX_UNAVAILABLE: u32 = 1;
 
 /// The two scalers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

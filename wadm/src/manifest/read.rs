@@ -17,9 +17,9 @@ use super::document::{Fields, Node};
 use super::error::Problem;
 use super::validate::{CrossRefs, LinkSlot};
 use super::{
-    API_VERSION, Component, ComponentKind, ConfigRef, DEFAULT_SPREAD_WEIGHT,
-    DESCRIPTION_ANNOTATION, KIND, LinkTrait, Manifest, Scaler, ScalerKind, Spread,
-    VERSION_ANNOTATION,
+    API_VERSION, Component, ComponentKind, ConfigRef, DEFAULT_MAX_UNAVAILABLE,
+    DEFAULT_SPREAD_WEIGHT, DESCRIPTION_ANNOTATION, KIND, LinkTrait, Manifest, Scaler, ScalerKind,
+    Spread, VERSION_ANNOTATION,
 };
 
 /// The version `latest` means "the newest" to `wash app deploy`, so no
@@ -393,7 +393,10 @@ fn scaler_properties(
     kind: ScalerKind,
     problems: &mut Vec<Problem>,
 ) -> Option<Scaler> {
-    let fields = node.fields(&["instances", "replicas", "spread"], problems)?;
+    let fields = node.fields(
+        &["instances", "replicas", "spread", "maxUnavailable"],
+        problems,
+    )?;
     let instances =
         if fields.optional("instances").is_none() && fields.optional("replicas").is_none() {
             problems.push(Problem::new(
@@ -410,6 +413,20 @@ fn scaler_properties(
     let spread = match &spread_node {
         Some(n) => spreads(n, problems)?,
         None => Vec::new(),
+    };
+    let max_unavailable = match fields.optional("maxUnavailable") {
+        Some(n) => match n.count(problems)? {
+            0 => {
+                n.problem(
+                    problems,
+                    "0 would never upgrade a host; expected how many hosts may swap to a new \
+                     image at once (1 or more; 1 when absent)",
+                );
+                return None;
+            }
+            count => count,
+        },
+        None => DEFAULT_MAX_UNAVAILABLE,
     };
     let instances = instances?;
     if let Some(n) = &spread_node
@@ -429,6 +446,7 @@ fn scaler_properties(
         kind,
         instances,
         spread,
+        max_unavailable,
     })
 }
 

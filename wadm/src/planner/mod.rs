@@ -329,6 +329,13 @@ fn reconcile_component(
             allowed_hosts: component.allowed_hosts.clone(),
         })
     };
+    // A new image rolls over the hosts a few at a time (in host order, so
+    // every pass picks the same ones): the next ones swap once these run
+    // it. A host that refuses it keeps the old image and its place at the
+    // front, so the rollout halts there and the other hosts keep serving
+    // the old version.
+    let mut swaps_left = usize::try_from(component.scaler.max_unavailable).unwrap_or(usize::MAX);
+    let mut turn_waiting = Vec::new();
     for host in lattice.alive_hosts() {
         let want = placement.get(&host.id).copied().unwrap_or(0);
         let running = host
@@ -344,12 +351,24 @@ fn reconcile_component(
         };
         if want == 0 {
             sections.stops.push(scale_to_zero(app, &host.id, running));
-        } else if running.image_ref != component.image {
+        } else if running.image_ref != component.image && swaps_left > 0 {
             // The host swaps the image in place, in-flight calls finishing
             // on the old code.
+            swaps_left -= 1;
             sections
                 .starts
                 .push(scale(&host.id, &component.image, want, true));
+        } else if running.image_ref != component.image {
+            // Waiting for its turn: only its count changes, on the old image.
+            turn_waiting.push(host.id.as_str());
+            if want != running.max_instances {
+                let resize = scale(&host.id, &running.image_ref, want, false);
+                if want > running.max_instances {
+                    sections.starts.push(resize);
+                } else {
+                    sections.stops.push(resize);
+                }
+            }
         } else if want > running.max_instances {
             sections
                 .starts
@@ -359,6 +378,16 @@ fn reconcile_component(
                 .stops
                 .push(scale(&host.id, &component.image, want, false));
         }
+    }
+    if !turn_waiting.is_empty() {
+        sections.notes.waiting.push(format!(
+            "rolling `{}` out to {}, {} host(s) at a time: {} still run the old image and wait \
+             their turn",
+            component.name,
+            component.image,
+            component.scaler.max_unavailable,
+            turn_waiting.join(", ")
+        ));
     }
 }
 

@@ -488,3 +488,31 @@ fn allowed_hosts_grant_outbound_http_and_bad_entries_are_named() {
         "not a valid allowed host",
     );
 }
+
+#[test]
+fn max_unavailable_defaults_to_one_and_zero_is_refused() {
+    let default = Manifest::parse(MINIMAL).unwrap();
+    assert_eq!(default.components[0].scaler.max_unavailable, 1);
+    let two = Manifest::parse(&MINIMAL.replace(
+        "instances: 1",
+        "instances: 1\n            maxUnavailable: 2",
+    ))
+    .unwrap();
+    assert_eq!(two.components[0].scaler.max_unavailable, 2);
+    let err = Manifest::parse(&MINIMAL.replace(
+        "instances: 1",
+        "instances: 1\n            maxUnavailable: 0",
+    ))
+    .unwrap_err();
+    let ManifestError::Invalid { problems } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        problems[0].path,
+        "spec.components[0].traits[0].properties.maxUnavailable"
+    );
+    assert!(
+        problems[0].message.contains("would never upgrade a host"),
+        "{err}"
+    );
+}

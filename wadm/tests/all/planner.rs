@@ -270,7 +270,7 @@ spec:
 }
 
 #[test]
-fn an_upgrade_swaps_the_image_in_place_and_puts_the_new_link_target() {
+fn an_upgrade_swaps_the_image_in_place_one_host_at_a_time_and_puts_the_new_link_target() {
     let v1 = notes("v1", "file:///api-v1.wasm", "sqlite", "default");
     let mut lattice = lattice([host("NA", &[]), host("NB", &[])]);
     converge(&v1, &mut lattice);
@@ -280,30 +280,102 @@ fn an_upgrade_swaps_the_image_in_place_and_puts_the_new_link_target() {
     );
 
     let v2 = notes("v2", "file:///api-v2.wasm", "redis", "default");
-    let upgrade = converge(&v2, &mut lattice);
-    let scales = scales(&upgrade);
-    assert_eq!(scales.len(), 2, "{:#?}", upgrade.commands);
-    for scale in scales {
+    let mut swapped = Vec::new();
+    for round in 0..2 {
+        let upgrade = plan(&v2, &lattice);
+        let scales = scales(&upgrade);
+        assert_eq!(scales.len(), 1, "round {round}: {:#?}", upgrade.commands);
+        let scale = scales[0];
         assert_eq!(scale.component_ref, "file:///api-v2.wasm");
         assert_eq!(scale.max_instances, 2, "the placement stays");
         assert!(scale.allow_update, "an image change must allow the update");
+        swapped.push(scale.host_id.clone());
+        if round == 0 {
+            assert!(
+                upgrade
+                    .waiting
+                    .iter()
+                    .any(|w| w.contains("NB") && w.contains("wait their turn")),
+                "{:?}",
+                upgrade.waiting
+            );
+            let links = puts(&upgrade);
+            assert_eq!(links.len(), 1);
+            assert_eq!(
+                (links[0].source_id.as_str(), links[0].target.as_str()),
+                ("notes-api", "notes-redis")
+            );
+            assert!(
+                !upgrade
+                    .commands
+                    .iter()
+                    .any(|c| matches!(c, Command::DeleteLink(_))),
+                "a put replaces a link in the same slot: {:#?}",
+                upgrade.commands
+            );
+        }
+        apply(&mut lattice, &upgrade);
     }
-    let links = puts(&upgrade);
-    assert_eq!(links.len(), 1);
-    assert_eq!(
-        (links[0].source_id.as_str(), links[0].target.as_str()),
-        ("notes-api", "notes-redis")
-    );
-    assert!(
-        !upgrade
-            .commands
-            .iter()
-            .any(|c| matches!(c, Command::DeleteLink(_))),
-        "a put replaces a link in the same slot: {:#?}",
-        upgrade.commands
-    );
-    assert_eq!(upgrade.commands.len(), 3);
+    assert_eq!(swapped, ["NA", "NB"]);
+    assert!(plan(&v2, &lattice).is_empty());
     assert_eq!(lattice.links.len(), 1);
+}
+
+#[test]
+fn a_host_that_refuses_the_new_image_halts_the_rollout_there() {
+    let v1 = notes("v1", "file:///api-v1.wasm", "sqlite", "default");
+    let mut lattice = lattice([host("NA", &[]), host("NB", &[]), host("NC", &[])]);
+    converge(&v1, &mut lattice);
+    let v2 = notes("v2", "file:///api-v2.wasm", "sqlite", "default");
+    // NA refuses: its swap never lands, however often it is planned.
+    for _ in 0..3 {
+        let upgrade = plan(&v2, &lattice);
+        let swaps: Vec<&str> = scales(&upgrade)
+            .iter()
+            .map(|s| s.host_id.as_str())
+            .collect();
+        assert_eq!(swaps, ["NA"], "{:#?}", upgrade.commands);
+    }
+    let images: Vec<String> = lattice
+        .hosts
+        .values()
+        .filter_map(|h| h.component("notes-api").map(|c| c.image_ref.clone()))
+        .collect();
+    assert_eq!(
+        images, ["file:///api-v1.wasm"; 3],
+        "the old image keeps serving"
+    );
+}
+
+#[test]
+fn max_unavailable_swaps_that_many_hosts_at_once_and_resizes_the_others_on_their_image() {
+    let v1 = manifest(&notes_text("v1"));
+    let mut lattice = lattice([host("NA", &[]), host("NB", &[]), host("NC", &[])]);
+    converge(&v1, &mut lattice);
+    // v2 swaps two at a time and grows from 4 instances to 6.
+    let v2 = manifest(
+        &notes_text("v2")
+            .replace("file:///api.wasm", "file:///api-v2.wasm")
+            .replace(
+                "instances: 4",
+                "instances: 6\n            maxUnavailable: 2",
+            ),
+    );
+    let upgrade = plan(&v2, &lattice);
+    let scales = scales(&upgrade);
+    let swaps: Vec<&str> = scales
+        .iter()
+        .filter(|s| s.allow_update)
+        .map(|s| s.host_id.as_str())
+        .collect();
+    assert_eq!(swaps.len(), 2, "{:#?}", upgrade.commands);
+    let waiting: Vec<_> = scales.iter().filter(|s| !s.allow_update).collect();
+    assert_eq!(waiting.len(), 1, "{:#?}", upgrade.commands);
+    assert_eq!(
+        waiting[0].component_ref, "file:///api.wasm",
+        "resized on its old image"
+    );
+    assert_eq!(waiting[0].max_instances, 2);
 }
 
 #[test]
