@@ -163,6 +163,7 @@ pub fn plan(manifest: &Manifest, lattice: &ObservedLattice) -> Plan {
         lattice,
         &declared(ComponentKind::Component),
         &declared(ComponentKind::Capability),
+        Removal::WhileServing,
         &mut sections,
     );
     sections.into_plan()
@@ -178,6 +179,7 @@ pub fn plan_undeploy(app: &str, lattice: &ObservedLattice) -> Plan {
         lattice,
         &BTreeSet::new(),
         &BTreeSet::new(),
+        Removal::All,
         &mut sections,
     );
     let owned: BTreeSet<&str> = lattice.owned_ids(app).into_iter().collect();
@@ -282,10 +284,35 @@ fn declared_links(manifest: &Manifest, problems: &mut Vec<String>) -> Vec<Link> 
 
 fn plan_links(manifest: &Manifest, lattice: &ObservedLattice, sections: &mut Sections) {
     let declared = declared_links(manifest, &mut sections.notes.problems);
+    let providers: BTreeSet<&str> = manifest
+        .components
+        .iter()
+        .filter(|c| c.kind == ComponentKind::Capability)
+        .map(|c| c.id.as_str())
+        .collect();
+    let running = |id: &str| lattice.alive_hosts().any(|h| h.provider(id).is_some());
     for link in &declared {
-        if !lattice.links.contains(link) {
-            sections.link_puts.push(Command::PutLink(link.clone()));
+        if lattice.links.contains(link) {
+            continue;
         }
+        // A link moving to a provider of this app that does not run yet
+        // stays where it is until it does: calls keep reaching the old
+        // target meanwhile, instead of failing against nothing.
+        let moving_from = lattice
+            .links
+            .iter()
+            .find(|l| l.same_slot(link) && l.target != link.target);
+        if let Some(old) = moving_from
+            && providers.contains(link.target.as_str())
+            && !running(&link.target)
+        {
+            sections.notes.waiting.push(format!(
+                "keeping `{}`'s link on `{}` until `{}` runs",
+                link.source_id, old.target, link.target
+            ));
+            continue;
+        }
+        sections.link_puts.push(Command::PutLink(link.clone()));
     }
     let mut sources: BTreeSet<&str> = lattice.owned_ids(&manifest.name).into_iter().collect();
     sources.extend(manifest.components.iter().map(|c| c.id.as_str()));
@@ -453,13 +480,25 @@ fn stop_provider(host_id: &str, provider_id: &str) -> Command {
 
 /// Stops `app`'s components and providers on alive hosts whose ids are not
 /// among those still declared.
+/// How [`remove_owned`] treats providers the app's links still target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// The app keeps running: such a provider stays until its links move.
+    WhileServing,
+    /// The app is going: everything stops.
+    All,
+}
+
 fn remove_owned(
     app: &str,
     lattice: &ObservedLattice,
     components: &BTreeSet<&str>,
     providers: &BTreeSet<&str>,
+    removal: Removal,
     sections: &mut Sections,
 ) {
+    let mut sources: BTreeSet<&str> = lattice.owned_ids(app).into_iter().collect();
+    sources.extend(components.iter().copied());
     for host in lattice.alive_hosts() {
         for c in &host.components {
             if is_owned_by(c.annotations.as_ref(), app) && !components.contains(c.id.as_str()) {
@@ -467,9 +506,25 @@ fn remove_owned(
             }
         }
         for p in &host.providers {
-            if is_owned_by(p.annotations.as_ref(), app) && !providers.contains(p.id.as_str()) {
-                sections.stops.push(stop_provider(&host.id, &p.id));
+            if !is_owned_by(p.annotations.as_ref(), app) || providers.contains(p.id.as_str()) {
+                continue;
             }
+            // Still the target of one of the app's links (one this plan
+            // moves, or one waiting for its new target): it serves until
+            // the lattice shows the link gone.
+            let still_linked = removal == Removal::WhileServing
+                && lattice
+                    .links
+                    .iter()
+                    .any(|l| l.target == p.id && sources.contains(l.source_id.as_str()));
+            if still_linked {
+                sections.notes.waiting.push(format!(
+                    "keeping `{}` on host {} while the app's links still target it",
+                    p.id, host.id
+                ));
+                continue;
+            }
+            sections.stops.push(stop_provider(&host.id, &p.id));
         }
     }
 }

@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use wadm::planner::{PlanAction, PlanReport};
-use wadm::{ObservedLattice, plan, plan_undeploy};
+use wadm::{Command, ObservedLattice, plan, plan_undeploy};
 
-use crate::support::{converge, example, host, lattice};
+use crate::support::{apply, converge, example, host, lattice};
 
 fn golden(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -87,10 +87,49 @@ fn an_upgrade_plans_the_provider_swap_and_keeps_the_component() {
         &lattice,
     );
     let by_id = |id: &str| report.instances.iter().find(|i| i.id == id).unwrap();
-    assert_eq!(by_id("keyvalue-sqlite").after.len(), 0, "{report}");
+    // Redis starts first; SQLite serves, and the link stays on it, until
+    // Redis runs.
+    assert_eq!(by_id("keyvalue-sqlite").after.len(), 1, "{report}");
     assert_eq!(by_id("keyvalue-redis").after.len(), 1, "{report}");
     assert_eq!(by_id("kv-counter").before, by_id("kv-counter").after);
+    assert_eq!(report.waiting.len(), 2, "{report}");
     pin("upgrade", &report);
+}
+
+#[test]
+fn a_link_moves_to_a_new_provider_only_once_it_runs_and_the_old_one_stops_after() {
+    let mut lattice = two_hosts();
+    converge(&example("dev.yaml"), &mut lattice);
+    let prod = example("prod.yaml");
+    let steps: Vec<Vec<&'static str>> = (0..4)
+        .map(|_| {
+            let plan = plan(&prod, &lattice);
+            let kinds = plan
+                .commands
+                .iter()
+                .map(|c| match c {
+                    Command::PutConfig { .. } => "put config",
+                    Command::PutLink(_) => "put link",
+                    Command::StartProvider(_) => "start provider",
+                    Command::StopProvider(_) => "stop provider",
+                    Command::ScaleComponent(_) => "scale",
+                    Command::DeleteLink(_) => "delete link",
+                    Command::DeleteConfig { .. } => "delete config",
+                })
+                .collect();
+            apply(&mut lattice, &plan);
+            kinds
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            vec!["put config", "start provider"],
+            vec!["put link"],
+            vec!["stop provider"],
+            vec![],
+        ]
+    );
 }
 
 #[test]

@@ -282,19 +282,65 @@ async fn deploying_prod_over_dev_moves_the_counter_from_sqlite_to_redis() {
     let dev_images = images(lattice.ctl.get_hosts_inventories().await.unwrap());
     assert_eq!(dev_images.len(), 3, "the counter runs on all three hosts");
 
-    deploy(&prod);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let first = loop {
-        match increment(&url).await {
-            Ok(value) if value < before => break value,
-            _ if Instant::now() > deadline => panic!("the counter never moved to Redis"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+    // A client keeps counting through the swap.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client_loop = tokio::spawn({
+        let (url, stop) = (url.clone(), stop.clone());
+        async move {
+            let (mut answered, mut failed) = (Vec::new(), Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match increment(&url).await {
+                    Ok(value) => answered.push(value),
+                    Err(err) => failed.push(err.to_string()),
+                }
+            }
+            (answered, failed)
         }
-    };
-    assert_eq!(first, 1, "Redis starts its own count");
+    });
+    deploy(&prod);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, failed) = client_loop.await.unwrap();
+    println!(
+        "dev to prod under a client loop: {} answered, {} failed",
+        answered.len(),
+        failed.len()
+    );
+    // wadm moves the link only once Redis runs, and stops SQLite only once
+    // the link has left it, so no call finds nothing to serve it. One race
+    // remains (issue 14's note): the host may route to keyvalue-redis a
+    // moment before that provider has applied the link itself.
+    let unexplained: Vec<&String> = failed
+        .iter()
+        .filter(|f| !f.contains("`keyvalue-redis` has no link named `default` from `kv-counter`"))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "{} requests failed: {failed:?}",
+        failed.len()
+    );
+    // Every answer is the next count of one store or the other: SQLite's
+    // from where it was, then Redis's from 1. None skipped, none repeated.
+    let moved = answered
+        .iter()
+        .zip(answered.iter().skip(1))
+        .position(|(earlier, later)| later < earlier)
+        .map_or(0, |i| i + 1);
+    let (sqlite, redis_counts) = (answered[..moved].to_vec(), answered[moved..].to_vec());
+    let expected_sqlite: Vec<u64> = (before + 1..=before + sqlite.len() as u64).collect();
+    assert_eq!(sqlite, expected_sqlite);
+    let expected_redis: Vec<u64> = (1..=redis_counts.len() as u64).collect();
     assert_eq!(
-        redis_get(&redis.url(), "default:counter").as_deref(),
-        Some("1")
+        redis_counts, expected_redis,
+        "Redis counts from 1, every one acknowledged"
+    );
+    assert!(!redis_counts.is_empty(), "the counter never moved to Redis");
+    let next = increment(&url).await.unwrap();
+    assert_eq!(next, redis_counts.len() as u64 + 1);
+    assert_eq!(
+        redis_get(&redis.url(), "default:counter"),
+        Some(next.to_string()),
+        "Redis holds every acknowledged increment"
     );
     // The same component binary kept running on every host: prod.yaml
     // changed a link (and which provider runs), nothing else.
