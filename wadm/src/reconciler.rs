@@ -233,19 +233,23 @@ struct LastRead {
 /// costs every recovery the wait.
 const REREAD_TIMEOUT: Duration = Duration::from_millis(750);
 
-/// `read`, given [`OBSERVE_TIMEOUT`], or [`REREAD_TIMEOUT`] when `last`
-/// holds an earlier read to fall back on: a read of a bucket whose stream
-/// is electing a leader can otherwise take many request timeouts in a row.
-async fn bounded<T, E: Into<ReconcileError>>(
-    what: &str,
-    last: &Option<T>,
-    read: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, ReconcileError> {
-    let limit = if last.is_some() {
+/// How long a read may take: [`REREAD_TIMEOUT`] when `last` holds an
+/// earlier read to fall back on, else [`OBSERVE_TIMEOUT`].
+fn read_limit<T>(last: &Option<T>) -> Duration {
+    if last.is_some() {
         REREAD_TIMEOUT
     } else {
         OBSERVE_TIMEOUT
-    };
+    }
+}
+
+/// `read`, given `limit`: a read of a bucket whose stream is electing a
+/// leader can otherwise take many request timeouts in a row.
+async fn bounded<T, E: Into<ReconcileError>>(
+    what: &str,
+    limit: Duration,
+    read: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ReconcileError> {
     match tokio::time::timeout(limit, read).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(ReconcileError::Store(StoreError::Nats {
@@ -667,13 +671,7 @@ impl<Io: LatticeIo> Reconciler<Io> {
             Err(ClientError::Timeout { .. }) => true,
             Err(_) => return,
         };
-        let Some((host_id, _)) = target_of(command).or_else(|| match command {
-            Command::StopProvider(stop) => Some((stop.host_id.clone(), stop.provider_id.clone())),
-            _ => None,
-        }) else {
-            return;
-        };
-        let Some(host) = self.hosts.get_mut(&host_id) else {
+        let Some(host) = command.host_id().and_then(|id| self.hosts.get_mut(id)) else {
             return;
         };
         let inventory = &mut host.inventory;
@@ -766,7 +764,14 @@ impl<Io: LatticeIo> Reconciler<Io> {
                 let mut host = ObservedHost::from(seen.inventory.clone());
                 host.alive = seen.alive(host_timeout, listened_until);
                 seen.planned_alive = host.alive;
-                tracing::trace!(host = %id, silent = ?seen.last_seen.elapsed(), stopped = seen.stopped_at.is_some(), "heard from");
+                tracing::trace!(
+                    host = %id,
+                    alive = host.alive,
+                    silent = ?seen.last_seen.elapsed(),
+                    stopped = seen.stopped_at.is_some(),
+                    components = ?host.components.iter().map(|c| (&c.id, c.max_instances)).collect::<Vec<_>>(),
+                    "planning with"
+                );
                 (id.clone(), host)
             })
             .collect::<BTreeMap<_, _>>();
@@ -775,14 +780,6 @@ impl<Io: LatticeIo> Reconciler<Io> {
             alive = ?hosts.values().filter(|h| h.alive).map(|h| &h.id).collect::<Vec<_>>(),
             "planning"
         );
-        for host in hosts.values() {
-            tracing::trace!(
-                host = %host.id,
-                alive = host.alive,
-                components = ?host.components.iter().map(|c| (&c.id, c.max_instances)).collect::<Vec<_>>(),
-                "planning with"
-            );
-        }
         // While JetStream elects a new leader for a bucket (its server
         // died), reads fail for a few seconds; planning goes on from the
         // last good read rather than stopping, and plans again soon. The
@@ -791,12 +788,16 @@ impl<Io: LatticeIo> Reconciler<Io> {
         let (data_homes, links, configs, apps) = tokio::join!(
             bounded(
                 "the data homes",
-                &last.data_homes,
+                read_limit(&last.data_homes),
                 self.record_data_homes(&hosts)
             ),
-            bounded("the links", &last.links, self.io.links()),
-            bounded("the named config", &last.configs, self.io.configs()),
-            bounded("the stored apps", &last.apps, self.io.apps()),
+            bounded("the links", read_limit(&last.links), self.io.links()),
+            bounded(
+                "the named config",
+                read_limit(&last.configs),
+                self.io.configs()
+            ),
+            bounded("the stored apps", read_limit(&last.apps), self.io.apps()),
         );
         let mut stale = false;
         let last = &mut self.last_read;
@@ -880,7 +881,7 @@ impl<Io: LatticeIo> Reconciler<Io> {
             }
             Ok::<(), StoreError>(())
         };
-        if let Err(err) = bounded("the app's status", &None::<()>, written).await {
+        if let Err(err) = bounded("the app's status", OBSERVE_TIMEOUT, written).await {
             tracing::warn!(app, error = %err, "cannot write the app's status now");
         }
     }

@@ -36,7 +36,7 @@ use trellis_lattice::event::{ComponentScaled, HostHeartbeat, HostStarted, HostSt
 use trellis_lattice::{CloudEvent, LatticeEvent, Link};
 
 use crate::io::{LatticeIo, LeaseEntry, LeaseIo};
-use crate::manifest::{ComponentKind, Manifest};
+use crate::manifest::{Component, ComponentKind, Manifest};
 use crate::planner::{Command, DataHome};
 use crate::reconciler::{ReconcileError, Reconciler, ReconcilerSettings};
 use crate::store::{AppStatus, DeployStatus, StoreError, StoredApp, StoredVersion};
@@ -272,14 +272,8 @@ impl World {
 
     /// The incarnation of the live host a command is for, if it is for one.
     fn receiver(&self, command: &Command) -> Option<u64> {
-        let host = match command {
-            Command::ScaleComponent(scale) => &scale.host_id,
-            Command::StartProvider(start) => &start.host_id,
-            Command::StopProvider(stop) => &stop.host_id,
-            _ => return None,
-        };
         self.hosts
-            .get(host)
+            .get(command.host_id()?)
             .filter(|h| h.alive)
             .map(|h| h.incarnation)
     }
@@ -299,24 +293,11 @@ impl World {
                 self.configs.remove(name);
             }
             Command::PutLink(link) => {
-                self.links.retain(|l| {
-                    !same_link(
-                        l,
-                        &link.source_id,
-                        &link.name,
-                        &link.wit_namespace,
-                        &link.wit_package,
-                    )
-                });
+                self.links.retain(|l| !l.same_slot(link));
                 self.links.push(link.clone());
             }
             Command::DeleteLink(request) => {
-                self.links.retain(|l| {
-                    !(l.source_id == request.source_id
-                        && l.name == request.name
-                        && l.wit_namespace == request.wit_namespace
-                        && l.wit_package == request.wit_package)
-                });
+                self.links.retain(|l| !l.is_deleted_by(request));
             }
             Command::ScaleComponent(scale) => {
                 let host = self
@@ -375,13 +356,6 @@ impl World {
     }
 }
 
-fn same_link(link: &Link, source: &str, name: &str, namespace: &str, package: &str) -> bool {
-    link.source_id == source
-        && link.name == name
-        && link.wit_namespace == namespace
-        && link.wit_package == package
-}
-
 /// What a command would touch: the component, provider, link source or
 /// config name.
 fn touches(command: &Command) -> &str {
@@ -421,6 +395,12 @@ impl SimIo {
     fn read_fails(&self) -> bool {
         let mut world = self.world.borrow_mut();
         world.faults && world.rng.chance(4)
+    }
+
+    /// A write to the store: it takes its time, then always lands.
+    async fn write<T>(&self, write: impl FnOnce(&mut World) -> T) -> Result<T, StoreError> {
+        self.latency().await;
+        Ok(write(&mut self.world.borrow_mut()))
     }
 
     async fn read<T>(&self, what: &str, read: impl FnOnce(&World) -> T) -> Result<T, StoreError> {
@@ -502,18 +482,17 @@ impl LatticeIo for SimIo {
     }
 
     async fn put_data_home(&self, provider_id: &str, home: &DataHome) -> Result<(), StoreError> {
-        self.latency().await;
-        self.world
-            .borrow_mut()
-            .data_homes
-            .insert(provider_id.to_owned(), home.clone());
-        Ok(())
+        self.write(|w| {
+            w.data_homes.insert(provider_id.to_owned(), home.clone());
+        })
+        .await
     }
 
     async fn delete_data_home(&self, provider_id: &str) -> Result<(), StoreError> {
-        self.latency().await;
-        self.world.borrow_mut().data_homes.remove(provider_id);
-        Ok(())
+        self.write(|w| {
+            w.data_homes.remove(provider_id);
+        })
+        .await
     }
 
     async fn status(&self, app: &str) -> Result<Option<AppStatus>, StoreError> {
@@ -522,12 +501,10 @@ impl LatticeIo for SimIo {
     }
 
     async fn put_status(&self, app: &str, status: &AppStatus) -> Result<(), StoreError> {
-        self.latency().await;
-        self.world
-            .borrow_mut()
-            .statuses
-            .insert(app.to_owned(), status.clone());
-        Ok(())
+        self.write(|w| {
+            w.statuses.insert(app.to_owned(), status.clone());
+        })
+        .await
     }
 }
 
@@ -541,16 +518,18 @@ impl LeaseIo for SimIo {
     }
 
     async fn lease_write(&self, value: Vec<u8>, expected: Option<u64>) -> Result<bool, StoreError> {
-        self.latency().await;
-        let mut world = self.world.borrow_mut();
-        let current = world.lease.as_ref().map(|entry| entry.revision);
-        if current != expected {
-            return Ok(false);
-        }
-        world.revisions += 1;
-        let revision = world.revisions;
-        world.lease = Some(LeaseEntry { value, revision });
-        Ok(true)
+        self.write(|w| {
+            if w.lease.as_ref().map(|entry| entry.revision) != expected {
+                return false;
+            }
+            w.revisions += 1;
+            w.lease = Some(LeaseEntry {
+                value,
+                revision: w.revisions,
+            });
+            true
+        })
+        .await
     }
 }
 
@@ -652,6 +631,18 @@ struct Census {
     providers: BTreeMap<String, u32>,
 }
 
+impl Census {
+    /// How many of `component` run: instances of a component, processes
+    /// of a capability.
+    fn running(&self, component: &Component) -> u32 {
+        let counts = match component.kind {
+            ComponentKind::Component => &self.components,
+            ComponentKind::Capability => &self.providers,
+        };
+        counts.get(&component.id).copied().unwrap_or(0)
+    }
+}
+
 fn census(world: &World) -> Census {
     let mut census = Census {
         components: BTreeMap::new(),
@@ -673,11 +664,11 @@ fn check(world: &World, manifest: &Manifest, wadms: &[Wadm]) -> Vec<String> {
     let mut violations = world.violations.clone();
     let census = census(world);
     for component in &manifest.components {
-        let (running, kind) = match component.kind {
-            ComponentKind::Component => (census.components.get(&component.id), "instances"),
-            ComponentKind::Capability => (census.providers.get(&component.id), "processes"),
+        let kind = match component.kind {
+            ComponentKind::Component => "instances",
+            ComponentKind::Capability => "processes",
         };
-        let running = running.copied().unwrap_or(0);
+        let running = census.running(component);
         if running > component.scaler.instances {
             violations.push(format!(
                 "`{}` runs {running} {kind}; its scaler allows {}",
@@ -699,13 +690,10 @@ fn check(world: &World, manifest: &Manifest, wadms: &[Wadm]) -> Vec<String> {
 /// Whether the app is deployed and runs exactly as declared.
 fn converged(world: &World, manifest: &Manifest) -> bool {
     let census = census(world);
-    let placed = manifest.components.iter().all(|component| {
-        let running = match component.kind {
-            ComponentKind::Component => census.components.get(&component.id),
-            ComponentKind::Capability => census.providers.get(&component.id),
-        };
-        running.copied().unwrap_or(0) == component.scaler.instances
-    });
+    let placed = manifest
+        .components
+        .iter()
+        .all(|component| census.running(component) == component.scaler.instances);
     let deployed = world
         .statuses
         .get("sim")

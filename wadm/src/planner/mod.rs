@@ -72,6 +72,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The host a command is for; `None` for lattice-wide ones (config
+    /// and links).
+    pub fn host_id(&self) -> Option<&str> {
+        match self {
+            Self::ScaleComponent(scale) => Some(&scale.host_id),
+            Self::StartProvider(start) => Some(&start.host_id),
+            Self::StopProvider(stop) => Some(&stop.host_id),
+            Self::PutConfig { .. }
+            | Self::DeleteConfig { .. }
+            | Self::PutLink(_)
+            | Self::DeleteLink(_) => None,
+        }
+    }
+}
+
 /// What to do, in order, and what cannot be done.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {

@@ -21,6 +21,7 @@ use wadm::Manifest;
 use wadm::api::WadmClient;
 use wadm::store::DeployStatus;
 
+use trellis_lattice::client::CtlClient;
 use trellis_oci::RegistryArgs;
 
 use super::imports;
@@ -75,12 +76,8 @@ pub struct DeployArgs {
     /// Which stored version to deploy (default: the newest).
     #[arg(long)]
     version: Option<String>,
-    /// Show progress and wait until the app is deployed or failed.
-    #[arg(long)]
-    wait: bool,
-    /// How long `--wait` waits, in seconds.
-    #[arg(long = "wait-timeout-secs", default_value_t = 120)]
-    wait_timeout_secs: u64,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// Show the plan (as `wash app plan`) and change nothing.
     #[arg(long = "dry-run", conflicts_with_all = ["wait", "version"])]
     dry_run: bool,
@@ -93,16 +90,31 @@ pub struct DeployArgs {
     format: OutputArgs,
 }
 
+/// `--wait` and how long it waits.
 #[derive(Debug, Args)]
-pub struct RollbackArgs {
-    /// The app's name.
-    name: String,
+pub struct WaitArgs {
     /// Show progress and wait until the app is deployed or failed.
     #[arg(long)]
     wait: bool,
     /// How long `--wait` waits, in seconds.
     #[arg(long = "wait-timeout-secs", default_value_t = 120)]
     wait_timeout_secs: u64,
+}
+
+impl WaitArgs {
+    /// How long to wait for the outcome, if at all.
+    fn timeout(&self) -> Option<Duration> {
+        self.wait
+            .then(|| Duration::from_secs(self.wait_timeout_secs))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The app's name.
+    name: String,
+    #[command(flatten)]
+    wait: WaitArgs,
     #[command(flatten)]
     lattice: LatticeArgs,
     #[command(flatten)]
@@ -183,10 +195,7 @@ pub async fn run(command: AppCommand) -> anyhow::Result<()> {
         AppCommand::Rollback(args) => {
             let client = connect(&args.lattice).await?;
             let deployed = client.rollback(&args.name).await?;
-            let wait = args
-                .wait
-                .then(|| Duration::from_secs(args.wait_timeout_secs));
-            report_deployed(&client, &deployed, wait, args.format.output).await
+            report_deployed(&client, &deployed, args.wait.timeout(), args.format.output).await
         }
         AppCommand::Plan(args) => plan(&args.file, &args.lattice, args.format.output).await,
         AppCommand::Undeploy(args) if args.dry_run => {
@@ -309,11 +318,12 @@ fn print_plan(format: Format, report: &wadm::PlanReport) -> anyhow::Result<()> {
 }
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let client = connect(&args.lattice).await?;
+    let ctl = args.lattice.connect().await?;
+    let client = wadm_client(&ctl, &args.lattice);
     let path = Path::new(&args.app);
     let (name, version) = if path.is_file() {
         let text = read_manifest(path)?;
-        check_imports(&text, path, &args.lattice, &args.registry).await?;
+        check_imports(&text, path, &ctl, &args.registry).await?;
         let put = client.put(&text).await.context("putting the manifest")?;
         if args.version.is_some() && args.version.as_deref() != Some(put.version.as_str()) {
             bail!(
@@ -329,10 +339,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         (args.app.clone(), args.version.clone())
     };
     let deployed = client.deploy(&name, version.as_deref()).await?;
-    let wait = args
-        .wait
-        .then(|| Duration::from_secs(args.wait_timeout_secs));
-    report_deployed(&client, &deployed, wait, args.format.output).await
+    report_deployed(&client, &deployed, args.wait.timeout(), args.format.output).await
 }
 
 /// Refuses a manifest whose components import what nothing would serve,
@@ -341,7 +348,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 async fn check_imports(
     text: &str,
     path: &Path,
-    lattice: &LatticeArgs,
+    ctl: &CtlClient,
     registry: &RegistryArgs,
 ) -> anyhow::Result<()> {
     // A manifest that does not parse is refused by wadm, with its reasons.
@@ -350,7 +357,7 @@ async fn check_imports(
     };
     // With no host up, nothing answers for the links; what they would
     // cover is unknown, so what the manifest leaves open is only a warning.
-    let links = lattice.connect().await?.get_links().await;
+    let links = ctl.get_links().await;
     let check = imports::check(&manifest, links.as_deref().unwrap_or_default(), registry).await;
     let what = path.display().to_string();
     let unchecked = match links {
@@ -455,12 +462,12 @@ fn changed(format: Format, name: &str, action: &'static str) -> anyhow::Result<(
 }
 
 async fn connect(lattice: &LatticeArgs) -> anyhow::Result<WadmClient> {
-    let ctl = lattice.connect().await?;
-    Ok(WadmClient::new(
-        ctl.nats().clone(),
-        &lattice.lattice,
-        lattice.timeout(),
-    ))
+    Ok(wadm_client(&lattice.connect().await?, lattice))
+}
+
+/// wadm's API over the connection `ctl` already has.
+fn wadm_client(ctl: &CtlClient, lattice: &LatticeArgs) -> WadmClient {
+    WadmClient::new(ctl.nats().clone(), &lattice.lattice, lattice.timeout())
 }
 
 /// The manifest in `file`, with relative `file://` images made absolute.
