@@ -129,7 +129,7 @@ impl RunningComponent {
             .transpose()
             .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
         let max = spec.max_instances.max(1);
-        Ok(RunningComponent {
+        let running = RunningComponent {
             id: spec.id.clone(),
             image_ref: spec.image_ref.clone(),
             annotations: spec.annotations.clone(),
@@ -146,7 +146,27 @@ impl RunningComponent {
             call_timeout: config.call_timeout,
             max_body_bytes: config.max_body_bytes,
             output: GuestLogBudget::new(&spec.id, config.guest_log),
-        })
+        };
+        running.instantiates().await?;
+        Ok(running)
+    }
+
+    /// Instantiates the component once and drops the instance. Every call
+    /// gets a fresh instance, so one that traps as it is instantiated (an
+    /// initializer that fails, memory past the host's limit) would fail
+    /// every call; refused here, it fails its start, where an operator and
+    /// a rollout see it, and the version it was to replace keeps serving.
+    async fn instantiates(&self) -> Result<(), HostError> {
+        let mut store = self.new_store();
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(HostError::InvalidComponent(format!(
+                "`{}` fails as it is instantiated ({}): {}",
+                self.image_ref,
+                self.id,
+                describe_trap(&err)
+            ))),
+        }
     }
 
     /// Concurrent instances allowed now.

@@ -36,6 +36,12 @@ const LOCAL_PACKAGES: &[&str] = &[
     "wasi:sockets/",
 ];
 
+/// How long a call that reached a target not (yet, or any more) holding
+/// its link is sent again while the link settles: a host and a provider
+/// hear of a put within milliseconds of each other, on a loaded machine
+/// within a few hundred.
+const LINK_SETTLE_WAIT: Duration = Duration::from_secs(1);
+
 /// `wasi:logging/logging`, which every host serves itself: entries go to
 /// the host's log under the component's id.
 const LOGGING: &str = "wasi:logging/logging";
@@ -279,49 +285,78 @@ impl ImportRouter {
     /// the target its link names, and returns the raw reply for the caller
     /// to decode by the function's own result type.
     ///
-    /// The call is sealed for the target's receivers this host has paired
-    /// with, or signed. A receiver that could not check the seal introduces
-    /// itself in its reply instead of serving the call, which is then sent
-    /// once more, signed, and pairs the two.
+    /// A link that is being put or moved reaches this host and its target
+    /// providers at slightly different moments. A target that answers
+    /// [`RpcErrorKind::NoLink`] ran nothing, so for [`LINK_SETTLE_WAIT`]
+    /// the call is sent again, to whatever target the link names by then:
+    /// the new target once its put has arrived, or the new target once this
+    /// host's table has caught up with a move.
     pub async fn send(
         &self,
         source: &str,
         function: &WitFunction,
         body: Vec<u8>,
     ) -> Result<bytes::Bytes, RpcError> {
-        let target = self.target(source, &function.interface)?;
+        let body = bytes::Bytes::from(body);
+        let settled_by = tokio::time::Instant::now() + LINK_SETTLE_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let target = self.target(source, &function.interface)?;
+            let reply = self.send_to(&target, source, function, &body).await?;
+            let unlinked = rpc::reply_error(&reply).filter(|e| e.kind == RpcErrorKind::NoLink);
+            let Some(err) = unlinked else {
+                return Ok(reply);
+            };
+            if tokio::time::Instant::now() + pause > settled_by {
+                return Ok(reply);
+            }
+            tracing::debug!(%target, %function, reason = %err.message, "the target holds no such link yet; calling again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// [`ImportRouter::send`] to `target`, once: the call is sealed for the
+    /// target's receivers this host has paired with, or signed. A receiver
+    /// that could not check the seal introduces itself in its reply instead
+    /// of serving the call, which is then sent once more, signed, and pairs
+    /// the two.
+    async fn send_to(
+        &self,
+        target: &str,
+        source: &str,
+        function: &WitFunction,
+        body: &bytes::Bytes,
+    ) -> Result<bytes::Bytes, RpcError> {
         let subject = self
             .subjects
-            .rpc(&target, function)
+            .rpc(target, function)
             .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
-        let body = bytes::Bytes::from(body);
         let call = Invocation {
             subject: &subject,
             source_id: source,
             link_name: DEFAULT_LINK_NAME,
-            body: &body,
+            body,
         };
         let cannot_sign = |e: ClaimsError| {
             RpcError::new(RpcErrorKind::Refused, format!("cannot sign the call: {e}"))
         };
         let Some(signer) = &self.signer else {
-            let reply = self
-                .request(&target, function, (&call, &body), None)
-                .await?;
+            let reply = self.request(target, function, (&call, body), None).await?;
             return Ok(reply.payload);
         };
-        let sent = signer.seal(&target, &call, now_ms()).map_err(cannot_sign)?;
+        let sent = signer.seal(target, &call, now_ms()).map_err(cannot_sign)?;
         let reply = self
-            .request(&target, function, (&call, &body), Some(&sent.token))
+            .request(target, function, (&call, body), Some(&sent.token))
             .await?;
-        if !signer.answered(&target, &sent, introduction(&reply)) {
+        if !signer.answered(target, &sent, introduction(&reply)) {
             return Ok(reply.payload);
         }
         let signed = signer.resign(&sent).map_err(cannot_sign)?;
         let reply = self
-            .request(&target, function, (&call, &body), Some(&signed.token))
+            .request(target, function, (&call, body), Some(&signed.token))
             .await?;
-        signer.answered(&target, &signed, introduction(&reply));
+        signer.answered(target, &signed, introduction(&reply));
         Ok(reply.payload)
     }
 
@@ -436,5 +471,126 @@ impl Forward {
         let body = rpc::encode(&args).map_err(|e| codec(&e))?;
         let reply = self.router.send(source, &self.function, body).await?;
         rpc::decode_reply::<rmpv::Value>(&reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use futures::StreamExt;
+    use trellis_test_support::NatsServer;
+
+    use super::*;
+
+    fn store_link(target: &str) -> Link {
+        Link {
+            source_id: "counter".into(),
+            target: target.into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "keyvalue".into(),
+            interfaces: vec!["store".into()],
+            ..Link::default()
+        }
+    }
+
+    fn get() -> WitFunction {
+        WitFunction::parse("wasi:keyvalue/store.get").unwrap()
+    }
+
+    /// Answers calls to `target` on `nats`: "no link" to the first
+    /// `refusals` of them (every one for `u32::MAX`), then 42. Returns how
+    /// many calls it has seen.
+    async fn target(
+        nats: &async_nats::Client,
+        subjects: &Subjects,
+        target: &str,
+        refusals: u32,
+    ) -> Arc<AtomicU32> {
+        let seen = Arc::new(AtomicU32::new(0));
+        let mut calls = nats
+            .subscribe(subjects.rpc(target, &get()).unwrap())
+            .await
+            .unwrap();
+        nats.flush().await.unwrap();
+        let (nats, counter) = (nats.clone(), Arc::clone(&seen));
+        tokio::spawn(async move {
+            while let Some(call) = calls.next().await {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let reply = if n < refusals {
+                    rpc::encode_reply::<u64>(&Err(RpcError::new(
+                        RpcErrorKind::NoLink,
+                        "`kv` has no link named `default` from `counter`",
+                    )))
+                } else {
+                    rpc::encode_reply(&Ok(42u64))
+                };
+                nats.publish(call.reply.unwrap(), reply.unwrap().into())
+                    .await
+                    .unwrap();
+            }
+        });
+        seen
+    }
+
+    async fn router(links: &LinkTable) -> (NatsServer, async_nats::Client, Subjects, ImportRouter) {
+        let server = NatsServer::start().unwrap();
+        let nats = async_nats::connect(server.url()).await.unwrap();
+        let subjects = Subjects::new("imports").unwrap();
+        let router = ImportRouter::new(
+            nats.clone(),
+            subjects.clone(),
+            Arc::clone(links),
+            Duration::from_secs(2),
+            None,
+        );
+        (server, nats, subjects, router)
+    }
+
+    #[tokio::test]
+    async fn a_target_that_has_not_heard_of_the_link_yet_is_called_again() {
+        let links: LinkTable = Arc::new(RwLock::new(vec![store_link("kv")]));
+        let (_server, nats, subjects, router) = router(&links).await;
+        let seen = target(&nats, &subjects, "kv", 3).await;
+        let reply = router.send("counter", &get(), Vec::new()).await.unwrap();
+        assert_eq!(rpc::decode_reply::<u64>(&reply), Ok(42));
+        assert_eq!(seen.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_call_to_the_target_a_link_left_follows_it_once_this_host_hears() {
+        let links: LinkTable = Arc::new(RwLock::new(vec![store_link("kv-old")]));
+        let (_server, nats, subjects, router) = router(&links).await;
+        let old = target(&nats, &subjects, "kv-old", u32::MAX).await;
+        let new = target(&nats, &subjects, "kv-new", 0).await;
+        let moved = {
+            let links = Arc::clone(&links);
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                *links.write().unwrap() = vec![store_link("kv-new")];
+            }
+        };
+        let function = get();
+        let (reply, ()) = tokio::join!(router.send("counter", &function, Vec::new()), moved);
+        assert_eq!(rpc::decode_reply::<u64>(&reply.unwrap()), Ok(42));
+        assert!(old.load(Ordering::SeqCst) >= 1);
+        assert_eq!(new.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_target_that_never_gets_the_link_is_given_up_on_after_the_settle_wait() {
+        let links: LinkTable = Arc::new(RwLock::new(vec![store_link("kv")]));
+        let (_server, nats, subjects, router) = router(&links).await;
+        let seen = target(&nats, &subjects, "kv", u32::MAX).await;
+        let started = std::time::Instant::now();
+        let reply = router.send("counter", &get(), Vec::new()).await.unwrap();
+        let waited = started.elapsed();
+        let err = rpc::decode_reply::<u64>(&reply).unwrap_err();
+        assert_eq!(err.kind, RpcErrorKind::NoLink);
+        assert!(err.message.contains("has no link named"), "{err}");
+        assert!(waited >= LINK_SETTLE_WAIT / 2, "{waited:?}");
+        assert!(waited < LINK_SETTLE_WAIT * 2, "{waited:?}");
+        // Backing off, not spinning.
+        assert!(seen.load(Ordering::SeqCst) <= 20, "{seen:?}");
     }
 }

@@ -65,11 +65,27 @@ pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
     }
 }
 
+/// The error a reply carries, if it is an error reply; `None` for a
+/// result (of any type) and for bytes that are no reply. Cheap on results:
+/// only a reply that begins as the envelope's error half is decoded.
+pub fn reply_error(bytes: &[u8]) -> Option<RpcError> {
+    // rmp-serde writes `Err(e)` as a one-entry map keyed "Err".
+    const ERR_TAG: &[u8] = b"\x81\xa3Err";
+    if !bytes.starts_with(ERR_TAG) {
+        return None;
+    }
+    decode::<Result<serde::de::IgnoredAny, RpcError>>(bytes)
+        .ok()
+        .and_then(Result::err)
+}
+
 /// Why a call produced no result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RpcErrorKind {
-    /// The caller has no link for the import it called.
+    /// No link routes the call, so nothing ran: the caller's host has none
+    /// for the import, or the target holds none from the caller (its put
+    /// has not reached the target yet, or the link moved away from it).
     NoLink,
     /// No host or provider is serving the link's target.
     NoTarget,
@@ -304,6 +320,22 @@ mod tests {
             assert_eq!(err.message, "why");
             assert_eq!(err.kind.is_transport(), kind != RpcErrorKind::Application);
         }
+    }
+
+    #[test]
+    fn reply_error_finds_the_error_half_and_nothing_else() {
+        let err = RpcError::new(RpcErrorKind::NoLink, "moved");
+        let bytes = encode_reply::<u64>(&Err(err.clone())).unwrap();
+        assert_eq!(reply_error(&bytes), Some(err));
+        // A function whose own result is an error still answered.
+        let own: Result<Result<u64, String>, RpcError> = Ok(Err("Err".into()));
+        assert_eq!(reply_error(&encode_reply(&own).unwrap()), None);
+        assert_eq!(
+            reply_error(&encode_reply::<String>(&Ok("Err".into())).unwrap()),
+            None
+        );
+        assert_eq!(reply_error(b"\x81\xa3Err\xc1"), None);
+        assert_eq!(reply_error(b""), None);
     }
 
     #[test]

@@ -153,9 +153,9 @@ impl Provider for MessagingProvider {
         let link_name = &call.headers.link_name;
         let Some(broker) = self.broker_for(source, link_name) else {
             return Err(RpcError::new(
-                RpcErrorKind::Refused,
+                RpcErrorKind::NoLink,
                 format!(
-                    "`{id}` has no working link named `{link_name}` from `{source}`; put one with \
+                    "`{id}` has no link named `{link_name}` from `{source}`; put one with \
                      `wash link put {source} {id} trellis messaging --interface consumer`"
                 ),
             ));

@@ -378,7 +378,7 @@ async fn a_call_without_a_link_is_refused_naming_the_link() {
     };
     let reply = consumer_call(&lattice, "stranger", "publish", &(msg,)).await;
     let err = rpc::decode_reply::<WitResult<(), String>>(&reply).unwrap_err();
-    assert_eq!(err.kind, RpcErrorKind::Refused);
+    assert_eq!(err.kind, RpcErrorKind::NoLink);
     assert!(err.message.contains("`stranger`"), "{}", err.message);
     lattice.stop().await;
 }

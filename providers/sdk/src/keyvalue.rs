@@ -119,9 +119,11 @@ impl<B: KvBackend> Provider for KeyValueProvider<B> {
         let request = KvRequest::decode(&interface.interface, &call.function.function, &call.body)?;
         let source = &call.headers.source_id;
         let link_name = &call.headers.link_name;
+        // No link (yet, or any more): the caller's host sends the call
+        // again once the link has reached this provider or moved away.
         let Some(store) = self.store_for(source, link_name) else {
             return Err(RpcError::new(
-                RpcErrorKind::Refused,
+                RpcErrorKind::NoLink,
                 format!(
                     "`{}` has no link named `{link_name}` from `{source}`; put one with \
                      `wash link put {source} {} wasi keyvalue --interface store`",

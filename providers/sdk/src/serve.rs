@@ -82,6 +82,7 @@ pub async fn serve<P: Provider>(
             handle.clone(),
             Arc::clone(&provider),
             Arc::clone(&pending),
+            Arc::clone(&failed),
             calls,
         )),
         tokio::spawn(serve_links(
@@ -118,6 +119,7 @@ async fn serve_calls<P: Provider>(
     handle: ProviderHandle,
     provider: Arc<P>,
     pending: Arc<PendingLinks>,
+    failed: FailedLinks,
     mut calls: async_nats::Subscriber,
 ) {
     while let Some(message) = calls.next().await {
@@ -127,11 +129,15 @@ async fn serve_calls<P: Provider>(
         let provider = Arc::clone(&provider);
         let handle = handle.clone();
         let pending = Arc::clone(&pending);
+        let failed = Arc::clone(&failed);
         tokio::spawn(async move {
             let limits = handle.host_data().chunk_limits();
             let (call, introduction) = incoming(&handle, &message, &limits).await;
             let result = match call {
-                Ok(call) => match wait_for_link(&handle, &pending, &call).await {
+                Ok(call) => match wait_for_link(&handle, &pending, &call)
+                    .await
+                    .and_then(|()| refuse_failed_link(&handle, &failed, &call))
+                {
                     Ok(()) => provider.call(call).await,
                     Err(err) => Err(err),
                 },
@@ -212,6 +218,32 @@ async fn wait_for_link(
                 handle.provider_id(),
                 key.0
             ),
+        )),
+    }
+}
+
+/// Refuses a call on a link whose put this provider could not apply, with
+/// the reason: the caller hears why (a bad URL, an unreachable store)
+/// instead of "no link", and its host does not wait for a link to arrive.
+fn refuse_failed_link(
+    handle: &ProviderHandle,
+    failed: &FailedLinks,
+    call: &IncomingCall,
+) -> Result<(), RpcError> {
+    let link = Link {
+        source_id: call.headers.source_id.clone(),
+        target: handle.provider_id().to_owned(),
+        name: call.headers.link_name.clone(),
+        wit_namespace: call.function.interface.namespace.clone(),
+        wit_package: call.function.interface.package.clone(),
+        ..Link::default()
+    };
+    let slot = slot(&link);
+    match failed.lock().unwrap_or_else(|p| p.into_inner()).get(&slot) {
+        None => Ok(()),
+        Some(reason) => Err(RpcError::new(
+            RpcErrorKind::Refused,
+            format!("link {slot} cannot be served: {reason}"),
         )),
     }
 }

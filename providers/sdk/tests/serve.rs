@@ -144,6 +144,12 @@ async fn a_bad_link_put_fails_naming_the_problem_and_health_reports_it_until_fix
         message.contains("`space`") && message.contains("counter"),
         "{message}"
     );
+    // A call on it hears why, not that there is no link: its host must
+    // not wait for a link that has arrived and failed.
+    let err = call(&served, "counter", &get("k")).await.unwrap_err();
+    assert_eq!(err.kind, RpcErrorKind::Refused, "{err}");
+    assert!(err.message.contains("cannot be served"), "{err}");
+    assert!(err.message.contains("`space`"), "{err}");
 
     // A later good put of the same link clears it.
     let reply = served.put_link(&link("counter", &[("space", "a")])).await;
@@ -171,7 +177,7 @@ async fn a_call_from_a_source_with_no_link_is_refused_naming_the_missing_link() 
     let served = start().await;
     served.put_link(&link("counter", &[("space", "a")])).await;
     let err = call(&served, "stranger", &get("k")).await.unwrap_err();
-    assert_eq!(err.kind, RpcErrorKind::Refused);
+    assert_eq!(err.kind, RpcErrorKind::NoLink);
     assert!(err.message.contains("`stranger`"), "{}", err.message);
     assert!(err.message.contains("`default`"), "{}", err.message);
     assert!(err.message.contains("wash link put"), "{}", err.message);
@@ -186,7 +192,7 @@ async fn a_deleted_link_no_longer_routes_calls() {
     let reply = served.del_link(&linked.link).await;
     assert!(reply.success, "{}", reply.message);
     let err = call(&served, "counter", &get("k")).await.unwrap_err();
-    assert_eq!(err.kind, RpcErrorKind::Refused);
+    assert_eq!(err.kind, RpcErrorKind::NoLink);
 }
 
 #[tokio::test]

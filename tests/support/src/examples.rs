@@ -61,3 +61,79 @@ pub fn example_component(package: &str) -> Result<PathBuf, SupportError> {
     }
     Ok(path)
 }
+
+/// `component` (a built component) made to trap as it is instantiated,
+/// with the same imports and exports: it gains one core module whose start
+/// function is `unreachable`, instantiated last. A host compiles and links
+/// it like the original; only instantiating it shows the fault, as with a
+/// release whose initialization panics.
+pub fn trapping_at_start(component: &[u8]) -> Result<Vec<u8>, SupportError> {
+    use wasmparser::{ComponentAlias, ComponentExternalKind, ComponentOuterAliasKind, Payload};
+    // The core modules defined or aliased at the top level: the new
+    // module's index is their count.
+    let mut modules = 0u32;
+    let mut depth = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        let payload = payload
+            .map_err(|e| SupportError::Build(format!("the component does not parse: {e}")))?;
+        match payload {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ModuleSection { .. } if depth == 1 => modules += 1,
+            Payload::ComponentAliasSection(aliases) if depth == 1 => {
+                for alias in aliases {
+                    let alias = alias.map_err(|e| {
+                        SupportError::Build(format!("an alias does not parse: {e}"))
+                    })?;
+                    let aliases_a_module = matches!(
+                        alias,
+                        ComponentAlias::Outer {
+                            kind: ComponentOuterAliasKind::CoreModule,
+                            ..
+                        } | ComponentAlias::InstanceExport {
+                            kind: ComponentExternalKind::Module,
+                            ..
+                        }
+                    );
+                    modules += u32::from(aliases_a_module);
+                }
+            }
+            _ => {}
+        }
+    }
+    let trap = wat::parse_str("(module (func unreachable) (start 0))")
+        .map_err(|e| SupportError::Build(e.to_string()))?;
+    let mut out = component.to_vec();
+    // A core module section (id 1) holding it, then a core instance
+    // section (id 2) with one instance: `instantiate` (0x00) of that
+    // module with no arguments.
+    let mut section = |id: u8, contents: &[u8]| {
+        out.push(id);
+        leb128(&mut out, contents.len() as u32);
+        out.extend_from_slice(contents);
+    };
+    section(1, &trap);
+    let mut instance = vec![1, 0x00];
+    leb128(&mut instance, modules);
+    instance.push(0);
+    section(2, &instance);
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&out)
+        .map_err(|e| {
+            SupportError::Build(format!("the trapping component does not validate: {e}"))
+        })?;
+    Ok(out)
+}
+
+/// Appends `value` to `out` as unsigned LEB128.
+fn leb128(out: &mut Vec<u8>, mut value: u32) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}

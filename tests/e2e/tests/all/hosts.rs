@@ -213,6 +213,65 @@ async fn an_update_swaps_the_image_without_dropping_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_traps_as_it_starts_is_refused_and_the_running_one_keeps_serving() {
+    use trellis_lattice::ctl::UpdateComponentCommand;
+
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("traps");
+    let signer = Signer::new().unwrap();
+    let v1 = file_url(&signer.sign_example("http-hello").unwrap());
+    let wasm =
+        std::fs::read(trellis_test_support::example_component("http-hello").unwrap()).unwrap();
+    let trapping = trellis_test_support::trapping_at_start(&wasm).unwrap();
+    let broken = file_url(
+        &signer
+            .sign_bytes("hello-broken", &trapping, Default::default())
+            .unwrap(),
+    );
+    let host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
+    let ctl = client(&nats.url(), &lattice).await;
+    let refusal = |err: &dyn std::fmt::Display| {
+        let err = err.to_string();
+        assert!(err.contains("fails as it is instantiated"), "{err}");
+        assert!(err.contains("unreachable"), "{err}");
+        assert!(err.contains(&broken), "{err}");
+    };
+
+    let fresh = ctl
+        .scale_component(&scale_command(host.id(), "fresh", &broken, 1))
+        .await
+        .unwrap_err();
+    refusal(&fresh);
+    ctl.scale_component(&scale_command(host.id(), "hello", &v1, 2))
+        .await
+        .unwrap();
+    let update = ctl
+        .update_component(&UpdateComponentCommand {
+            component_id: "hello".into(),
+            host_id: host.id().into(),
+            new_component_ref: broken.clone(),
+            annotations: None,
+        })
+        .await
+        .unwrap_err();
+    refusal(&update);
+    let inventory = ctl.get_inventory(host.id()).await.unwrap();
+    let images: Vec<(&str, &str)> = inventory
+        .components
+        .iter()
+        .map(|c| (c.id.as_str(), c.image_ref.as_str()))
+        .collect();
+    assert_eq!(images, [("hello", v1.as_str())]);
+    let out = wash_ok(
+        &nats.url(),
+        &lattice,
+        &["call", "hello", "wasi:http/incoming-handler.handle"],
+    )
+    .unwrap();
+    assert!(out.contains("Hello"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn heartbeats_carry_the_inventory() {
     let nats = NatsServer::start().unwrap();
     let lattice = unique_lattice("beat");
