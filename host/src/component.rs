@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Semaphore;
 use trellis_claims::{Claims, ComponentMetadata};
+use trellis_lattice::config::NamedConfig;
 use trellis_lattice::grant::OutboundGrant;
 use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
@@ -44,6 +45,20 @@ pub struct ComponentSpec {
     pub annotations: BTreeMap<String, String>,
     /// The hosts it may reach over outgoing HTTP ([`trellis_lattice::grant`]).
     pub allowed_hosts: Vec<String>,
+    /// The named configs it reads through `wasi:config/store`, merged in
+    /// order (later names win).
+    pub config: Vec<String>,
+}
+
+/// A component's config: the names it was given and their merged values,
+/// which change when any of those configs is put or deleted.
+#[derive(Debug, Default)]
+pub struct ComponentConfig {
+    /// The named configs, in merge order.
+    pub names: Vec<String>,
+    /// Their values merged; each instance takes the values current when
+    /// it was created.
+    pub values: Arc<NamedConfig>,
 }
 
 /// A component this host runs.
@@ -71,6 +86,8 @@ pub struct RunningComponent {
     call_timeout: Duration,
     /// The most bytes of response body one call may produce.
     max_body_bytes: u64,
+    /// What `wasi:config/store` answers.
+    config: std::sync::RwLock<ComponentConfig>,
     /// The log budget every instance's stdout and stderr share.
     output: Arc<GuestLogBudget>,
 }
@@ -146,6 +163,10 @@ impl RunningComponent {
             call_timeout: config.call_timeout,
             max_body_bytes: config.max_body_bytes,
             output: GuestLogBudget::new(&spec.id, config.guest_log),
+            config: std::sync::RwLock::new(ComponentConfig {
+                names: spec.config.clone(),
+                values: Arc::default(),
+            }),
         };
         running.instantiates().await?;
         Ok(running)
@@ -196,6 +217,24 @@ impl RunningComponent {
         }
     }
 
+    /// The named configs the component reads, in merge order.
+    pub fn config_names(&self) -> Vec<String> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .names
+            .clone()
+    }
+
+    /// Sets the component's config: instances created from now on read
+    /// `values`, the merge of `names`.
+    pub fn set_config(&self, names: Vec<String>, values: NamedConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = ComponentConfig {
+            names,
+            values: Arc::new(values),
+        };
+    }
+
     /// The component's friendly name from its claims, if signed.
     pub fn name(&self) -> Option<String> {
         self.claims
@@ -220,6 +259,7 @@ impl RunningComponent {
                 self.router.clone(),
                 Arc::clone(&self.grant),
                 &self.output,
+                Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()).values),
             ),
         );
         store.limiter(|state| state.limits());

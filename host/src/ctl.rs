@@ -148,6 +148,7 @@ async fn answer(inner: Arc<HostInner>, message: async_nats::Message) {
                         max_instances: cmd.max_instances,
                         annotations: cmd.annotations.unwrap_or_default(),
                         allowed_hosts: cmd.allowed_hosts,
+                        config: cmd.config,
                     };
                     inner.scale(spec, allow_update).await
                 }

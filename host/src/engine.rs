@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use trellis_lattice::config::NamedConfig;
 use trellis_lattice::grant::OutboundGrant;
+use trellis_lattice::link::DEFAULT_LINK_NAME;
+use trellis_lattice::wit::WitInterface;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits,
@@ -35,13 +38,41 @@ const CACHE_CAPACITY: usize = 64;
 /// Instance slots reserved by the pooling allocator.
 const POOLED_INSTANCES: u32 = 256;
 
+/// The link a call to `interface` goes by, given the names
+/// `set-link-name` chose.
+pub(crate) fn link_name_in<'a>(
+    link_names: &'a HashMap<WitInterface, String>,
+    interface: &WitInterface,
+) -> &'a str {
+    link_names
+        .get(interface)
+        .map_or(DEFAULT_LINK_NAME, String::as_str)
+}
+
+/// Who makes a lattice call: the component, and the link names its
+/// instance chose.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    /// The calling component's id.
+    pub source: &'a str,
+    /// Link names by interface.
+    pub link_names: &'a HashMap<WitInterface, String>,
+}
+
+impl Caller<'_> {
+    /// The link its calls to `interface` go by.
+    pub fn link_name(&self, interface: &WitInterface) -> &str {
+        link_name_in(self.link_names, interface)
+    }
+}
+
 /// Per-call state inside a wasmtime store.
 pub struct InstanceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     /// Outgoing HTTP checks against the component's grant.
     outbound: OutboundHttp,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     limits: StoreLimits,
     /// Where calls to lattice imports go; the keyvalue bindings need it
     /// inside the store because they run behind generated traits.
@@ -50,12 +81,17 @@ pub struct InstanceState {
     pub component_id: String,
     /// Where its `wasi:logging` entries go, within its log budget.
     pub(crate) log: Arc<GuestLogBudget>,
+    /// What `wasi:config/store` answers: the component's named config as
+    /// it was when this instance was created.
+    pub(crate) config: Arc<NamedConfig>,
+    /// The link names `wasmcloud:bus/lattice.set-link-name` chose for this
+    /// instance's calls, by interface; the rest use the link `default`.
+    pub(crate) link_names: HashMap<WitInterface, String>,
 }
 
 impl InstanceState {
-    /// Fresh state for one call of `component_id`, with named config exposed
-    /// as environment variables and stdout/stderr going to the host's log
-    /// within `output`'s budget.
+    /// Fresh state for one call of `component_id`, reading `config`, with
+    /// stdout/stderr going to the host's log within `output`'s budget.
     /// Its lattice imports are sent through `router`, and its outgoing HTTP
     /// requests are checked against `grant`.
     pub fn new(
@@ -64,6 +100,7 @@ impl InstanceState {
         router: ImportRouter,
         grant: Arc<OutboundGrant>,
         output: &Arc<GuestLogBudget>,
+        config: Arc<NamedConfig>,
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(output.stream("stdout"))
@@ -82,7 +119,19 @@ impl InstanceState {
             router,
             component_id: component_id.to_owned(),
             log: Arc::clone(output),
+            config,
+            link_names: HashMap::new(),
         }
+    }
+
+    /// The link this instance's calls to `interface` go by.
+    pub(crate) fn link_name(&self, interface: &WitInterface) -> &str {
+        link_name_in(&self.link_names, interface)
+    }
+
+    /// Where this instance's lattice calls go.
+    pub(crate) fn router(&self) -> &ImportRouter {
+        &self.router
     }
 
     /// The limiter wasmtime consults on every memory or table growth.
@@ -93,7 +142,11 @@ impl InstanceState {
     /// What the `wasi:keyvalue` bindings work on: the resource table that
     /// holds open buckets and the route to the linked provider.
     pub fn keyvalue(&mut self) -> KeyvalueView<'_> {
-        KeyvalueView::new(&mut self.table, &self.router, &self.component_id)
+        let caller = Caller {
+            source: &self.component_id,
+            link_names: &self.link_names,
+        };
+        KeyvalueView::new(&mut self.table, &self.router, caller)
     }
 }
 

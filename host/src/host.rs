@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use trellis_claims::KeyKind;
@@ -175,6 +176,7 @@ impl Host {
         tasks.push(tokio::spawn(inner.providers.clone().forward_link_changes()));
         tasks.push(tokio::spawn(inner.providers.clone().check_health()));
         tasks.push(tokio::spawn(heartbeat(Arc::clone(&inner))));
+        tasks.push(tokio::spawn(follow_config(Arc::clone(&inner))));
         inner
             .events
             .publish(LatticeEvent::HostStarted(HostStarted {
@@ -304,6 +306,29 @@ async fn connect(config: &HostConfig) -> Result<async_nats::Client, HostError> {
         )
         .await
         .map_err(|e| HostError::Nats(e.to_string()))
+}
+
+/// Keeps each component's config in step with lattice state until the
+/// task is dropped: a config put or deleted through any host reaches the
+/// components reading it, for their instances created from then on.
+async fn follow_config(inner: Arc<HostInner>) {
+    loop {
+        let changes = match inner.state.config_changes().await {
+            Ok(changes) => changes,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch config; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Changes made while the watch was down are picked up here.
+        inner.refresh_config(None).await;
+        let mut changes = std::pin::pin!(changes);
+        while let Some(name) = changes.next().await {
+            inner.refresh_config(Some(&name)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn heartbeat(inner: Arc<HostInner>) {
@@ -482,6 +507,30 @@ impl HostInner {
     }
 
     /// Applies a scale command: start, rescale, or (at 0) stop.
+    /// Resolves again the config of every component reading config `name`
+    /// (of every component, for `None`).
+    async fn refresh_config(&self, name: Option<&str>) {
+        let readers: Vec<Arc<RunningComponent>> = {
+            let slots = self.components.read().unwrap_or_else(|p| p.into_inner());
+            slots
+                .values()
+                .map(|slot| Arc::clone(&slot.current))
+                .collect()
+        };
+        for component in readers {
+            let names = component.config_names();
+            if names.is_empty() || name.is_some_and(|n| !names.iter().any(|m| m == n)) {
+                continue;
+            }
+            match self.state.resolve_config(&names).await {
+                Ok(values) => component.set_config(names, values),
+                Err(err) => {
+                    tracing::warn!(component = %component.id, error = %err, "cannot read config; keeping the last")
+                }
+            }
+        }
+    }
+
     pub(crate) async fn scale(
         self: &Arc<Self>,
         spec: ComponentSpec,
@@ -496,6 +545,10 @@ impl HostInner {
             // A changed grant takes a fresh instance set, like a new image.
             if existing.image_ref == spec.image_ref && existing.allowed_hosts == spec.allowed_hosts
             {
+                if existing.config_names() != spec.config {
+                    let values = self.state.resolve_config(&spec.config).await?;
+                    existing.set_config(spec.config.clone(), values);
+                }
                 existing.set_max_instances(spec.max_instances);
                 self.publish_scaled(&existing).await;
                 return Ok(format!(
@@ -534,6 +587,7 @@ impl HostInner {
             max_instances: existing.max_instances(),
             annotations: annotations.unwrap_or_else(|| existing.annotations.clone()),
             allowed_hosts: existing.allowed_hosts.clone(),
+            config: existing.config_names(),
         };
         self.start_or_replace(spec).await
     }
@@ -548,6 +602,18 @@ impl HostInner {
             &self.config,
         )
         .await;
+        // Resolved after the image proved good, so a refused image costs
+        // no state reads.
+        let prepared = match prepared {
+            Ok(component) => match self.state.resolve_config(&spec.config).await {
+                Ok(values) => {
+                    component.set_config(spec.config.clone(), values);
+                    Ok(component)
+                }
+                Err(err) => Err(err),
+            },
+            Err(err) => Err(err),
+        };
         let component = match prepared {
             Ok(component) => Arc::new(component),
             Err(err) => {

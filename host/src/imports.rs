@@ -23,7 +23,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Component, Linker, Val};
 
 use crate::engine::InstanceState;
-use crate::{HostError, keyvalue, value};
+use crate::{HostError, builtin, keyvalue, value};
 
 /// WASI packages the host implements itself.
 const LOCAL_PACKAGES: &[&str] = &[
@@ -42,13 +42,9 @@ const LOCAL_PACKAGES: &[&str] = &[
 /// within a few hundred.
 const LINK_SETTLE_WAIT: Duration = Duration::from_secs(1);
 
-/// `wasi:logging/logging`, which every host serves itself: entries go to
-/// the host's log under the component's id.
-const LOGGING: &str = "wasi:logging/logging";
-
 /// Whether the host serves import `name` itself, with no link.
 fn served_by_host(name: &str) -> bool {
-    LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) || name.starts_with(LOGGING)
+    LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) || builtin::serves(name)
 }
 
 /// The interfaces a component (its bytes) imports that only a link can
@@ -99,27 +95,6 @@ pub fn lattice_imports(bytes: &[u8]) -> Result<Vec<WitInterface>, HostError> {
         }
     }
     Ok(interfaces)
-}
-
-/// Defines `wasi:logging/logging.log` (whatever version `name` carries).
-fn add_logging(linker: &mut Linker<InstanceState>, name: &str) -> Result<(), HostError> {
-    let mut instance = linker
-        .instance(name)
-        .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
-    instance
-        .func_new("log", |store, _ty, params, _results| {
-            let text = |i: usize| match params.get(i) {
-                Some(Val::String(s)) => s.as_str(),
-                _ => "",
-            };
-            let level = match params.first() {
-                Some(Val::Enum(level)) => level.as_str(),
-                _ => "info",
-            };
-            store.data().log.record(level, text(1), text(2));
-            Ok(())
-        })
-        .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))
 }
 
 /// The providers of this host whose process exited and is being started
@@ -212,8 +187,8 @@ impl ImportRouter {
             if LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) {
                 continue;
             }
-            if name.starts_with(LOGGING) {
-                add_logging(linker, name)?;
+            if builtin::serves(name) {
+                builtin::add(linker, name, &item.ty, engine)?;
                 continue;
             }
             if keyvalue::serves(name) {
@@ -256,8 +231,12 @@ impl ImportRouter {
                 bound
                     .func_new_async(function, move |store, _ty, params, results| {
                         let forward = forward.clone();
-                        let source = store.data().component_id.clone();
-                        Box::new(async move { forward.call(&source, params, results).await })
+                        let state = store.data();
+                        let source = state.component_id.clone();
+                        let link_name = state.link_name(&forward.function.interface).to_owned();
+                        Box::new(async move {
+                            forward.call((&source, &link_name), params, results).await
+                        })
                     })
                     .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
             }
@@ -265,19 +244,31 @@ impl ImportRouter {
         Ok(())
     }
 
-    /// The target that `source`'s default link names for `interface`, or
-    /// an error that says which link to put.
-    pub fn target(&self, source: &str, interface: &WitInterface) -> Result<String, RpcError> {
+    /// The target that `source`'s link `link_name` names for `interface`,
+    /// or an error that says which link to put.
+    pub fn target(
+        &self,
+        source: &str,
+        link_name: &str,
+        interface: &WitInterface,
+    ) -> Result<String, RpcError> {
         let links = self.links.read().unwrap_or_else(|p| p.into_inner());
-        match find_route(links.iter(), source, DEFAULT_LINK_NAME, interface) {
+        match find_route(links.iter(), source, link_name, interface) {
             Some(link) => Ok(link.target.clone()),
-            None => Err(RpcError::new(
-                RpcErrorKind::NoLink,
-                format!(
-                    "component `{source}` has no link named `{DEFAULT_LINK_NAME}` for {interface}; put one with `wash link put {source} <target> {} {} --interface {}`",
-                    interface.namespace, interface.package, interface.interface,
-                ),
-            )),
+            None => {
+                let flag = if link_name == DEFAULT_LINK_NAME {
+                    String::new()
+                } else {
+                    format!(" --link-name {link_name}")
+                };
+                Err(RpcError::new(
+                    RpcErrorKind::NoLink,
+                    format!(
+                        "component `{source}` has no link named `{link_name}` for {interface}; put one with `wash link put {source} <target> {} {} --interface {}{flag}`",
+                        interface.namespace, interface.package, interface.interface,
+                    ),
+                ))
+            }
         }
     }
 
@@ -294,6 +285,7 @@ impl ImportRouter {
     pub async fn send(
         &self,
         source: &str,
+        link_name: &str,
         function: &WitFunction,
         body: Vec<u8>,
     ) -> Result<bytes::Bytes, RpcError> {
@@ -301,8 +293,10 @@ impl ImportRouter {
         let settled_by = tokio::time::Instant::now() + LINK_SETTLE_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
-            let target = self.target(source, &function.interface)?;
-            let reply = self.send_to(&target, source, function, &body).await?;
+            let target = self.target(source, link_name, &function.interface)?;
+            let reply = self
+                .send_to(&target, (source, link_name), function, &body)
+                .await?;
             let unlinked = rpc::reply_error(&reply).filter(|e| e.kind == RpcErrorKind::NoLink);
             let Some(err) = unlinked else {
                 return Ok(reply);
@@ -324,7 +318,7 @@ impl ImportRouter {
     async fn send_to(
         &self,
         target: &str,
-        source: &str,
+        (source, link_name): (&str, &str),
         function: &WitFunction,
         body: &bytes::Bytes,
     ) -> Result<bytes::Bytes, RpcError> {
@@ -335,7 +329,7 @@ impl ImportRouter {
         let call = Invocation {
             subject: &subject,
             source_id: source,
-            link_name: DEFAULT_LINK_NAME,
+            link_name,
             body,
         };
         let cannot_sign = |e: ClaimsError| {
@@ -437,12 +431,12 @@ impl Forward {
 
     async fn call(
         &self,
-        source: &str,
+        caller: (&str, &str),
         params: &[Val],
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
         let reply = self
-            .request(source, params)
+            .request(caller, params)
             .await
             .map_err(|e| wasmtime::Error::msg(e.message))?;
         let values = match reply {
@@ -465,11 +459,18 @@ impl Forward {
         Ok(())
     }
 
-    async fn request(&self, source: &str, params: &[Val]) -> Result<rmpv::Value, RpcError> {
+    async fn request(
+        &self,
+        (source, link_name): (&str, &str),
+        params: &[Val],
+    ) -> Result<rmpv::Value, RpcError> {
         let codec = |e: &dyn std::fmt::Display| RpcError::new(RpcErrorKind::Codec, e.to_string());
         let args = value::encode_vals(params).map_err(|e| codec(&e))?;
         let body = rpc::encode(&args).map_err(|e| codec(&e))?;
-        let reply = self.router.send(source, &self.function, body).await?;
+        let reply = self
+            .router
+            .send(source, link_name, &self.function, body)
+            .await?;
         rpc::decode_reply::<rmpv::Value>(&reply)
     }
 }
@@ -552,7 +553,10 @@ mod tests {
         let links: LinkTable = Arc::new(RwLock::new(vec![store_link("kv")]));
         let (_server, nats, subjects, router) = router(&links).await;
         let seen = target(&nats, &subjects, "kv", 3).await;
-        let reply = router.send("counter", &get(), Vec::new()).await.unwrap();
+        let reply = router
+            .send("counter", DEFAULT_LINK_NAME, &get(), Vec::new())
+            .await
+            .unwrap();
         assert_eq!(rpc::decode_reply::<u64>(&reply), Ok(42));
         assert_eq!(seen.load(Ordering::SeqCst), 4);
     }
@@ -571,7 +575,10 @@ mod tests {
             }
         };
         let function = get();
-        let (reply, ()) = tokio::join!(router.send("counter", &function, Vec::new()), moved);
+        let (reply, ()) = tokio::join!(
+            router.send("counter", DEFAULT_LINK_NAME, &function, Vec::new()),
+            moved
+        );
         assert_eq!(rpc::decode_reply::<u64>(&reply.unwrap()), Ok(42));
         assert!(old.load(Ordering::SeqCst) >= 1);
         assert_eq!(new.load(Ordering::SeqCst), 1);
@@ -583,7 +590,10 @@ mod tests {
         let (_server, nats, subjects, router) = router(&links).await;
         let seen = target(&nats, &subjects, "kv", u32::MAX).await;
         let started = std::time::Instant::now();
-        let reply = router.send("counter", &get(), Vec::new()).await.unwrap();
+        let reply = router
+            .send("counter", DEFAULT_LINK_NAME, &get(), Vec::new())
+            .await
+            .unwrap();
         let waited = started.elapsed();
         let err = rpc::decode_reply::<u64>(&reply).unwrap_err();
         assert_eq!(err.kind, RpcErrorKind::NoLink);

@@ -22,7 +22,7 @@ use trellis_lattice::wit::WitInterface;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::HostError;
-use crate::engine::InstanceState;
+use crate::engine::{Caller, InstanceState};
 use crate::imports::ImportRouter;
 
 mod bindings {
@@ -79,16 +79,16 @@ impl HasData for Keyvalue {
 pub struct KeyvalueView<'a> {
     table: &'a mut ResourceTable,
     router: &'a ImportRouter,
-    source: &'a str,
+    caller: Caller<'a>,
 }
 
 impl<'a> KeyvalueView<'a> {
-    /// A view over `table` for calls made by component `source`.
-    pub fn new(table: &'a mut ResourceTable, router: &'a ImportRouter, source: &'a str) -> Self {
+    /// A view over `table` for calls made by `caller`.
+    pub fn new(table: &'a mut ResourceTable, router: &'a ImportRouter, caller: Caller<'a>) -> Self {
         KeyvalueView {
             table,
             router,
-            source,
+            caller,
         }
     }
 
@@ -99,14 +99,14 @@ impl<'a> KeyvalueView<'a> {
     }
 }
 
-/// Sends `request` to the provider `source` is linked to, and picks the
+/// Sends `request` to the provider `caller`'s link names, and picks the
 /// function's result out of the reply with `answer`.
 ///
-/// Takes the router and source rather than the view so the future does not
+/// Takes the router and caller rather than the view so the future does not
 /// borrow the resource table, which is not `Sync`.
 async fn forward<T>(
     router: &ImportRouter,
-    source: &str,
+    caller: Caller<'_>,
     request: KvRequest,
     answer: fn(KvResponse) -> Result<T, KvResponse>,
 ) -> Result<T, store::Error> {
@@ -115,7 +115,10 @@ async fn forward<T>(
         let body = request
             .encode()
             .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
-        let bytes = router.send(source, &function, body).await?;
+        let link_name = caller.link_name(&function.interface);
+        let bytes = router
+            .send(caller.source, link_name, &function, body)
+            .await?;
         contract::decode_reply(&request, &bytes)
     };
     match reply.await {
@@ -152,7 +155,11 @@ impl store::Host for KeyvalueView<'_> {
             package: contract::PACKAGE.into(),
             interface: "store".into(),
         };
-        if let Err(err) = self.router.target(self.source, &interface) {
+        let link_name = self.caller.link_name(&interface);
+        if let Err(err) = self
+            .router
+            .target(self.caller.source, link_name, &interface)
+        {
             return Ok(Err(store::Error::Other(err.message)));
         }
         Ok(Ok(self.table.push(RemoteBucket { identifier })?))
@@ -169,7 +176,7 @@ impl store::HostBucket for KeyvalueView<'_> {
             bucket: self.identifier(&bucket)?,
             key,
         };
-        Ok(forward(self.router, self.source, request, |r| match r {
+        Ok(forward(self.router, self.caller, request, |r| match r {
             KvResponse::Value(value) => Ok(value),
             other => Err(other),
         })
@@ -187,7 +194,7 @@ impl store::HostBucket for KeyvalueView<'_> {
             key,
             value,
         };
-        Ok(forward(self.router, self.source, request, done).await)
+        Ok(forward(self.router, self.caller, request, done).await)
     }
 
     async fn delete(&mut self, bucket: Resource<RemoteBucket>, key: String) -> Answer<()> {
@@ -195,7 +202,7 @@ impl store::HostBucket for KeyvalueView<'_> {
             bucket: self.identifier(&bucket)?,
             key,
         };
-        Ok(forward(self.router, self.source, request, done).await)
+        Ok(forward(self.router, self.caller, request, done).await)
     }
 
     async fn exists(&mut self, bucket: Resource<RemoteBucket>, key: String) -> Answer<bool> {
@@ -203,7 +210,7 @@ impl store::HostBucket for KeyvalueView<'_> {
             bucket: self.identifier(&bucket)?,
             key,
         };
-        Ok(forward(self.router, self.source, request, |r| match r {
+        Ok(forward(self.router, self.caller, request, |r| match r {
             KvResponse::Exists(exists) => Ok(exists),
             other => Err(other),
         })
@@ -219,7 +226,7 @@ impl store::HostBucket for KeyvalueView<'_> {
             bucket: self.identifier(&bucket)?,
             cursor,
         };
-        Ok(forward(self.router, self.source, request, |r| match r {
+        Ok(forward(self.router, self.caller, request, |r| match r {
             KvResponse::Keys(page) => Ok(store::KeyResponse {
                 keys: page.keys,
                 cursor: page.cursor,
@@ -247,7 +254,7 @@ impl atomics::Host for KeyvalueView<'_> {
             key,
             delta,
         };
-        Ok(forward(self.router, self.source, request, |r| match r {
+        Ok(forward(self.router, self.caller, request, |r| match r {
             KvResponse::Counter(value) => Ok(value),
             other => Err(other),
         })
@@ -265,7 +272,7 @@ impl batch::Host for KeyvalueView<'_> {
             bucket: self.identifier(&bucket)?,
             keys,
         };
-        Ok(forward(self.router, self.source, request, |r| match r {
+        Ok(forward(self.router, self.caller, request, |r| match r {
             KvResponse::Many(entries) => Ok(entries),
             other => Err(other),
         })
@@ -281,7 +288,7 @@ impl batch::Host for KeyvalueView<'_> {
             bucket: self.identifier(&bucket)?,
             entries: key_values,
         };
-        Ok(forward(self.router, self.source, request, done).await)
+        Ok(forward(self.router, self.caller, request, done).await)
     }
 
     async fn delete_many(
@@ -293,7 +300,7 @@ impl batch::Host for KeyvalueView<'_> {
             bucket: self.identifier(&bucket)?,
             keys,
         };
-        Ok(forward(self.router, self.source, request, done).await)
+        Ok(forward(self.router, self.caller, request, done).await)
     }
 }
 

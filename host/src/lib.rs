@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod builtin;
 mod component;
 mod config;
 mod ctl;

@@ -332,6 +332,17 @@ impl LatticeState {
         Ok(existed)
     }
 
+    /// The names of configs put or deleted from now on, through any host,
+    /// until the watch breaks (the stream then ends).
+    pub async fn config_changes(
+        &self,
+    ) -> Result<impl futures::Stream<Item = String> + use<>, HostError> {
+        let watch = self.config.watch(">").await.map_err(HostError::state)?;
+        Ok(watch
+            .take_while(|entry| std::future::ready(entry.is_ok()))
+            .filter_map(|entry| std::future::ready(entry.ok().map(|entry| entry.key))))
+    }
+
     /// The labels stored for `host_id` (set by `label.put` before a restart).
     pub async fn labels(&self, host_id: &str) -> Result<BTreeMap<String, String>, HostError> {
         let key = format!("{LABELS_PREFIX}{host_id}");

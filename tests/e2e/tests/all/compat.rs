@@ -66,3 +66,180 @@ async fn the_wasmcloud_client_pings_scales_and_links() {
         &vec!["store".to_string(), "atomics".to_string()]
     );
 }
+
+/// The signed `kv-select` example running as `kv-select` behind
+/// http-server, reading config `select-config`, with keyvalue links
+/// `default` and `cache` to keyvalue-sqlite (one database each), all put
+/// with wash. Returns the lattice and the URL once it answers.
+async fn kv_select(greeting: &str) -> (trellis_e2e::app::TestLattice, String) {
+    use trellis_e2e::app::{HTTP, LinkConfig, SQLITE, TestLattice};
+    let lattice = TestLattice::start("builtins").await.unwrap();
+    let wash = |args: &[&str]| {
+        trellis_e2e::wash_ok(&lattice.nats.url(), lattice.ctl.lattice(), args)
+            .unwrap_or_else(|e| panic!("{e:#}\nhost log:\n{}", lattice.host.log()))
+    };
+    lattice.start_provider(SQLITE).await.unwrap();
+    lattice.start_provider(HTTP).await.unwrap();
+    wash(&[
+        "config",
+        "put",
+        "select-config",
+        &format!("greeting={greeting}"),
+    ]);
+    let image = lattice.signer.sign_example("kv-select").unwrap();
+    wash(&[
+        "start",
+        "component",
+        image.to_str().unwrap(),
+        "kv-select",
+        "--config",
+        "select-config",
+        "--max-instances",
+        "4",
+    ]);
+    for name in ["default", "cache"] {
+        wash(&[
+            "link",
+            "put",
+            "kv-select",
+            SQLITE.0,
+            "wasi",
+            "keyvalue",
+            "--interface",
+            "store",
+            "--interface",
+            "atomics",
+            "--link-name",
+            name,
+        ]);
+    }
+    let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
+    lattice
+        .config("select-http", &[("address", &address)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            HTTP.0,
+            "kv-select",
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("select-http"),
+        )
+        .await
+        .unwrap();
+    let url = format!("http://{address}/");
+    lattice
+        .wait_until_ok(&url, Duration::from_secs(60))
+        .await
+        .unwrap();
+    (lattice, url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_link_name_config_and_logging_are_served_by_every_host() {
+    use trellis_e2e::app::get;
+    let (lattice, url) = kv_select("hello from config").await;
+    let answer = |path: &str| {
+        let url = format!("{url}{path}");
+        async move { get(&url).await.unwrap() }
+    };
+
+    // `wait_until_ok` counted once on `default`.
+    assert_eq!(
+        answer("").await,
+        (200, "hello from config 2 on link `default`\n".into())
+    );
+    // set-link-name sends this request's keyvalue calls by the second link,
+    // whose store counts from nothing; the next plain request is back on
+    // `default`.
+    assert_eq!(
+        answer("?link=cache").await,
+        (200, "hello from config 1 on link `cache`\n".into())
+    );
+    assert_eq!(
+        answer("?link=cache").await,
+        (200, "hello from config 2 on link `cache`\n".into())
+    );
+    assert_eq!(
+        answer("").await,
+        (200, "hello from config 3 on link `default`\n".into())
+    );
+    // A link name with no link is refused, naming it; nothing is counted.
+    let (status, body) = answer("?link=nosuch").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("no link named `nosuch`"), "{body}");
+    assert!(body.contains("--link-name nosuch"), "{body}");
+    // wasi:logging lines reach the host's log under the component's id.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lattice.host.log().contains("counted 2 on link `cache`") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            lattice.host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = lattice.host.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("counted 2 on link `cache`"))
+        .unwrap();
+    assert!(line.contains("kv-select"), "{line}");
+
+    // A config put through wash reaches the running component.
+    trellis_e2e::wash_ok(
+        &lattice.nats.url(),
+        lattice.ctl.lattice(),
+        &["config", "put", "select-config", "greeting=changed"],
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = answer("").await;
+        if body.starts_with("changed ") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_importing_bus_1_and_config_draft_starts() {
+    // The imports of a wasmCloud 1.x component (wasmcloud:bus 1.0.0 with
+    // its owned handles, wasi:config/store 0.2.0-draft), and nothing else.
+    let wasm = wat::parse_str(
+        r#"(component
+            (import "wasmcloud:bus/lattice@1.0.0" (instance
+                (export "call-target-interface" (type (sub resource)))
+                (export "[constructor]call-target-interface"
+                    (func (param "namespace" string) (param "package" string)
+                          (param "interface" string) (result (own 0))))
+                (export "set-link-name"
+                    (func (param "name" string) (param "interfaces" (list (own 0)))))
+            ))
+            (import "wasi:config/store@0.2.0-draft" (instance
+                (type (variant (case "upstream" string) (case "io" string)))
+                (export "error" (type (eq 0)))
+                (export "get" (func (param "key" string) (result (result (option string) (error 1)))))
+                (export "get-all" (func (result (result (list (tuple string string)) (error 1)))))
+            ))
+        )"#,
+    )
+    .unwrap();
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("bus1");
+    let signer = Signer::new().unwrap();
+    let image = file_url(
+        &signer
+            .sign_bytes("bus-one", &wasm, Default::default())
+            .unwrap(),
+    );
+    let host = HostProcess::start(&nats.url(), &lattice, &[]).unwrap();
+    let started = trellis_e2e::wash_ok(
+        &nats.url(),
+        &lattice,
+        &["start", "component", &image, "bus-one"],
+    );
+    assert!(started.is_ok(), "{started:?}\n{}", host.log());
+}

@@ -1,0 +1,231 @@
+//! Interfaces every host serves itself, with no link and no provider:
+//!
+//! - `wasi:logging/logging`: entries go to the host's log under the
+//!   component's id, within its log budget ([`crate::guest_log`]).
+//! - `wasi:config/store` (and the older `wasi:config/runtime`): the
+//!   component's named config, merged, as it was when the instance was
+//!   created.
+//! - `wasmcloud:bus/lattice` 1.x and 2.x: `set-link-name` picks the link
+//!   that the instance's following calls to the named interfaces go by.
+//!
+//! Each is defined by name and shape rather than from generated bindings,
+//! so every published version of these drafts links: they differ in their
+//! version strings, not in the functions a host must supply.
+
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+use wasmtime::component::{Linker, LinkerInstance, Resource, ResourceType, Val};
+
+use crate::HostError;
+use crate::engine::InstanceState;
+use trellis_lattice::link::DEFAULT_LINK_NAME;
+use trellis_lattice::wit::WitInterface;
+
+const LOGGING: &str = "wasi:logging/logging";
+const CONFIG: &[&str] = &["wasi:config/store", "wasi:config/runtime"];
+const BUS: &str = "wasmcloud:bus/lattice";
+
+/// Whether the host serves import `name` (`ns:pkg/iface@version`) itself.
+pub fn serves(name: &str) -> bool {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    unversioned == LOGGING || unversioned == BUS || CONFIG.contains(&unversioned)
+}
+
+/// Defines the import `name` (one that [`serves`] accepts), of type
+/// `item`, in `linker`.
+pub fn add(
+    linker: &mut Linker<InstanceState>,
+    name: &str,
+    item: &ComponentItem,
+    engine: &wasmtime::Engine,
+) -> Result<(), HostError> {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    let mut instance = linker.instance(name).map_err(invalid)?;
+    match unversioned {
+        LOGGING => add_logging(&mut instance),
+        BUS => add_bus(&mut instance, name, item, engine),
+        _ => add_config(&mut instance),
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> HostError {
+    HostError::InvalidComponent(format!("{e:#}"))
+}
+
+/// `log(level, context, message)`.
+fn add_logging(instance: &mut LinkerInstance<'_, InstanceState>) -> Result<(), HostError> {
+    instance
+        .func_new("log", |store, _ty, params, _results| {
+            let text = |i: usize| match params.get(i) {
+                Some(Val::String(s)) => s.as_str(),
+                _ => "",
+            };
+            let level = match params.first() {
+                Some(Val::Enum(level)) => level.as_str(),
+                _ => "info",
+            };
+            store.data().log.record(level, text(1), text(2));
+            Ok(())
+        })
+        .map_err(invalid)
+}
+
+/// `get(key) -> result<option<string>, error>` and
+/// `get-all() -> result<list<tuple<string, string>>, error>`. Config is in
+/// memory, so neither fails.
+fn add_config(instance: &mut LinkerInstance<'_, InstanceState>) -> Result<(), HostError> {
+    let ok = |value: Val| Val::Result(Ok(Some(Box::new(value))));
+    instance
+        .func_new("get", move |store, _ty, params, results| {
+            let value = match params.first() {
+                Some(Val::String(key)) => store.data().config.get(key.as_str()).cloned(),
+                _ => None,
+            };
+            results[0] = ok(Val::Option(value.map(|v| Box::new(Val::String(v)))));
+            Ok(())
+        })
+        .map_err(invalid)?;
+    instance
+        .func_new("get-all", move |store, _ty, _params, results| {
+            let pairs = store
+                .data()
+                .config
+                .iter()
+                .map(|(k, v)| Val::Tuple(vec![Val::String(k.clone()), Val::String(v.clone())]))
+                .collect();
+            results[0] = ok(Val::List(pairs));
+            Ok(())
+        })
+        .map_err(invalid)
+}
+
+/// An interface a component names to `set-link-name`.
+struct CallTarget(WitInterface);
+
+/// `resource call-target-interface { constructor(namespace, package,
+/// interface) }` and `set-link-name(name, interfaces)`. In 1.x the list
+/// holds owned handles and nothing is returned; in 2.x it holds borrows
+/// and the result says when one of the interfaces has no link by that
+/// name, in which case nothing changes.
+fn add_bus(
+    instance: &mut LinkerInstance<'_, InstanceState>,
+    name: &str,
+    item: &ComponentItem,
+    engine: &wasmtime::Engine,
+) -> Result<(), HostError> {
+    let set_link_name = set_link_name_type(item, engine).ok_or_else(|| {
+        HostError::InvalidComponent(format!("`{name}` has no function `set-link-name`"))
+    })?;
+    let owned = set_link_name
+        .params()
+        .nth(1)
+        .is_some_and(|(_, ty)| matches!(ty, Type::List(list) if matches!(list.ty(), Type::Own(_))));
+    let answers = set_link_name.results().len() == 1;
+    instance
+        .resource(
+            "call-target-interface",
+            ResourceType::host::<CallTarget>(),
+            |mut store, rep| {
+                store
+                    .data_mut()
+                    .table
+                    .delete(Resource::<CallTarget>::new_own(rep))?;
+                Ok(())
+            },
+        )
+        .map_err(invalid)?;
+    instance
+        .func_wrap(
+            "[constructor]call-target-interface",
+            |mut store, (namespace, package, interface): (String, String, String)| {
+                let target = CallTarget(WitInterface {
+                    namespace,
+                    package,
+                    interface,
+                });
+                Ok((store.data_mut().table.push(target)?,))
+            },
+        )
+        .map_err(invalid)?;
+    instance
+        .func_new("set-link-name", move |mut store, _ty, params, results| {
+            let (Some(Val::String(link_name)), Some(Val::List(handles))) =
+                (params.first(), params.get(1))
+            else {
+                return Err(wasmtime::Error::msg("set-link-name: unexpected parameters"));
+            };
+            let mut interfaces = Vec::with_capacity(handles.len());
+            for handle in handles {
+                let Val::Resource(any) = handle else {
+                    return Err(wasmtime::Error::msg("set-link-name: not a resource"));
+                };
+                let handle: Resource<CallTarget> = any.try_into_resource(&mut store)?;
+                let state = store.data_mut();
+                let interface = if owned {
+                    state.table.delete(handle)?.0
+                } else {
+                    state.table.get(&handle)?.0.clone()
+                };
+                interfaces.push(interface);
+            }
+            let outcome = store
+                .data_mut()
+                .set_link_name(link_name, interfaces, answers);
+            if answers {
+                results[0] = Val::Result(
+                    outcome
+                        .map(|()| None)
+                        .map_err(|why| Some(Box::new(Val::String(why)))),
+                );
+            } else if let Err(why) = outcome {
+                // 1.x cannot answer; the component's log says why its
+                // calls keep their old link.
+                store.data().log.record("warn", "set-link-name", &why);
+            }
+            Ok(())
+        })
+        .map_err(invalid)
+}
+
+/// The type of `set-link-name` in the instance type `item`.
+fn set_link_name_type(item: &ComponentItem, engine: &wasmtime::Engine) -> Option<ComponentFunc> {
+    let ComponentItem::ComponentInstance(instance) = item else {
+        return None;
+    };
+    instance
+        .exports(engine)
+        .find_map(|(export, item)| match item.ty {
+            ComponentItem::ComponentFunc(func) if export == "set-link-name" => Some(func),
+            _ => None,
+        })
+}
+
+impl InstanceState {
+    /// Routes this instance's following calls to `interfaces` by the link
+    /// `link_name`. Strict (2.x): only if the component has that link for
+    /// every one of them, else nothing changes and the error says which is
+    /// missing. Otherwise (1.x) the names are set regardless, since a link
+    /// may be put later, and the error only reports what is missing now.
+    fn set_link_name(
+        &mut self,
+        link_name: &str,
+        interfaces: Vec<WitInterface>,
+        strict: bool,
+    ) -> Result<(), String> {
+        let missing = interfaces.iter().find_map(|interface| {
+            self.router()
+                .target(&self.component_id, link_name, interface)
+                .err()
+        });
+        if strict && let Some(err) = &missing {
+            return Err(err.message.clone());
+        }
+        for interface in interfaces {
+            if link_name == DEFAULT_LINK_NAME {
+                self.link_names.remove(&interface);
+            } else {
+                self.link_names.insert(interface, link_name.to_owned());
+            }
+        }
+        missing.map_or(Ok(()), |err| Err(err.message))
+    }
+}
