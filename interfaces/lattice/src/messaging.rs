@@ -1,4 +1,7 @@
-//! `trellis:messaging@0.2.0` across the lattice.
+//! `trellis:messaging@0.2.0` across the lattice, and wasmCloud's
+//! `wasmcloud:messaging@0.2.0`, which has the same types and functions
+//! under another namespace: a provider serves both, and answers each
+//! component in the namespace its link names.
 //!
 //! Components publish and request through `consumer`, served by the
 //! messaging provider; the provider delivers subscribed messages to a
@@ -16,10 +19,19 @@ use serde::{Deserialize, Serialize};
 
 /// The WIT namespace of the contract.
 pub const NAMESPACE: &str = "trellis";
+/// The namespace of wasmCloud's identical contract.
+pub const WASMCLOUD_NAMESPACE: &str = "wasmcloud";
+/// Every namespace the contract is served under.
+pub const NAMESPACES: [&str; 2] = [NAMESPACE, WASMCLOUD_NAMESPACE];
 /// The WIT package of the contract.
 pub const PACKAGE: &str = "messaging";
 /// The function a provider calls on a component for each message.
 pub const HANDLE_MESSAGE: &str = "trellis:messaging/handler.handle-message";
+
+/// [`HANDLE_MESSAGE`] in `namespace` (one of [`NAMESPACES`]).
+pub fn handle_message(namespace: &str) -> String {
+    format!("{namespace}:{PACKAGE}/handler.handle-message")
+}
 
 /// `trellis:messaging/types.broker-message`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use futures::stream::SelectAll;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use trellis_lattice::WitFunction;
-use trellis_lattice::messaging::{BrokerMessage, HANDLE_MESSAGE};
+use trellis_lattice::messaging::{self, BrokerMessage};
 use trellis_lattice::rpc::{self, RpcError};
 use trellis_provider_sdk::{ProviderHandle, ProviderLink};
 
@@ -43,7 +43,10 @@ impl HandlerLink {
             .map_err(|e| e.to_string())?;
         let servers = config::cluster_uris(source_config).map_err(|e| e.to_string())?;
         let broker = Broker::open(handle.nats(), servers, handle.provider_id()).await?;
-        let function = WitFunction::parse(HANDLE_MESSAGE).map_err(|e| e.to_string())?;
+        // A wasmcloud:messaging link delivers to the component's
+        // wasmcloud:messaging handler.
+        let function = WitFunction::parse(&messaging::handle_message(&link.link.wit_namespace))
+            .map_err(|e| e.to_string())?;
         let mut subscribers = SelectAll::new();
         for subject in &config.subjects {
             let client = broker.client();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 use tokio::sync::Mutex;
 use trellis_lattice::Link;
-use trellis_lattice::messaging::{BrokerMessage, NAMESPACE, PACKAGE};
+use trellis_lattice::messaging::{BrokerMessage, NAMESPACES, PACKAGE};
 use trellis_lattice::rpc::{self, RpcError, RpcErrorKind, WitResult};
 use trellis_provider_sdk::{IncomingCall, Provider, ProviderHandle, ProviderLink, reply};
 
@@ -28,9 +28,9 @@ type ConsumerKey = (String, String);
 pub struct MessagingProvider {
     handle: ProviderHandle,
     consumers: RwLock<HashMap<ConsumerKey, Broker>>,
-    /// Keyed by link name: the source (this provider) and the package are
-    /// the same for every handler link.
-    handlers: Mutex<HashMap<String, HandlerLink>>,
+    /// Keyed by namespace (trellis or wasmcloud) and link name: the source
+    /// (this provider) and the package are the same for every handler link.
+    handlers: Mutex<HashMap<(String, String), HandlerLink>>,
 }
 
 impl MessagingProvider {
@@ -44,7 +44,7 @@ impl MessagingProvider {
     }
 
     fn is_messaging(link: &Link) -> bool {
-        link.wit_namespace == NAMESPACE && link.wit_package == PACKAGE
+        NAMESPACES.contains(&link.wit_namespace.as_str()) && link.wit_package == PACKAGE
     }
 
     fn broker_for(&self, source: &str, link_name: &str) -> Option<Broker> {
@@ -59,11 +59,12 @@ impl MessagingProvider {
         let mut handlers = self.handlers.lock().await;
         // The old subscriptions go first, so a changed link never delivers
         // a message twice.
-        if let Some(old) = handlers.remove(&link.link.name) {
+        let key = (link.link.wit_namespace.clone(), link.link.name.clone());
+        if let Some(old) = handlers.remove(&key) {
             old.stop().await;
         }
         let handler = HandlerLink::start(&self.handle, link).await?;
-        handlers.insert(link.link.name.clone(), handler);
+        handlers.insert(key, handler);
         Ok(())
     }
 
@@ -125,7 +126,8 @@ impl Provider for MessagingProvider {
             return;
         }
         if link.source_id == self.handle.provider_id() {
-            let removed = self.handlers.lock().await.remove(&link.name);
+            let key = (link.wit_namespace.clone(), link.name.clone());
+            let removed = self.handlers.lock().await.remove(&key);
             if let Some(handler) = removed {
                 handler.stop().await;
             }
@@ -137,14 +139,14 @@ impl Provider for MessagingProvider {
     async fn call(&self, call: IncomingCall) -> Result<Vec<u8>, RpcError> {
         let id = self.handle.provider_id();
         let interface = &call.function.interface;
-        if interface.namespace != NAMESPACE
+        if !NAMESPACES.contains(&interface.namespace.as_str())
             || interface.package != PACKAGE
             || interface.interface != CONSUMER
         {
             return Err(RpcError::new(
                 RpcErrorKind::Refused,
                 format!(
-                    "`{id}` serves trellis:messaging/consumer, not {}",
+                    "`{id}` serves trellis:messaging/consumer and wasmcloud:messaging/consumer, not {}",
                     call.function
                 ),
             ));
@@ -156,7 +158,8 @@ impl Provider for MessagingProvider {
                 RpcErrorKind::NoLink,
                 format!(
                     "`{id}` has no link named `{link_name}` from `{source}`; put one with \
-                     `wash link put {source} {id} trellis messaging --interface consumer`"
+                     `wash link put {source} {id} {} messaging --interface consumer`",
+                    interface.namespace
                 ),
             ));
         };
@@ -209,10 +212,10 @@ impl Provider for MessagingProvider {
                 ));
             }
         }
-        for (name, handler) in self.handlers.lock().await.iter() {
+        for ((namespace, name), handler) in self.handlers.lock().await.iter() {
             if handler.has_own_connection() && !handler.is_connected() {
                 problems.push(format!(
-                    "link `{name}`: subscriptions {} are not connected",
+                    "{namespace}:messaging link `{name}`: subscriptions {} are not connected",
                     handler.describe()
                 ));
             }

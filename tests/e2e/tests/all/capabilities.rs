@@ -242,12 +242,20 @@ async fn killed_keyvalue_provider_is_restarted_and_loses_no_acknowledged_increme
 
 #[tokio::test(flavor = "multi_thread")]
 async fn messaging_echo_answers_requests_through_messaging_nats() {
+    echo_through_messaging_nats("messaging-echo", "trellis").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasmcloud_messaging_handler_receives_and_replies_unchanged() {
+    echo_through_messaging_nats("wasmcloud-echo", "wasmcloud").await;
+}
+
+/// Runs the echo example `package`, links it both ways to messaging-nats
+/// in `namespace`'s messaging package, and requests an echo over NATS.
+async fn echo_through_messaging_nats(package: &str, namespace: &str) {
     let lattice = TestLattice::start("echo").await.unwrap();
     lattice.start_provider(MESSAGING).await.unwrap();
-    lattice
-        .start_component("messaging-echo", "echo", 8)
-        .await
-        .unwrap();
+    lattice.start_component(package, "echo", 8).await.unwrap();
     let subject = format!("{}.echo", unique_lattice("subject"));
     lattice
         .config("echo-subscriptions", &[("subscriptions", &subject)])
@@ -257,7 +265,7 @@ async fn messaging_echo_answers_requests_through_messaging_nats() {
         .link(
             "echo",
             MESSAGING.0,
-            ("trellis", "messaging", &["consumer"]),
+            (namespace, "messaging", &["consumer"]),
             LinkConfig::None,
         )
         .await
@@ -266,7 +274,7 @@ async fn messaging_echo_answers_requests_through_messaging_nats() {
         .link(
             MESSAGING.0,
             "echo",
-            ("trellis", "messaging", &["handler"]),
+            (namespace, "messaging", &["handler"]),
             LinkConfig::Source("echo-subscriptions"),
         )
         .await
