@@ -21,6 +21,11 @@ use trellis_lattice::link::DEFAULT_LINK_NAME;
 use trellis_lattice::wit::WitInterface;
 
 const LOGGING: &str = "wasi:logging/logging";
+/// The longest link name or WIT name part `set-link-name` and
+/// `call-target-interface` accept; guests choose these strings.
+const MAX_NAME_BYTES: usize = 256;
+/// The most interfaces one `set-link-name` call may name.
+const MAX_INTERFACES: usize = 64;
 const CONFIG: &[&str] = &["wasi:config/store", "wasi:config/runtime"];
 const BUS: &str = "wasmcloud:bus/lattice";
 
@@ -43,7 +48,19 @@ pub fn add(
     match unversioned {
         LOGGING => add_logging(&mut instance),
         BUS => add_bus(&mut instance, name, item, engine),
-        _ => add_config(&mut instance),
+        _ => {
+            // The results are written by position: refuse a look-alike
+            // whose functions do not return one value each.
+            for function in ["get", "get-all"] {
+                // A component imports only the functions it calls.
+                if function_type(item, engine, function).is_some_and(|f| f.results().len() != 1) {
+                    return Err(HostError::InvalidComponent(format!(
+                        "`{name}`'s `{function}` does not return one result, as wasi:config/store's does"
+                    )));
+                }
+            }
+            add_config(&mut instance)
+        }
     }
 }
 
@@ -112,7 +129,7 @@ fn add_bus(
     item: &ComponentItem,
     engine: &wasmtime::Engine,
 ) -> Result<(), HostError> {
-    let set_link_name = set_link_name_type(item, engine).ok_or_else(|| {
+    let set_link_name = function_type(item, engine, "set-link-name").ok_or_else(|| {
         HostError::InvalidComponent(format!("`{name}` has no function `set-link-name`"))
     })?;
     let owned = set_link_name
@@ -137,6 +154,13 @@ fn add_bus(
         .func_wrap(
             "[constructor]call-target-interface",
             |mut store, (namespace, package, interface): (String, String, String)| {
+                for (what, part) in [
+                    ("the namespace", &namespace),
+                    ("the package", &package),
+                    ("the interface", &interface),
+                ] {
+                    bounded(what, part)?;
+                }
                 let target = CallTarget(WitInterface {
                     namespace,
                     package,
@@ -153,6 +177,13 @@ fn add_bus(
             else {
                 return Err(wasmtime::Error::msg("set-link-name: unexpected parameters"));
             };
+            bounded("set-link-name's link name", link_name)?;
+            if handles.len() > MAX_INTERFACES {
+                return Err(wasmtime::Error::msg(format!(
+                    "set-link-name names {} interfaces; at most {MAX_INTERFACES} are accepted",
+                    handles.len()
+                )));
+            }
             let mut interfaces = Vec::with_capacity(handles.len());
             for handle in handles {
                 let Val::Resource(any) = handle else {
@@ -186,17 +217,32 @@ fn add_bus(
         .map_err(invalid)
 }
 
-/// The type of `set-link-name` in the instance type `item`.
-fn set_link_name_type(item: &ComponentItem, engine: &wasmtime::Engine) -> Option<ComponentFunc> {
+/// The type of function `name` in the instance type `item`.
+fn function_type(
+    item: &ComponentItem,
+    engine: &wasmtime::Engine,
+    name: &str,
+) -> Option<ComponentFunc> {
     let ComponentItem::ComponentInstance(instance) = item else {
         return None;
     };
     instance
         .exports(engine)
         .find_map(|(export, item)| match item.ty {
-            ComponentItem::ComponentFunc(func) if export == "set-link-name" => Some(func),
+            ComponentItem::ComponentFunc(func) if export == name => Some(func),
             _ => None,
         })
+}
+
+/// Traps unless `text` (the guest's `what`) is at most [`MAX_NAME_BYTES`].
+fn bounded(what: &str, text: &str) -> wasmtime::Result<()> {
+    if text.len() > MAX_NAME_BYTES {
+        return Err(wasmtime::Error::msg(format!(
+            "{what} is {} bytes; at most {MAX_NAME_BYTES} are accepted",
+            text.len()
+        )));
+    }
+    Ok(())
 }
 
 impl InstanceState {

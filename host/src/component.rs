@@ -181,6 +181,15 @@ impl RunningComponent {
         let mut store = self.new_store();
         match self.pre.instantiate_async(&mut store).await {
             Ok(_) => Ok(()),
+            // Every instance slot busy says nothing about this image.
+            Err(err)
+                if err
+                    .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some() =>
+            {
+                tracing::warn!(component = %self.id, "no free instance slot to try the component in; starting it untried");
+                Ok(())
+            }
             Err(err) => Err(HostError::InvalidComponent(format!(
                 "`{}` fails as it is instantiated ({}): {}",
                 self.image_ref,

@@ -506,31 +506,40 @@ impl HostInner {
         lock.lock_owned().await
     }
 
-    /// Applies a scale command: start, rescale, or (at 0) stop.
     /// Resolves again the config of every component reading config `name`
-    /// (of every component, for `None`).
+    /// (of every component, for `None`), each under its component lock, so
+    /// a scale changing its config names cannot be undone by a slower read.
     async fn refresh_config(&self, name: Option<&str>) {
-        let readers: Vec<Arc<RunningComponent>> = {
+        let ids: Vec<String> = {
             let slots = self.components.read().unwrap_or_else(|p| p.into_inner());
-            slots
-                .values()
-                .map(|slot| Arc::clone(&slot.current))
-                .collect()
+            slots.keys().cloned().collect()
         };
-        for component in readers {
+        for id in ids {
+            let _guard = self.lock_component(&id).await;
+            let Some(component) = self.component(&id) else {
+                continue;
+            };
             let names = component.config_names();
             if names.is_empty() || name.is_some_and(|n| !names.iter().any(|m| m == n)) {
                 continue;
             }
-            match self.state.resolve_config(&names).await {
-                Ok(values) => component.set_config(names, values),
-                Err(err) => {
-                    tracing::warn!(component = %component.id, error = %err, "cannot read config; keeping the last")
-                }
+            self.resolve_config_of(&component).await;
+        }
+    }
+
+    /// Reads `component`'s named configs from lattice state and gives it
+    /// their merge; on a failed read it keeps what it had.
+    async fn resolve_config_of(&self, component: &RunningComponent) {
+        let names = component.config_names();
+        match self.state.resolve_config(&names).await {
+            Ok(values) => component.set_config(names, values),
+            Err(err) => {
+                tracing::warn!(component = %component.id, error = %err, "cannot read config; keeping the last")
             }
         }
     }
 
+    /// Applies a scale command: start, rescale, or (at 0) stop.
     pub(crate) async fn scale(
         self: &Arc<Self>,
         spec: ComponentSpec,
@@ -695,6 +704,11 @@ impl HostInner {
             {
                 slot.server = server;
             }
+        }
+        // A config put between the read above and the component joining
+        // the table was missed by `follow_config`; read once more.
+        if !spec.config.is_empty() {
+            self.resolve_config_of(&component).await;
         }
         self.publish_scaled(&component).await;
         let verb = if replacing { "updated" } else { "started" };

@@ -19,9 +19,9 @@ use crate::handler::HandlerLink;
 /// The interface components import to send messages.
 const CONSUMER: &str = "consumer";
 
-/// A consumer link's slot from this provider's side: the calling component
-/// and the link name.
-type ConsumerKey = (String, String);
+/// A consumer link's slot from this provider's side: the namespace
+/// (trellis or wasmcloud), the calling component and the link name.
+type ConsumerKey = (String, String, String);
 
 /// Serves `trellis:messaging` on NATS; see the crate documentation for the
 /// link config.
@@ -47,11 +47,15 @@ impl MessagingProvider {
         NAMESPACES.contains(&link.wit_namespace.as_str()) && link.wit_package == PACKAGE
     }
 
-    fn broker_for(&self, source: &str, link_name: &str) -> Option<Broker> {
+    fn broker_for(&self, namespace: &str, source: &str, link_name: &str) -> Option<Broker> {
         self.consumers
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(source.to_owned(), link_name.to_owned()))
+            .get(&(
+                namespace.to_owned(),
+                source.to_owned(),
+                link_name.to_owned(),
+            ))
             .cloned()
     }
 
@@ -69,7 +73,11 @@ impl MessagingProvider {
     }
 
     async fn put_consumer(&self, link: &ProviderLink) -> Result<(), String> {
-        let key = (link.link.source_id.clone(), link.link.name.clone());
+        let key = (
+            link.link.wit_namespace.clone(),
+            link.link.source_id.clone(),
+            link.link.name.clone(),
+        );
         let servers = match config::cluster_uris(&link.target_config_values) {
             Ok(servers) => servers,
             Err(err) => {
@@ -132,7 +140,11 @@ impl Provider for MessagingProvider {
                 handler.stop().await;
             }
         } else {
-            self.remove_consumer(&(link.source_id.clone(), link.name.clone()));
+            self.remove_consumer(&(
+                link.wit_namespace.clone(),
+                link.source_id.clone(),
+                link.name.clone(),
+            ));
         }
     }
 
@@ -153,7 +165,7 @@ impl Provider for MessagingProvider {
         }
         let source = &call.headers.source_id;
         let link_name = &call.headers.link_name;
-        let Some(broker) = self.broker_for(source, link_name) else {
+        let Some(broker) = self.broker_for(&interface.namespace, source, link_name) else {
             return Err(RpcError::new(
                 RpcErrorKind::NoLink,
                 format!(
@@ -204,10 +216,10 @@ impl Provider for MessagingProvider {
             .filter(|(_, b)| b.has_own_connection())
             .map(|(k, b)| (k.clone(), b.clone()))
             .collect();
-        for ((source, name), broker) in consumers {
+        for ((namespace, source, name), broker) in consumers {
             if !broker.is_connected() {
                 problems.push(format!(
-                    "link `{name}` from `{source}`: not connected to {}",
+                    "{namespace}:messaging link `{name}` from `{source}`: not connected to {}",
                     broker.name()
                 ));
             }

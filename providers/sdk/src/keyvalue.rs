@@ -85,14 +85,24 @@ impl<B: KvBackend> Provider for KeyValueProvider<B> {
         if !self.serves(&link.link) {
             return Ok(());
         }
-        let store = self.backend.open(link).await?;
+        let key = (link.link.source_id.clone(), link.link.name.clone());
+        // A put that fails drops the store the link had, so the link is
+        // refused with the failure's reason rather than served by settings
+        // its owner has replaced.
+        let store = match self.backend.open(link).await {
+            Ok(store) => store,
+            Err(reason) => {
+                self.stores
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                return Err(reason);
+            }
+        };
         self.stores
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                (link.link.source_id.clone(), link.link.name.clone()),
-                Arc::new(store),
-            );
+            .insert(key, Arc::new(store));
         Ok(())
     }
 
