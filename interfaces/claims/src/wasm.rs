@@ -167,7 +167,9 @@ pub fn find_claims(bytes: &[u8]) -> Result<Option<String>, ClaimsError> {
     Ok(Some(token.trim().to_owned()))
 }
 
-fn write_u32_leb(out: &mut Vec<u8>, mut value: u32) {
+/// Appends `value` to `out` as unsigned LEB128, the encoding of every
+/// length and index in the binary format.
+pub fn write_u32_leb(out: &mut Vec<u8>, mut value: u32) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
@@ -185,9 +187,14 @@ pub fn append_custom_section(bytes: &mut Vec<u8>, name: &str, payload: &[u8]) {
     write_u32_leb(&mut body, name.len() as u32);
     body.extend_from_slice(name.as_bytes());
     body.extend_from_slice(payload);
-    bytes.push(CUSTOM_SECTION_ID);
-    write_u32_leb(bytes, body.len() as u32);
-    bytes.extend_from_slice(&body);
+    append_section(bytes, CUSTOM_SECTION_ID, &body);
+}
+
+/// Appends a section with id `id` and `contents` to a module or component.
+pub fn append_section(bytes: &mut Vec<u8>, id: u8, contents: &[u8]) {
+    bytes.push(id);
+    write_u32_leb(bytes, contents.len() as u32);
+    bytes.extend_from_slice(contents);
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+use trellis_claims::wasm::{append_section, write_u32_leb};
+
 use crate::SupportError;
 
 const TARGET: &str = "wasm32-wasip2";
@@ -107,33 +109,15 @@ pub fn trapping_at_start(component: &[u8]) -> Result<Vec<u8>, SupportError> {
     // A core module section (id 1) holding it, then a core instance
     // section (id 2) with one instance: `instantiate` (0x00) of that
     // module with no arguments.
-    let mut section = |id: u8, contents: &[u8]| {
-        out.push(id);
-        leb128(&mut out, contents.len() as u32);
-        out.extend_from_slice(contents);
-    };
-    section(1, &trap);
+    append_section(&mut out, 1, &trap);
     let mut instance = vec![1, 0x00];
-    leb128(&mut instance, modules);
+    write_u32_leb(&mut instance, modules);
     instance.push(0);
-    section(2, &instance);
+    append_section(&mut out, 2, &instance);
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(&out)
         .map_err(|e| {
             SupportError::Build(format!("the trapping component does not validate: {e}"))
         })?;
     Ok(out)
-}
-
-/// Appends `value` to `out` as unsigned LEB128.
-fn leb128(out: &mut Vec<u8>, mut value: u32) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
