@@ -53,28 +53,13 @@ fn served_by_host(name: &str) -> bool {
 /// can check a manifest's links offline.
 pub fn lattice_imports(bytes: &[u8]) -> Result<Vec<WitInterface>, HostError> {
     use wasmparser::component_types::ComponentEntityType;
-    use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+    use wasmparser::{Validator, WasmFeatures};
     let invalid = |e: wasmparser::BinaryReaderError| HostError::InvalidComponent(e.to_string());
     let types = Validator::new_with_features(WasmFeatures::all())
         .validate_all(bytes)
         .map_err(invalid)?;
     let types = types.as_ref();
-    // Only the outer component's imports: nested modules and components
-    // import from it, not from the host.
-    let mut names = Vec::new();
-    let mut depth = 0usize;
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(invalid)? {
-            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
-            Payload::End(_) => depth = depth.saturating_sub(1),
-            Payload::ComponentImportSection(reader) if depth == 0 => {
-                for import in reader {
-                    names.push(import.map_err(invalid)?.name.name.to_owned());
-                }
-            }
-            _ => {}
-        }
-    }
+    let names = outer_names(bytes, Outer::Imports)?;
     let mut interfaces = Vec::new();
     for name in names {
         if served_by_host(&name) {
@@ -95,6 +80,47 @@ pub fn lattice_imports(bytes: &[u8]) -> Result<Vec<WitInterface>, HostError> {
         }
     }
     Ok(interfaces)
+}
+
+/// The names a component (its bytes) exports at its outer level, such as
+/// `wasi:http/incoming-handler@0.2.12`: what `wash dev` reads to know
+/// which providers drive the component.
+pub fn component_exports(bytes: &[u8]) -> Result<Vec<String>, HostError> {
+    outer_names(bytes, Outer::Exports)
+}
+
+/// Which of the outer component's names [`outer_names`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outer {
+    Imports,
+    Exports,
+}
+
+/// The outer component's import or export names: nested modules and
+/// components import from it and export to it, not to the host.
+fn outer_names(bytes: &[u8], which: Outer) -> Result<Vec<String>, HostError> {
+    use wasmparser::{Parser, Payload};
+    let invalid = |e: wasmparser::BinaryReaderError| HostError::InvalidComponent(e.to_string());
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 && which == Outer::Imports => {
+                for import in reader {
+                    names.push(import.map_err(invalid)?.name.name.to_owned());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 && which == Outer::Exports => {
+                for export in reader {
+                    names.push(export.map_err(invalid)?.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
 }
 
 /// The providers of this host whose process exited and is being started

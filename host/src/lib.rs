@@ -46,7 +46,7 @@ pub use config::{HostConfig, builtin_labels};
 pub use error::HostError;
 pub use host::{Host, HostInner, VERSION};
 pub use identity::SEED_FILE;
-pub use imports::lattice_imports;
+pub use imports::{component_exports, lattice_imports};
 
 /// Logs to stderr through `tracing`, filtered by `TRELLIS_LOG` (e.g.
 /// `info,trellis_host=debug`; default `info`). For binaries that run a host.

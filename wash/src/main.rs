@@ -63,6 +63,12 @@ enum Command {
     Push(cmd::push::PushArgs),
     /// Pull a component or provider from an OCI registry and verify it.
     Pull(cmd::pull::PullArgs),
+    /// Create a component project from a template.
+    New(cmd::new::NewArgs),
+    /// Build a component project for wasm32-wasip2 and sign it.
+    Build(cmd::build::BuildArgs),
+    /// Build, run and hot-swap a component project on each save.
+    Dev(cmd::dev::DevArgs),
     /// Start a node on this machine: NATS (if none answers) and a host.
     Up(cmd::up::UpArgs),
     /// Stop the node `wash up --detach` started.
@@ -96,6 +102,9 @@ fn main() -> std::process::ExitCode {
         Command::App(command) => block_on(cmd::app::run(command)),
         Command::Push(args) => block_on(cmd::push::run(args)),
         Command::Pull(args) => block_on(cmd::pull::run(args)),
+        Command::New(args) => cmd::new::run(args),
+        Command::Build(args) => cmd::build::run(args),
+        Command::Dev(args) => block_on(cmd::dev::run(args)),
         Command::Up(args) => cmd::up::up(args),
         Command::Down(args) => cmd::up::down(args),
     };

@@ -415,7 +415,7 @@ async fn report_deployed(
 
 /// Polls the app's status until it settles on `version` as deployed or
 /// failed, printing each change to stderr (for people) as it happens.
-async fn wait_for_outcome(
+pub(crate) async fn wait_for_outcome(
     client: &WadmClient,
     name: &str,
     version: &str,

@@ -184,25 +184,89 @@ fn sign_provider_file(args: SignProviderArgs) -> anyhow::Result<()> {
         rev: None,
         expires_at: args.expires_in_days.map(|days| now_unix() + days * DAY),
     };
+    write_provider_claims(&args.input, &executables, &issuer, &subject, &options)?;
+    println!("{subject}");
+    Ok(())
+}
+
+/// Signs `executables` (target, bytes) and writes the JWT beside `input`,
+/// where hosts look for it.
+fn write_provider_claims(
+    input: &Path,
+    executables: &[(String, Vec<u8>)],
+    issuer: &KeyPair,
+    subject: &str,
+    options: &trellis_claims::ProviderSignOptions,
+) -> anyhow::Result<()> {
     let token = trellis_claims::sign_provider(
         executables.iter().map(|(t, b)| (t.as_str(), b.as_slice())),
-        &issuer,
-        &subject,
-        &options,
+        issuer,
+        subject,
+        options,
     )
-    .with_context(|| format!("signing {}", args.input.display()))?;
-    let destination = trellis_claims::provider_claims_path(&args.input);
+    .with_context(|| format!("signing {}", input.display()))?;
+    let destination = trellis_claims::provider_claims_path(input);
     std::fs::write(&destination, &token.jwt)
         .with_context(|| format!("writing {}", destination.display()))?;
     let targets: Vec<&str> = executables.iter().map(|(t, _)| t.as_str()).collect();
     eprintln!(
         "signed {} for {} -> {}",
-        args.input.display(),
+        input.display(),
         targets.join(", "),
         destination.display()
     );
-    println!("{subject}");
     Ok(())
+}
+
+/// The account that signs for `wash build` and `wash dev`: `$TRELLIS_ISSUER`
+/// (a seed or a seed file) when set, else the `default` account.
+fn project_issuer() -> anyhow::Result<KeyPair> {
+    match std::env::var("TRELLIS_ISSUER") {
+        Ok(value) if !value.trim().is_empty() => {
+            keystore::seed_or_file(&value, KeyKind::Account, "issuer")
+        }
+        _ => Ok(announce(keystore::load_or_create(
+            DEFAULT_ACCOUNT,
+            KeyKind::Account,
+        )?)),
+    }
+}
+
+/// Signs a component `wash build` just built: named and versioned as its
+/// project, with the project's saved component key, so every rebuild keeps
+/// the identity that links and policies name.
+pub(crate) fn sign_project(wasm: &[u8], name: &str, ver: &str) -> anyhow::Result<Vec<u8>> {
+    let issuer = project_issuer()?;
+    let subject = announce(keystore::load_or_create(name, KeyKind::Component)?).public_key();
+    let options = SignOptions {
+        name: Some(name.to_owned()),
+        ver: Some(ver.to_owned()),
+        rev: None,
+        tags: Vec::new(),
+        call_alias: None,
+        expires_at: None,
+        not_before: None,
+    };
+    sign_component(wasm, &issuer, &subject, &options)
+        .with_context(|| format!("signing the component {name}"))
+}
+
+/// Signs a provider executable of this machine, as `wash dev` does for the
+/// providers it starts.
+pub(crate) fn sign_local_provider(input: &Path, name: &str) -> anyhow::Result<()> {
+    let executable =
+        std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let issuer = project_issuer()?;
+    let subject = announce(keystore::load_or_create(name, KeyKind::Provider)?).public_key();
+    let options = trellis_claims::ProviderSignOptions {
+        name: Some(name.to_owned()),
+        vendor: "trellis".into(),
+        ver: None,
+        rev: None,
+        expires_at: None,
+    };
+    let executables = [(trellis_claims::native_target(), executable)];
+    write_provider_claims(input, &executables, &issuer, &subject, &options)
 }
 
 /// Keeps a component's identity stable across rebuilds: an explicit
