@@ -51,7 +51,13 @@ impl Project {
             );
         }
         let output = Command::new(cargo())
-            .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--manifest-path",
+            ])
             .arg(&manifest)
             .stderr(Stdio::inherit())
             .output()
@@ -100,7 +106,11 @@ impl Project {
     pub fn build(&self) -> anyhow::Result<Vec<u8>> {
         let mut child = Command::new(cargo())
             .args(["build", "--release", "--target", WASM_TARGET])
-            .args(["--message-format", "json-render-diagnostics", "--manifest-path"])
+            .args([
+                "--message-format",
+                "json-render-diagnostics",
+                "--manifest-path",
+            ])
             .arg(&self.manifest)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -119,7 +129,10 @@ impl Project {
         }
         let status = child.wait().context("waiting for cargo build")?;
         if !status.success() {
-            bail!("the build of {} failed (cargo's errors are above)", self.name);
+            bail!(
+                "the build of {} failed (cargo's errors are above)",
+                self.name
+            );
         }
         let Some(artifact) = artifact else {
             bail!(
@@ -206,7 +219,9 @@ mod tests {
         let line = r#"{"reason":"compiler-artifact","target":{"kind":["cdylib"],"name":"hello_api"},"filenames":["/p/target/wasm32-wasip2/release/hello_api.wasm"]}"#;
         assert_eq!(
             wasm_artifact(line, "hello-api"),
-            Some(PathBuf::from("/p/target/wasm32-wasip2/release/hello_api.wasm"))
+            Some(PathBuf::from(
+                "/p/target/wasm32-wasip2/release/hello_api.wasm"
+            ))
         );
         let dependency = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"wit_bindgen"},"filenames":["/p/libwit_bindgen.rlib"]}"#;
         assert_eq!(wasm_artifact(dependency, "hello-api"), None);

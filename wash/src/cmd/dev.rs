@@ -122,8 +122,8 @@ impl Needs {
     /// Reads the component's world from its bytes.
     fn of(component: &[u8]) -> anyhow::Result<Self> {
         let mut needs = Needs::default();
-        let imports = trellis_host::lattice_imports(component)
-            .context("reading the component's imports")?;
+        let imports =
+            trellis_host::lattice_imports(component).context("reading the component's imports")?;
         let mut unknown = Vec::new();
         for interface in imports {
             match Provider::for_import(&interface) {
@@ -137,8 +137,8 @@ impl Needs {
                 unknown.join(", ")
             );
         }
-        for export in trellis_host::component_exports(component)
-            .context("reading the component's exports")?
+        for export in
+            trellis_host::component_exports(component).context("reading the component's exports")?
         {
             if let Some((provider, interface)) = Provider::for_export(&export) {
                 needs.called_by.insert(provider, interface);
@@ -441,8 +441,7 @@ impl Session {
             .await
             .context("deploying the dev manifest")?;
         let report =
-            app::wait_for_outcome(wadm, &put.name, &put.version, DEPLOY_WAIT, Format::Text)
-                .await?;
+            app::wait_for_outcome(wadm, &put.name, &put.version, DEPLOY_WAIT, Format::Text).await?;
         if report.status.status != DeployStatus::Deployed {
             bail!(
                 "the new build did not deploy: {}",
@@ -614,7 +613,12 @@ mod tests {
         let providers: BTreeMap<Provider, PathBuf> = needs
             .providers()
             .into_iter()
-            .map(|p| (p, PathBuf::from(format!("/home/.trellis/dev/{}", p.binary()))))
+            .map(|p| {
+                (
+                    p,
+                    PathBuf::from(format!("/home/.trellis/dev/{}", p.binary())),
+                )
+            })
             .collect();
         let value = manifest(
             &project,

@@ -55,26 +55,74 @@ impl Template {
 /// every one the host serves, whichever the template imports, so that a
 /// user can add an import without fetching anything.
 const WIT_DEPS: &[(&str, &str)] = &[
-    ("bus/lattice.wit", include_str!("../../../interfaces/wit/deps/bus/lattice.wit")),
-    ("cli/cli.wit", include_str!("../../../interfaces/wit/deps/cli/cli.wit")),
-    ("clocks/clocks.wit", include_str!("../../../interfaces/wit/deps/clocks/clocks.wit")),
-    ("config/store.wit", include_str!("../../../interfaces/wit/deps/config/store.wit")),
-    ("config/world.wit", include_str!("../../../interfaces/wit/deps/config/world.wit")),
+    (
+        "bus/lattice.wit",
+        include_str!("../../../interfaces/wit/deps/bus/lattice.wit"),
+    ),
+    (
+        "cli/cli.wit",
+        include_str!("../../../interfaces/wit/deps/cli/cli.wit"),
+    ),
+    (
+        "clocks/clocks.wit",
+        include_str!("../../../interfaces/wit/deps/clocks/clocks.wit"),
+    ),
+    (
+        "config/store.wit",
+        include_str!("../../../interfaces/wit/deps/config/store.wit"),
+    ),
+    (
+        "config/world.wit",
+        include_str!("../../../interfaces/wit/deps/config/world.wit"),
+    ),
     (
         "filesystem/filesystem.wit",
         include_str!("../../../interfaces/wit/deps/filesystem/filesystem.wit"),
     ),
-    ("http/http.wit", include_str!("../../../interfaces/wit/deps/http/http.wit")),
-    ("io/io.wit", include_str!("../../../interfaces/wit/deps/io/io.wit")),
-    ("keyvalue/atomic.wit", include_str!("../../../interfaces/wit/deps/keyvalue/atomic.wit")),
-    ("keyvalue/batch.wit", include_str!("../../../interfaces/wit/deps/keyvalue/batch.wit")),
-    ("keyvalue/store.wit", include_str!("../../../interfaces/wit/deps/keyvalue/store.wit")),
-    ("keyvalue/watch.wit", include_str!("../../../interfaces/wit/deps/keyvalue/watch.wit")),
-    ("keyvalue/world.wit", include_str!("../../../interfaces/wit/deps/keyvalue/world.wit")),
-    ("logging/logging.wit", include_str!("../../../interfaces/wit/deps/logging/logging.wit")),
-    ("messaging/messaging.wit", include_str!("../../../interfaces/wit/deps/messaging/messaging.wit")),
-    ("random/random.wit", include_str!("../../../interfaces/wit/deps/random/random.wit")),
-    ("sockets/sockets.wit", include_str!("../../../interfaces/wit/deps/sockets/sockets.wit")),
+    (
+        "http/http.wit",
+        include_str!("../../../interfaces/wit/deps/http/http.wit"),
+    ),
+    (
+        "io/io.wit",
+        include_str!("../../../interfaces/wit/deps/io/io.wit"),
+    ),
+    (
+        "keyvalue/atomic.wit",
+        include_str!("../../../interfaces/wit/deps/keyvalue/atomic.wit"),
+    ),
+    (
+        "keyvalue/batch.wit",
+        include_str!("../../../interfaces/wit/deps/keyvalue/batch.wit"),
+    ),
+    (
+        "keyvalue/store.wit",
+        include_str!("../../../interfaces/wit/deps/keyvalue/store.wit"),
+    ),
+    (
+        "keyvalue/watch.wit",
+        include_str!("../../../interfaces/wit/deps/keyvalue/watch.wit"),
+    ),
+    (
+        "keyvalue/world.wit",
+        include_str!("../../../interfaces/wit/deps/keyvalue/world.wit"),
+    ),
+    (
+        "logging/logging.wit",
+        include_str!("../../../interfaces/wit/deps/logging/logging.wit"),
+    ),
+    (
+        "messaging/messaging.wit",
+        include_str!("../../../interfaces/wit/deps/messaging/messaging.wit"),
+    ),
+    (
+        "random/random.wit",
+        include_str!("../../../interfaces/wit/deps/random/random.wit"),
+    ),
+    (
+        "sockets/sockets.wit",
+        include_str!("../../../interfaces/wit/deps/sockets/sockets.wit"),
+    ),
     (
         "wasmcloud-messaging/messaging.wit",
         include_str!("../../../interfaces/wit/deps/wasmcloud-messaging/messaging.wit"),

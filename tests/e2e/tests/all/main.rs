@@ -8,6 +8,7 @@ mod capabilities;
 mod cluster;
 mod common;
 mod compat;
+mod devloop;
 mod failover;
 mod hostile;
 mod hosts;
