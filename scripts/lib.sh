@@ -106,4 +106,49 @@ nats_server_version() {
 build_examples() {
     say "building the example components ($WASM_TARGET)"
     (cd "$ROOT/examples" && cargo build --release --target "$WASM_TARGET" --quiet)
+    build_js_example
+}
+
+# The JavaScript example, examples/js/http-hello-js, built from source with
+# componentize-js at the version its package-lock.json pins (npm ci), into
+# examples/target/js/http_hello_js.wasm. Rebuilt only when its sources are
+# newer than the component.
+JS_EXAMPLE="$ROOT/examples/js/http-hello-js"
+JS_COMPONENT="$ROOT/examples/target/js/http_hello_js.wasm"
+build_js_example() {
+    if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+        apt_install nodejs
+        command -v npm >/dev/null 2>&1 || apt_install npm
+    fi
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    [ "$major" -ge 18 ] ||
+        die "componentize-js needs Node.js 18 or newer and this machine has $(node --version 2>/dev/null || echo none); install a newer nodejs, then run this again."
+    if [ ! -d "$JS_EXAMPLE/node_modules/@bytecodealliance/componentize-js" ] ||
+        [ "$JS_EXAMPLE/package-lock.json" -nt "$JS_EXAMPLE/node_modules" ]; then
+        say "installing componentize-js for the JavaScript example (npm ci)"
+        (cd "$JS_EXAMPLE" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+            die "npm ci failed in $JS_EXAMPLE; check that the npm registry is reachable (npm ping), then run this again."
+        touch "$JS_EXAMPLE/node_modules"
+    fi
+    # StarlingMonkey implements wasi 0.2.10: the same interfaces as the
+    # 0.2.12 files the Rust examples use, under that version.
+    local package
+    for package in cli clocks filesystem http io random sockets; do
+        mkdir -p "$JS_EXAMPLE/wit/deps/$package"
+        sed -e 's/@0\.2\.12/@0.2.10/g' -e 's/version = 0\.2\.12/version = 0.2.10/g' \
+            "$ROOT/interfaces/wit/deps/$package/$package.wit" >"$JS_EXAMPLE/wit/deps/$package/$package.wit.new"
+        if cmp -s "$JS_EXAMPLE/wit/deps/$package/$package.wit.new" "$JS_EXAMPLE/wit/deps/$package/$package.wit"; then
+            rm "$JS_EXAMPLE/wit/deps/$package/$package.wit.new"
+        else
+            mv "$JS_EXAMPLE/wit/deps/$package/$package.wit.new" "$JS_EXAMPLE/wit/deps/$package/$package.wit"
+        fi
+    done
+    if [ -f "$JS_COMPONENT" ] && [ -z "$(find "$JS_EXAMPLE/app.js" "$JS_EXAMPLE/wit" "$JS_EXAMPLE/package-lock.json" -type f -newer "$JS_COMPONENT" -print -quit)" ]; then
+        return
+    fi
+    say "building the JavaScript example with componentize-js"
+    mkdir -p "$(dirname "$JS_COMPONENT")"
+    (cd "$JS_EXAMPLE" && npm run --silent build >/dev/null) ||
+        die "componentize-js could not build $JS_EXAMPLE; its errors are above."
 }

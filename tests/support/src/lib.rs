@@ -21,7 +21,9 @@ mod services;
 
 pub use binaries::workspace_binary;
 pub use cluster::NatsCluster;
-pub use examples::{example_component, examples_dir, trapping_at_start, workspace_root};
+pub use examples::{
+    example_component, example_js_component, examples_dir, trapping_at_start, workspace_root,
+};
 pub use process::{SupportError, free_port};
 pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 pub use secure::{Role, SecuredNats, TestCa};

@@ -243,3 +243,56 @@ async fn a_component_importing_bus_1_and_config_draft_starts() {
     );
     assert!(started.is_ok(), "{started:?}\n{}", host.log());
 }
+
+/// A component in a second language: JavaScript, built from source with
+/// componentize-js (StarlingMonkey inside), signed like any other, served
+/// behind the http-server. Its imports are wasi 0.2.10, which hosts link
+/// as they link every 0.2.x.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_javascript_component_built_with_componentize_js_answers_over_http() {
+    use trellis_e2e::app::{HTTP, LinkConfig, TestLattice};
+    let wasm = std::fs::read(trellis_test_support::example_js_component().unwrap()).unwrap();
+    let lattice = TestLattice::start("js").await.unwrap();
+    lattice.start_provider(HTTP).await.unwrap();
+    let image = lattice
+        .signer
+        .sign_bytes("http-hello-js", &wasm, Default::default())
+        .unwrap();
+    lattice
+        .ctl
+        .scale_component(&trellis_lattice::ctl::ScaleComponentCommand {
+            component_id: "hello-js".into(),
+            component_ref: file_url(&image),
+            max_instances: 4,
+            host_id: lattice.host.id().into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nhost log:\n{}", lattice.host.log()));
+    let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
+    lattice
+        .config("js-http", &[("address", &address)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            HTTP.0,
+            "hello-js",
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("js-http"),
+        )
+        .await
+        .unwrap();
+    let url = format!("http://{address}/?name=Ada");
+    lattice
+        .wait_until_ok(&url, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Several calls, concurrently: each gets a fresh instance.
+    let calls = (0..8).map(|_| trellis_e2e::app::get(&url));
+    for answer in futures::future::join_all(calls).await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, "Hello, Ada, from JavaScript\n");
+    }
+}
