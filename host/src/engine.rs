@@ -25,6 +25,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::HostError;
+use crate::blobstore::BlobstoreView;
 use crate::guest_log::GuestLogBudget;
 use crate::imports::ImportRouter;
 use crate::keyvalue::KeyvalueView;
@@ -87,6 +88,9 @@ pub struct InstanceState {
     /// The link names `wasmcloud:bus/lattice.set-link-name` chose for this
     /// instance's calls, by interface; the rest use the link `default`.
     pub(crate) link_names: HashMap<WitInterface, String>,
+    /// The most a `wasi:blobstore` value being written may hold: the
+    /// host's body limit.
+    pub(crate) max_body_bytes: usize,
 }
 
 impl InstanceState {
@@ -121,6 +125,8 @@ impl InstanceState {
             log: Arc::clone(output),
             config,
             link_names: HashMap::new(),
+            max_body_bytes: usize::try_from(trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES)
+                .unwrap_or(usize::MAX),
         }
     }
 
@@ -147,6 +153,16 @@ impl InstanceState {
             link_names: &self.link_names,
         };
         KeyvalueView::new(&mut self.table, &self.router, caller)
+    }
+
+    /// What the `wasi:blobstore` bindings work on, as for keyvalue, plus
+    /// the limit on a value being written.
+    pub fn blobstore(&mut self) -> BlobstoreView<'_> {
+        let caller = Caller {
+            source: &self.component_id,
+            link_names: &self.link_names,
+        };
+        BlobstoreView::new(&mut self.table, &self.router, caller, self.max_body_bytes)
     }
 }
 

@@ -23,7 +23,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Component, Linker, Val};
 
 use crate::engine::InstanceState;
-use crate::{HostError, builtin, keyvalue, value};
+use crate::{HostError, blobstore, builtin, keyvalue, value};
 
 /// WASI packages the host implements itself.
 const LOCAL_PACKAGES: &[&str] = &[
@@ -44,7 +44,9 @@ const LINK_SETTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Whether the host serves import `name` itself, with no link.
 fn served_by_host(name: &str) -> bool {
-    LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) || builtin::serves(name)
+    LOCAL_PACKAGES.iter().any(|p| name.starts_with(p))
+        || builtin::serves(name)
+        || blobstore::host_only(name)
 }
 
 /// The interfaces a component (its bytes) imports that only a link can
@@ -209,6 +211,7 @@ impl ImportRouter {
     ) -> Result<(), HostError> {
         let engine = component.engine();
         let mut keyvalue_linked = false;
+        let mut blobstore_linked = false;
         for (name, item) in component.component_type().imports(engine) {
             if LOCAL_PACKAGES.iter().any(|p| name.starts_with(p)) {
                 continue;
@@ -223,6 +226,14 @@ impl ImportRouter {
                 if !keyvalue_linked {
                     keyvalue::add_to_linker(linker)?;
                     keyvalue_linked = true;
+                }
+                continue;
+            }
+            if blobstore::serves(name) {
+                // Likewise for its container and value resources.
+                if !blobstore_linked {
+                    blobstore::add_to_linker(linker)?;
+                    blobstore_linked = true;
                 }
                 continue;
             }

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blobstore;
 mod builtin;
 mod component;
 mod config;

@@ -62,6 +62,7 @@
 //! # Ok::<(), trellis_lattice::LatticeError>(())
 //! ```
 
+pub mod blobstore;
 pub mod chunk;
 #[cfg(feature = "client")]
 pub mod client;

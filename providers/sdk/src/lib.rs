@@ -34,6 +34,7 @@
 //! }
 //! ```
 
+pub mod blobstore;
 mod error;
 mod handle;
 pub mod keyvalue;

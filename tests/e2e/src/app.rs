@@ -23,6 +23,8 @@ pub const SQLITE: ProviderKind = ("keyvalue-sqlite", "trellis-keyvalue-sqlite");
 pub const REDIS: ProviderKind = ("keyvalue-redis", "trellis-keyvalue-redis");
 /// The HTTP server.
 pub const HTTP: ProviderKind = ("http-server", "trellis-http-server");
+/// Blobs in a directory.
+pub const BLOB_FS: ProviderKind = ("blobstore-fs", "trellis-blobstore-fs");
 /// Messaging on NATS.
 pub const MESSAGING: ProviderKind = ("messaging-nats", "trellis-messaging-nats");
 

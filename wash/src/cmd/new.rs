@@ -56,6 +56,22 @@ impl Template {
 /// user can add an import without fetching anything.
 const WIT_DEPS: &[(&str, &str)] = &[
     (
+        "blobstore/blobstore.wit",
+        include_str!("../../../interfaces/wit/deps/blobstore/blobstore.wit"),
+    ),
+    (
+        "blobstore/container.wit",
+        include_str!("../../../interfaces/wit/deps/blobstore/container.wit"),
+    ),
+    (
+        "blobstore/types.wit",
+        include_str!("../../../interfaces/wit/deps/blobstore/types.wit"),
+    ),
+    (
+        "blobstore/world.wit",
+        include_str!("../../../interfaces/wit/deps/blobstore/world.wit"),
+    ),
+    (
         "bus/lattice.wit",
         include_str!("../../../interfaces/wit/deps/bus/lattice.wit"),
     ),

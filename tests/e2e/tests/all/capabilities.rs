@@ -379,3 +379,104 @@ async fn bad_link_config_fails_health_checks_and_names_the_problem() {
     let running: BTreeSet<&str> = inventory.providers.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(running, BTreeSet::from([SQLITE.0, REDIS.0, HTTP.0]));
 }
+
+/// Runs the blob-files example linked to the blobstore provider `store`
+/// (with target config `pairs`), puts a body of `size` bytes, and checks
+/// that it comes back byte for byte, is listed, and can be deleted.
+/// Returns the lattice, so a caller can look at the store behind it.
+async fn blob_round_trip(
+    store: trellis_e2e::app::ProviderKind,
+    pairs: &[(&str, &str)],
+    size: usize,
+) -> trellis_e2e::app::TestLattice {
+    let lattice = TestLattice::start("blobs").await.unwrap();
+    lattice.start_provider(HTTP).await.unwrap();
+    lattice.start_provider(store).await.unwrap();
+    lattice
+        .start_component("blob-files", "blob-files", 4)
+        .await
+        .unwrap();
+    lattice.config("blob-store", pairs).await.unwrap();
+    lattice
+        .link(
+            "blob-files",
+            store.0,
+            ("wasi", "blobstore", &["blobstore", "container"]),
+            LinkConfig::Target("blob-store"),
+        )
+        .await
+        .unwrap();
+    let address = format!("127.0.0.1:{}", trellis_test_support::free_port().unwrap());
+    lattice
+        .config("blob-http", &[("address", &address)])
+        .await
+        .unwrap();
+    lattice
+        .link(
+            HTTP.0,
+            "blob-files",
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("blob-http"),
+        )
+        .await
+        .unwrap();
+    let base = format!("http://{address}");
+    lattice
+        .wait_until_ok(&format!("{base}/"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Not a repeating pattern, so a misplaced chunk cannot go unnoticed.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let body: Vec<u8> = (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let url = format!("{base}/big.bin");
+    let put = client.put(&url).body(body.clone()).send().await.unwrap();
+    let status = put.status();
+    let text = put.text().await.unwrap();
+    assert_eq!(status, 200, "{text}\nhost log:\n{}", lattice.host.log());
+    assert_eq!(text, format!("stored big.bin: {size} bytes\n"));
+    let got = client.get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    let got = got.bytes().await.unwrap();
+    assert_eq!(got.len(), body.len());
+    assert!(
+        got.as_ref() == body.as_slice(),
+        "the object came back changed"
+    );
+    let (status, listing) = trellis_e2e::app::get(&format!("{base}/")).await.unwrap();
+    assert_eq!((status, listing.as_str()), (200, "big.bin\n"));
+    let deleted = client.delete(&url).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    let gone = client.get(&url).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    // Put it back, for the caller to find in the store.
+    let again = client.put(&url).body(body).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    lattice
+}
+
+/// Over 10 MiB each way: more than ten times the NATS payload limit, so
+/// both the put and the get cross the lattice in chunks.
+const BIG_BLOB: usize = 12 * 1024 * 1024 + 3;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_over_10_mib_round_trips_through_blobstore_fs_into_a_plain_file() {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().to_str().unwrap().to_owned();
+    let _lattice = blob_round_trip(
+        trellis_e2e::app::BLOB_FS,
+        &[("root", root_path.as_str())],
+        BIG_BLOB,
+    )
+    .await;
+    // The object is a file an operator can read.
+    let file = root.path().join("files").join("big.bin");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), BIG_BLOB as u64);
+}

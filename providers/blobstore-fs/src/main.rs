@@ -1,0 +1,19 @@
+//! `trellis-blobstore-fs`: the provider process. A Trellis host starts it
+//! with host data on stdin; see the library's documentation for the link
+//! config it reads.
+
+use std::process::ExitCode;
+
+use trellis_blobstore_fs::FsBackend;
+use trellis_provider_sdk::blobstore::BlobstoreProvider;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    trellis_provider_sdk::run(|handle| async move {
+        Ok(BlobstoreProvider::new(
+            &handle,
+            FsBackend::new(handle.data_dir()),
+        ))
+    })
+    .await
+}
