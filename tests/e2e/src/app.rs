@@ -25,6 +25,8 @@ pub const REDIS: ProviderKind = ("keyvalue-redis", "trellis-keyvalue-redis");
 pub const HTTP: ProviderKind = ("http-server", "trellis-http-server");
 /// Blobs in a directory.
 pub const BLOB_FS: ProviderKind = ("blobstore-fs", "trellis-blobstore-fs");
+/// Blobs in JetStream object stores.
+pub const BLOB_NATS: ProviderKind = ("blobstore-nats", "trellis-blobstore-nats");
 /// Messaging on NATS.
 pub const MESSAGING: ProviderKind = ("messaging-nats", "trellis-messaging-nats");
 

@@ -480,3 +480,22 @@ async fn a_blob_over_10_mib_round_trips_through_blobstore_fs_into_a_plain_file()
     let file = root.path().join("files").join("big.bin");
     assert_eq!(std::fs::metadata(&file).unwrap().len(), BIG_BLOB as u64);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_over_10_mib_round_trips_through_blobstore_nats_into_a_jetstream_object_store() {
+    // The store's own NATS, apart from the lattice's, as in production.
+    let store = trellis_test_support::NatsServer::start().unwrap();
+    let url = store.url();
+    let _lattice = blob_round_trip(
+        trellis_e2e::app::BLOB_NATS,
+        &[("url", url.as_str()), ("bucket_prefix", "e2e_")],
+        BIG_BLOB,
+    )
+    .await;
+    // The object is in the bucket, whole, for any NATS client to read.
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let bucket = js.get_object_store("e2e_files").await.unwrap();
+    let info = bucket.info("big.bin").await.unwrap();
+    assert_eq!(info.size, BIG_BLOB);
+}
