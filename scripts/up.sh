@@ -34,7 +34,7 @@ for wasm in "$ROOT"/examples/target/$WASM_TARGET/release/*.wasm; do
     say "signing ${name//_/-}"
     "$WASH" claims sign "$wasm" --name "${name//_/-}" -o "$SIGNED/${name}_s.wasm" >/dev/null
 done
-for provider in trellis-keyvalue-sqlite trellis-keyvalue-redis trellis-http-server trellis-messaging-nats; do
+for provider in trellis-keyvalue-sqlite trellis-keyvalue-redis trellis-http-server trellis-messaging-nats trellis-blobstore-fs trellis-blobstore-nats; do
     # A copy, so a later `cargo build` cannot change the signed bytes.
     if ! cmp -s "$BIN/$provider" "$SIGNED/$provider"; then
         cp "$BIN/$provider" "$SIGNED/$provider"

@@ -3,7 +3,8 @@
 //! `wash up --detach`), and deploys the component through wadm with the
 //! providers its world asks for: an http-server for
 //! `wasi:http/incoming-handler`, keyvalue-sqlite for `wasi:keyvalue`,
-//! messaging-nats for `wasmcloud:messaging` and `trellis:messaging`. Then
+//! messaging-nats for `wasmcloud:messaging` and `trellis:messaging`,
+//! blobstore-fs for `wasi:blobstore`. Then
 //! it watches the project's sources and, on each save, rebuilds and
 //! deploys the new build as the app's next version. A build that fails
 //! prints cargo's errors and the old build keeps serving.
@@ -65,6 +66,7 @@ enum Provider {
     HttpServer,
     KeyvalueSqlite,
     MessagingNats,
+    BlobstoreFs,
 }
 
 impl Provider {
@@ -74,6 +76,7 @@ impl Provider {
             Provider::HttpServer => "trellis-http-server",
             Provider::KeyvalueSqlite => "trellis-keyvalue-sqlite",
             Provider::MessagingNats => "trellis-messaging-nats",
+            Provider::BlobstoreFs => "trellis-blobstore-fs",
         }
     }
 
@@ -87,6 +90,7 @@ impl Provider {
     fn for_import(interface: &WitInterface) -> Option<Self> {
         match (interface.namespace.as_str(), interface.package.as_str()) {
             ("wasi", "keyvalue") => Some(Provider::KeyvalueSqlite),
+            ("wasi", "blobstore") => Some(Provider::BlobstoreFs),
             ("wasmcloud" | "trellis", "messaging") => Some(Provider::MessagingNats),
             _ => None,
         }
@@ -585,7 +589,11 @@ mod tests {
             Some(Provider::KeyvalueSqlite)
         );
         assert_eq!(
-            Provider::for_import(&interface("wasi:blobstore/blobstore@0.2.0-draft")),
+            Provider::for_import(&interface("wasi:blobstore/container@0.2.0-draft")),
+            Some(Provider::BlobstoreFs)
+        );
+        assert_eq!(
+            Provider::for_import(&interface("wasi:filesystem/types@0.2.0")),
             None
         );
     }

@@ -20,6 +20,8 @@ pub enum Template {
     KvCounter,
     /// Replies to NATS messages with their body (wasmcloud:messaging).
     MessagingEcho,
+    /// Keeps files in a blob store (wasi:http, wasi:blobstore).
+    Blobstore,
 }
 
 impl Template {
@@ -39,6 +41,10 @@ impl Template {
                 include_str!("../../templates/messaging-echo/world.wit"),
                 include_str!("../../templates/messaging-echo/lib.rs"),
             ),
+            Template::Blobstore => (
+                include_str!("../../templates/blobstore/world.wit"),
+                include_str!("../../templates/blobstore/lib.rs"),
+            ),
         }
     }
 
@@ -47,6 +53,7 @@ impl Template {
             Template::HttpHello => "answers every HTTP request with a greeting",
             Template::KvCounter => "counts HTTP requests in a key-value bucket",
             Template::MessagingEcho => "replies to NATS messages with their body",
+            Template::Blobstore => "keeps files in a blob store",
         }
     }
 }

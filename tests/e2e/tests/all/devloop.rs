@@ -45,7 +45,7 @@ fn wash_in(home: &Path, dir: &Path, args: &[&str]) -> (bool, String) {
 fn every_template_is_a_project_wash_build_builds_and_signs() {
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    for template in ["http-hello", "kv-counter", "messaging-echo"] {
+    for template in ["http-hello", "kv-counter", "messaging-echo", "blobstore"] {
         let name = format!("my-{template}");
         let (ok, text) = wash_in(home.path(), work.path(), &["new", &name, "-t", template]);
         assert!(ok, "{text}");
