@@ -821,3 +821,146 @@ async fn a_new_image_rolls_host_by_host_halts_where_it_cannot_start_and_rolls_ba
     );
     assert!(answered > 100, "only {answered} requests answered");
 }
+
+/// Link names from a manifest, end to end: two `link` traits from one
+/// component to one keyvalue provider, told apart by `name`, each with its
+/// own database; the component picks one per request with `set-link-name`
+/// and reads its greeting from config the manifest defines.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_names_two_links_and_set_link_name_picks_between_them() {
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("link-names");
+    let signer = Signer::new().unwrap();
+    let _host = web_host(&nats, &lattice, &signer, "a");
+    let wadm_process = WadmProcess::start(&nats.url(), &lattice, WADM_ARGS)
+        .await
+        .unwrap();
+    let component = signer.sign_example("kv-select").unwrap();
+    let provider = |package: &str| {
+        let built = trellis_test_support::workspace_binary(package, package).unwrap();
+        file_url(&signer.sign_provider(&built).unwrap())
+    };
+    let (kv, http) = (
+        provider("trellis-keyvalue-sqlite"),
+        provider("trellis-http-server"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let manifest = format!(
+        r#"apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: link-names
+  annotations:
+    version: v1
+spec:
+  components:
+    - name: select
+      type: component
+      properties:
+        image: {image}
+        id: kv-select
+        config:
+          - name: greeting
+            properties:
+              greeting: from the manifest
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 2
+        - type: link
+          properties:
+            target: kv
+            namespace: wasi
+            package: keyvalue
+            interfaces: [store, atomics]
+            target_config:
+              - name: main-db
+                properties:
+                  path: {main}
+        - type: link
+          properties:
+            name: cache
+            target: kv
+            namespace: wasi
+            package: keyvalue
+            interfaces: [store, atomics]
+            target_config:
+              - name: cache-db
+                properties:
+                  path: {cache}
+    - name: kv
+      type: capability
+      properties:
+        image: {kv}
+        id: names-kv
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
+    - name: web
+      type: capability
+      properties:
+        image: {http}
+        id: names-http
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
+        - type: link
+          properties:
+            target: select
+            namespace: wasi
+            package: http
+            interfaces: [incoming-handler]
+            source_config:
+              - name: names-http
+                properties:
+                  address: {address}
+"#,
+        image = file_url(&component),
+        main = db("main.sqlite3"),
+        cache = db("cache.sqlite3"),
+    );
+    let file = dir.path().join("link-names.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let out = wash(
+        &nats.url(),
+        &lattice,
+        &["app", "deploy", file.to_str().unwrap(), "--wait"],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}\nwadm log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        wadm_process.log()
+    );
+    let url = format!("http://{address}/");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        match trellis_e2e::app::get(&url).await {
+            Ok((200, body)) => break body,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            other => panic!("{url}: {other:?}"),
+        }
+    };
+    assert_eq!(first, "from the manifest 1 on link `default`\n");
+    let cached = trellis_e2e::app::get(&format!("{url}?link=cache"))
+        .await
+        .unwrap();
+    assert_eq!(
+        cached,
+        (200, "from the manifest 1 on link `cache`\n".into())
+    );
+    let again = trellis_e2e::app::get(&url).await.unwrap();
+    assert_eq!(
+        again,
+        (200, "from the manifest 2 on link `default`\n".into())
+    );
+    // Each link's count is in its own file.
+    assert!(std::path::Path::new(&db("main.sqlite3")).is_file());
+    assert!(std::path::Path::new(&db("cache.sqlite3")).is_file());
+}
