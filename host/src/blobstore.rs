@@ -10,21 +10,29 @@
 //! and an object body crosses the lattice in chunks when it is larger than
 //! the NATS server's payload limit.
 //!
-//! A value being written is held in memory up to the host's body limit
-//! (`--max-body-mib`): past it the guest's stream reports closed and
-//! `finish` says which limit was hit. `write-data` names where the value
+//! The values an instance holds (written and not yet finished, or read
+//! and not yet consumed) share one budget, the host's body limit
+//! (`--max-body-mib`), so no number of open values makes the host hold
+//! more: a write past it fails, naming the limit, and so does a read whose
+//! bytes would not fit. Bytes return to the budget when their value (or
+//! the stream reading it) is dropped. `write-data` names where the value
 //! goes and `finish` (which the guest calls once it has written the body)
 //! writes it there: `finish` consumes the value, so `write-data` always
 //! comes first, as in wasmCloud's own examples.
 //! Transport failures reach the guest as the `error` string, naming what is
 //! missing, never as a trap.
 
-use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
 use trellis_lattice::blobstore::{self as contract, BlobRequest, BlobResponse, ObjectId};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::p2::{
+    DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError,
+};
 
 use crate::HostError;
 use crate::engine::{Caller, InstanceState};
@@ -67,16 +75,119 @@ pub struct ObjectNames {
     names: std::vec::IntoIter<String>,
 }
 
+/// What is left of an instance's budget for blob values, in bytes.
+pub type BlobBudget = Arc<AtomicUsize>;
+
+/// Takes `n` bytes from `budget`, if it has them.
+fn take(budget: &AtomicUsize, n: usize) -> bool {
+    budget
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(n)
+        })
+        .is_ok()
+}
+
+/// Bytes counted against a budget, given back when dropped.
+struct Charge {
+    bytes: usize,
+    budget: BlobBudget,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.fetch_add(self.bytes, Ordering::SeqCst);
+    }
+}
+
 /// A value read from a container.
 pub struct IncomingValue {
     bytes: Bytes,
+    charge: Charge,
+}
+
+/// The bytes of a value being written, shared by the value and its stream.
+struct Written {
+    bytes: BytesMut,
+    charge: Charge,
+    /// Whether a write found the budget spent.
+    over: bool,
+}
+
+/// The guest's stream into an [`OutgoingValue`].
+#[derive(Clone)]
+struct ValueWriter(Arc<Mutex<Written>>);
+
+impl ValueWriter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The most one `check-write` permits, so a guest writes in pieces.
+const WRITE_PIECE: usize = 1 << 20;
+
+impl OutputStream for ValueWriter {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        let mut written = self.lock();
+        if !take(&written.charge.budget, bytes.len()) {
+            written.over = true;
+            return Err(StreamError::LastOperationFailed(wasmtime::format_err!(
+                "the blob values of this instance reached the host's limit (--max-body-mib)"
+            )));
+        }
+        written.charge.bytes += bytes.len();
+        written.bytes.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        let mut written = self.lock();
+        match written.charge.budget.load(Ordering::SeqCst) {
+            0 => {
+                written.over = true;
+                Err(StreamError::Closed)
+            }
+            left => Ok(left.min(WRITE_PIECE)),
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ValueWriter {
+    async fn ready(&mut self) {}
+}
+
+/// The guest's stream out of an [`IncomingValue`]: its bytes stay counted
+/// until the stream is dropped.
+struct ValueReader {
+    pipe: MemoryInputPipe,
+    _charge: Charge,
+}
+
+impl InputStream for ValueReader {
+    fn read(&mut self, size: usize) -> Result<Bytes, StreamError> {
+        self.pipe.read(size)
+    }
+
+    fn skip(&mut self, size: usize) -> Result<usize, StreamError> {
+        self.pipe.skip(size)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ValueReader {
+    async fn ready(&mut self) {
+        self.pipe.ready().await;
+    }
 }
 
 /// A value being written.
 pub struct OutgoingValue {
-    /// What the guest's stream writes into, up to the body limit.
-    pipe: MemoryOutputPipe,
-    limit: usize,
+    writer: ValueWriter,
     /// Whether the stream was handed out (it is, at most once).
     stream_taken: bool,
     /// Where `write-data` asked for it to go (container, object), waiting
@@ -120,23 +231,37 @@ pub struct BlobstoreView<'a> {
     table: &'a mut ResourceTable,
     router: &'a ImportRouter,
     caller: Caller<'a>,
-    max_body_bytes: usize,
+    budget: &'a BlobBudget,
 }
 
 impl<'a> BlobstoreView<'a> {
-    /// A view over `table` for calls made by `caller`; values written are
-    /// held up to `max_body_bytes`.
+    /// A view over `table` for calls made by `caller`, holding values
+    /// within `budget`.
     pub fn new(
         table: &'a mut ResourceTable,
         router: &'a ImportRouter,
         caller: Caller<'a>,
-        max_body_bytes: usize,
+        budget: &'a BlobBudget,
     ) -> Self {
         BlobstoreView {
             table,
             router,
             caller,
-            max_body_bytes,
+            budget,
+        }
+    }
+
+    /// Charges `bytes` read from the store to the budget, or refuses them.
+    fn charge(&self, bytes: usize) -> Result<Charge, String> {
+        if take(self.budget, bytes) {
+            Ok(Charge {
+                bytes,
+                budget: Arc::clone(self.budget),
+            })
+        } else {
+            Err(format!(
+                "holding {bytes} more bytes would take this instance's blob values past the host's limit (--max-body-mib); read a smaller range, or consume and drop the values it holds"
+            ))
         }
     }
 
@@ -296,9 +421,13 @@ impl container::HostContainer for BlobstoreView<'_> {
             end,
         };
         Ok(match forward(self.router, self.caller, request).await {
-            Ok(BlobResponse::Data(bytes)) => Ok(self.table.push(IncomingValue {
-                bytes: Bytes::from(bytes),
-            })?),
+            Ok(BlobResponse::Data(bytes)) => match self.charge(bytes.len()) {
+                Ok(charge) => Ok(self.table.push(IncomingValue {
+                    bytes: Bytes::from(bytes),
+                    charge,
+                })?),
+                Err(err) => Err(err),
+            },
             Ok(other) => unexpected("get-data", other),
             Err(err) => Err(err),
         })
@@ -446,9 +575,16 @@ impl types::Host for BlobstoreView<'_> {}
 
 impl types::HostOutgoingValue for BlobstoreView<'_> {
     async fn new_outgoing_value(&mut self) -> wasmtime::Result<Resource<OutgoingValue>> {
+        let written = Written {
+            bytes: BytesMut::new(),
+            charge: Charge {
+                bytes: 0,
+                budget: Arc::clone(self.budget),
+            },
+            over: false,
+        };
         Ok(self.table.push(OutgoingValue {
-            pipe: MemoryOutputPipe::new(self.max_body_bytes),
-            limit: self.max_body_bytes,
+            writer: ValueWriter(Arc::new(Mutex::new(written))),
             stream_taken: false,
             targets: Vec::new(),
         })?)
@@ -465,18 +601,21 @@ impl types::HostOutgoingValue for BlobstoreView<'_> {
             ));
         }
         value.stream_taken = true;
-        let stream: DynOutputStream = Box::new(value.pipe.clone());
+        let stream: DynOutputStream = Box::new(value.writer.clone());
         Ok(Ok(self.table.push(stream)?))
     }
 
     async fn finish(&mut self, value: Resource<OutgoingValue>) -> Answer<()> {
         let value = self.table.delete(value)?;
-        let bytes = value.pipe.contents();
-        if bytes.len() >= value.limit {
-            return Ok(Err(format!(
-                "the value reached the host's limit of {} bytes (--max-body-mib) and was not written",
-                value.limit
-            )));
+        let (bytes, over) = {
+            let written = value.writer.lock();
+            (written.bytes.clone().freeze(), written.over)
+        };
+        if over {
+            return Ok(Err(
+                "the value was not written: this instance's blob values reached the host's limit (--max-body-mib)"
+                    .to_owned(),
+            ));
         }
         for (container, object) in value.targets {
             let request = BlobRequest::WriteData {
@@ -514,7 +653,10 @@ impl types::HostIncomingValue for BlobstoreView<'_> {
         value: Resource<IncomingValue>,
     ) -> Answer<Resource<DynInputStream>> {
         let value = self.table.delete(value)?;
-        let stream: DynInputStream = Box::new(MemoryInputPipe::new(value.bytes));
+        let stream: DynInputStream = Box::new(ValueReader {
+            pipe: MemoryInputPipe::new(value.bytes),
+            _charge: value.charge,
+        });
         Ok(Ok(self.table.push(stream)?))
     }
 
@@ -525,5 +667,53 @@ impl types::HostIncomingValue for BlobstoreView<'_> {
     async fn drop(&mut self, value: Resource<IncomingValue>) -> wasmtime::Result<()> {
         self.table.delete(value)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn writer(budget: &BlobBudget) -> ValueWriter {
+        ValueWriter(Arc::new(Mutex::new(Written {
+            bytes: BytesMut::new(),
+            charge: Charge {
+                bytes: 0,
+                budget: Arc::clone(budget),
+            },
+            over: false,
+        })))
+    }
+
+    #[test]
+    fn every_value_an_instance_holds_shares_one_budget_given_back_on_drop() {
+        let budget: BlobBudget = Arc::new(AtomicUsize::new(10));
+        let mut first = writer(&budget);
+        first.write(Bytes::from_static(b"123456")).unwrap();
+        assert_eq!(first.check_write().unwrap(), 4);
+        // A second value cannot take what the first holds.
+        let mut second = writer(&budget);
+        assert!(second.write(Bytes::from_static(b"123456")).is_err());
+        assert!(second.lock().over);
+        second.write(Bytes::from_static(b"1234")).unwrap();
+        assert!(matches!(second.check_write(), Err(StreamError::Closed)));
+        // Dropping the first (value and stream) frees its six bytes.
+        drop(first);
+        assert_eq!(budget.load(Ordering::SeqCst), 6);
+        drop(second);
+        assert_eq!(budget.load(Ordering::SeqCst), 10);
+        // A value read is charged until its stream is dropped.
+        assert!(take(&budget, 7));
+        let reader = ValueReader {
+            pipe: MemoryInputPipe::new(Bytes::from_static(b"x")),
+            _charge: Charge {
+                bytes: 7,
+                budget: Arc::clone(&budget),
+            },
+        };
+        assert!(!take(&budget, 4));
+        drop(reader);
+        assert!(take(&budget, 4));
     }
 }

@@ -271,8 +271,9 @@ impl RunningComponent {
                 Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()).values),
             ),
         );
-        store.data_mut().max_body_bytes =
-            usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
+        store.data_mut().blob_budget = Arc::new(std::sync::atomic::AtomicUsize::new(
+            usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+        ));
         store.limiter(|state| state.limits());
         // Yield to the executor on every epoch tick so a busy guest cannot
         // starve other calls on this thread, and trap once the call's

@@ -88,9 +88,9 @@ pub struct InstanceState {
     /// The link names `wasmcloud:bus/lattice.set-link-name` chose for this
     /// instance's calls, by interface; the rest use the link `default`.
     pub(crate) link_names: HashMap<WitInterface, String>,
-    /// The most a `wasi:blobstore` value being written may hold: the
-    /// host's body limit.
-    pub(crate) max_body_bytes: usize,
+    /// What is left of the bytes this instance's `wasi:blobstore` values
+    /// may hold, all together: the host's body limit to begin with.
+    pub(crate) blob_budget: crate::blobstore::BlobBudget,
 }
 
 impl InstanceState {
@@ -125,8 +125,10 @@ impl InstanceState {
             log: Arc::clone(output),
             config,
             link_names: HashMap::new(),
-            max_body_bytes: usize::try_from(trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES)
-                .unwrap_or(usize::MAX),
+            blob_budget: Arc::new(std::sync::atomic::AtomicUsize::new(
+                usize::try_from(trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES)
+                    .unwrap_or(usize::MAX),
+            )),
         }
     }
 
@@ -156,13 +158,13 @@ impl InstanceState {
     }
 
     /// What the `wasi:blobstore` bindings work on, as for keyvalue, plus
-    /// the limit on a value being written.
+    /// the budget its values are held within.
     pub fn blobstore(&mut self) -> BlobstoreView<'_> {
         let caller = Caller {
             source: &self.component_id,
             link_names: &self.link_names,
         };
-        BlobstoreView::new(&mut self.table, &self.router, caller, self.max_body_bytes)
+        BlobstoreView::new(&mut self.table, &self.router, caller, &self.blob_budget)
     }
 }
 
