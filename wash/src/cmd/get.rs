@@ -41,6 +41,9 @@ pub enum GetCommand {
         #[command(flatten)]
         format: OutputArgs,
     },
+    /// Print lattice events as they happen, one per line (`-o json`: the
+    /// CloudEvents envelope), until Ctrl-C.
+    Events(EventsArgs),
 }
 
 pub async fn run(command: GetCommand) -> anyhow::Result<()> {
@@ -58,6 +61,97 @@ pub async fn run(command: GetCommand) -> anyhow::Result<()> {
         }
         GetCommand::Claims { lattice, format } => {
             claims(&lattice.connect().await?, format.output).await
+        }
+        GetCommand::Events(args) => events(args).await,
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Keep printing as events arrive (the only mode: events are not
+    /// stored, so there is nothing to list without it). Accepted for
+    /// kubectl's muscle memory.
+    #[arg(long, short = 'w')]
+    watch: bool,
+    /// Only events of this type (`component_scaled`, `host_heartbeat`, …);
+    /// repeat for more [default: every type].
+    #[arg(long = "type", value_name = "TYPE")]
+    types: Vec<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    count: Option<u64>,
+    #[command(flatten)]
+    lattice: LatticeArgs,
+    #[command(flatten)]
+    format: OutputArgs,
+}
+
+/// How much of an event's data a text line shows.
+const EVENT_DATA_CHARS: usize = 160;
+
+async fn events(args: EventsArgs) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use trellis_lattice::event::{CloudEvent, EventKind};
+    for ty in &args.types {
+        if EventKind::from_name(ty).is_none() {
+            anyhow::bail!(
+                "`{ty}` is not a lattice event type; use one of host_started, host_stopped, host_heartbeat, component_scaled, component_scale_failed, provider_started, provider_start_failed, provider_stopped, health_check_passed, health_check_failed, linkdef_set, linkdef_deleted, config_set, config_deleted"
+            );
+        }
+    }
+    let ctl = args.lattice.connect().await?;
+    let subjects = trellis_lattice::subject::Subjects::new(ctl.lattice())?;
+    let mut subscription = ctl
+        .nats()
+        .subscribe(subjects.events_wildcard())
+        .await
+        .context("subscribing to the lattice's events")?;
+    // Subscribed once the server has seen the subscription, so a script
+    // that acts after this line sees what follows.
+    ctl.nats()
+        .flush()
+        .await
+        .context("subscribing to the lattice's events")?;
+    eprintln!(
+        "watching events on lattice `{}` (Ctrl-C stops)",
+        ctl.lattice()
+    );
+    let mut printed = 0u64;
+    let stop = trellis_host::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let message = tokio::select! {
+            () = &mut stop => return Ok(()),
+            message = subscription.next() => message,
+        };
+        let Some(message) = message else {
+            anyhow::bail!("the NATS connection closed");
+        };
+        let Ok(event) = CloudEvent::from_json(&message.payload) else {
+            continue;
+        };
+        let kind = event.ty.rsplit('.').next().unwrap_or(&event.ty).to_owned();
+        if !args.types.is_empty() && !args.types.contains(&kind) {
+            continue;
+        }
+        match args.format.output {
+            Format::Json => println!("{}", serde_json::to_string(&event)?),
+            Format::Text => {
+                let time = event.time.map(|t| t.format("%H:%M:%S%.3f").to_string());
+                let mut data = serde_json::to_string(&event.data)?;
+                if data.chars().count() > EVENT_DATA_CHARS {
+                    data = data.chars().take(EVENT_DATA_CHARS).collect::<String>() + "…";
+                }
+                println!(
+                    "{}  {kind:<22}  {}  {data}",
+                    time.as_deref().unwrap_or("-"),
+                    event.source
+                );
+            }
+        }
+        printed += 1;
+        if args.count.is_some_and(|n| printed >= n) {
+            return Ok(());
         }
     }
 }

@@ -315,3 +315,84 @@ async fn heartbeats_carry_the_inventory() {
     assert_eq!(beat["labels"]["role"], "edge");
     assert!(beat["uptime_seconds"].is_u64());
 }
+
+/// `wash get events --watch`: a scale shows up as a line, as JSON with
+/// `-o json`, filtered by type; an unknown type is refused by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn wash_get_events_watch_prints_each_event_as_it_happens() {
+    use std::io::{BufRead, BufReader};
+    let nats = NatsServer::start().unwrap();
+    let lattice = unique_lattice("events");
+    let signer = Signer::new().unwrap();
+    let hello = file_url(&signer.sign_example("http-hello").unwrap());
+    let host = HostProcess::start(
+        &nats.url(),
+        &lattice,
+        &["--allowed-issuers", &signer.issuer()],
+    )
+    .unwrap();
+    let watch = |extra: &[&str]| {
+        let mut child = std::process::Command::new(
+            trellis_test_support::workspace_binary("wash", "wash").unwrap(),
+        )
+        .args(["get", "events", "--watch", "--type", "component_scaled"])
+        .args(extra)
+        .env("TRELLIS_NATS_URL", nats.url())
+        .env("TRELLIS_LATTICE", &lattice)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        // It says so once it is subscribed.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(line.contains("watching events"), "{line}");
+        child
+    };
+    let json = watch(&["--count", "1", "-o", "json"]);
+    let text = watch(&["--count", "1"]);
+    wash_ok(
+        &nats.url(),
+        &lattice,
+        &[
+            "scale",
+            "component",
+            host.id(),
+            "hello",
+            &hello,
+            "--max-instances",
+            "2",
+        ],
+    )
+    .unwrap();
+    let read = |child: std::process::Child| {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let line = read(json);
+    let event: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(event["type"], "com.wasmcloud.lattice.component_scaled");
+    assert_eq!(event["data"]["component_id"], "hello");
+    assert_eq!(event["data"]["max_instances"], 2);
+    let line = read(text);
+    assert!(line.contains("component_scaled"), "{line}");
+    assert!(line.contains(host.id()), "{line}");
+    // No heartbeat got through the filter: each printed exactly one line.
+    assert_eq!(line.lines().count(), 1, "{line}");
+
+    let out = trellis_e2e::wash(
+        &nats.url(),
+        &lattice,
+        &["get", "events", "--type", "scaled"],
+    )
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`scaled` is not a lattice event type"),
+        "{err}"
+    );
+}
