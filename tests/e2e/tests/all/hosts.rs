@@ -75,6 +75,8 @@ async fn a_signed_component_scales_answers_calls_and_stops() {
     assert_eq!(scaled["max_instances"], 3);
     assert_eq!(scaled["host_id"], host.id());
     assert_eq!(scaled["claims"]["issuer"], signer.issuer());
+    // Its stderr is a file here, so it carries no colour codes.
+    assert!(!host.log().contains('\x1b'), "{}", host.log());
 
     let inventory = wash_ok(
         &nats.url(),

@@ -474,6 +474,10 @@ async fn wash_up_secures_the_nats_it_starts_and_trusts_only_the_users_accounts()
         }
     }
     let _down = Down(home.path());
+    // The detached node's log is a file: plain text, no colour codes.
+    let log = std::fs::read_to_string(home.path().join("wash-up.log")).unwrap();
+    assert!(log.contains("host started"), "{log}");
+    assert!(!log.contains('\x1b'), "ANSI codes in the log file:\n{log}");
     // Another local user, without the credentials, is refused.
     let err = NatsConnection::new(url.clone())
         .connect(|o| o, Duration::from_secs(3))
