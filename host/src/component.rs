@@ -4,7 +4,7 @@
 //! bounded by `max_instances` concurrent instances, a deadline and a memory
 //! cap, so one misbehaving call cannot harm the next.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use trellis_claims::{Claims, ComponentMetadata};
 use trellis_lattice::config::NamedConfig;
 use trellis_lattice::grant::OutboundGrant;
@@ -30,6 +31,7 @@ use crate::engine::{InstanceState, Runtime};
 use crate::files::{FileLimits, read_bounded};
 use crate::guest_log::GuestLogBudget;
 use crate::imports::ImportRouter;
+use crate::metrics::HostMetrics;
 use crate::{HostError, value};
 
 /// What a scale command asks for.
@@ -81,8 +83,11 @@ pub struct RunningComponent {
     /// Unversioned export name (`ns:pkg/iface`) to the name the component
     /// uses (`ns:pkg/iface@1.0.0`): subjects carry no versions.
     exports: HashMap<String, String>,
+    /// Every exported function (`ns:pkg/iface.function`).
+    functions: HashSet<String>,
     runtime: Runtime,
     router: ImportRouter,
+    metrics: Arc<HostMetrics>,
     call_timeout: Duration,
     /// The most bytes of response body one call may produce.
     max_body_bytes: u64,
@@ -117,13 +122,14 @@ pub async fn fetch(
 
 impl RunningComponent {
     /// Verifies, compiles and links `spec`'s component.
-    pub async fn prepare(
+    pub(crate) async fn prepare(
         runtime: &Runtime,
         policy: &crate::policy::RunPolicy,
         artifacts: &ArtifactCache,
         router: &ImportRouter,
         spec: &ComponentSpec,
         config: &HostConfig,
+        metrics: &Arc<HostMetrics>,
     ) -> Result<Self, HostError> {
         let grant = OutboundGrant::parse(&spec.allowed_hosts)
             .map_err(|e| HostError::BadRequest(format!("component `{}`: {e}", spec.id)))?;
@@ -140,6 +146,7 @@ impl RunningComponent {
         let component = runtime.compile(&hash, Arc::new(wasm)).await?;
         let pre = link(runtime, router, &component)?;
         let exports = export_names(runtime, &component);
+        let functions = export_functions(runtime, &component);
         let proxy = exports
             .contains_key("wasi:http/incoming-handler")
             .then(|| ProxyPre::new(pre.clone()))
@@ -158,8 +165,10 @@ impl RunningComponent {
             pre,
             proxy,
             exports,
+            functions,
             runtime: runtime.clone(),
             router: router.clone(),
+            metrics: Arc::clone(metrics),
             call_timeout: config.call_timeout,
             max_body_bytes: config.max_body_bytes,
             output: GuestLogBudget::new(&spec.id, config.guest_log),
@@ -202,6 +211,19 @@ impl RunningComponent {
     /// Concurrent instances allowed now.
     pub fn max_instances(&self) -> u32 {
         self.max_instances.load(Ordering::SeqCst)
+    }
+
+    /// Whether the component exports `function` (`ns:pkg/iface.function`,
+    /// unversioned).
+    pub fn exports_function(&self, function: &str) -> bool {
+        self.functions.contains(function)
+    }
+
+    /// How many instances are running a call now (approximate while the
+    /// maximum is being lowered).
+    pub fn busy_instances(&self) -> u32 {
+        let idle = u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX);
+        self.max_instances().saturating_sub(idle)
     }
 
     /// Changes the concurrency bound without disturbing calls in flight:
@@ -358,13 +380,22 @@ impl RunningComponent {
             let out = http.new_response_outparam(sender).map_err(trap)?;
             (req, out)
         };
-        let guest = tokio::spawn(async move {
-            let instance = proxy.instantiate_async(&mut store).await?;
-            instance
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-        });
+        let metrics = Arc::clone(&self.metrics);
+        let id = self.id.clone();
+        // The guest runs on its own task, inside the call's span, so the
+        // calls it makes are traced as children of this one.
+        let guest = tokio::spawn(
+            async move {
+                let started = std::time::Instant::now();
+                let instance = proxy.instantiate_async(&mut store).await?;
+                metrics.instantiated(&id, started.elapsed());
+                instance
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            }
+            .instrument(tracing::Span::current()),
+        );
         let deadline = self.call_timeout;
         let response = match tokio::time::timeout(deadline, receiver).await {
             Ok(Ok(Ok(response))) => response,
@@ -495,7 +526,9 @@ impl RunningComponent {
         };
         let _permit = self.permit().await?;
         let mut store = self.new_store();
+        let started = std::time::Instant::now();
         let instance = self.pre.instantiate_async(&mut store).await.map_err(trap)?;
+        self.metrics.instantiated(&self.id, started.elapsed());
         let missing = || {
             RpcError::new(
                 RpcErrorKind::Refused,
@@ -550,6 +583,25 @@ fn link(
     linker
         .instantiate_pre(component)
         .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))
+}
+
+/// Every exported function, as `ns:pkg/iface.function` without versions:
+/// the names a call may carry, and so the only ones metrics label.
+fn export_functions(runtime: &Runtime, component: &Component) -> HashSet<String> {
+    let engine = runtime.engine();
+    let mut names = HashSet::new();
+    for (name, item) in component.component_type().exports(engine) {
+        let ComponentItem::ComponentInstance(instance) = &item.ty else {
+            continue;
+        };
+        let interface = name.split('@').next().unwrap_or(name);
+        for (function, item) in instance.exports(engine) {
+            if matches!(item.ty, ComponentItem::ComponentFunc(_)) {
+                names.insert(format!("{interface}.{function}"));
+            }
+        }
+    }
+    names
 }
 
 fn export_names(runtime: &Runtime, component: &Component) -> HashMap<String, String> {

@@ -88,6 +88,9 @@ pub struct HostConfig {
     /// its providers send or accept, in bytes; larger ones than a NATS
     /// message holds cross in chunks.
     pub max_body_bytes: u64,
+    /// Whether providers serve metrics for [`crate::Host::metrics`] to
+    /// merge (set when the host's metrics are served).
+    pub metrics: bool,
 }
 
 impl HostConfig {
@@ -132,6 +135,7 @@ impl Default for HostConfig {
             input_limits: trellis_lattice::ctl::InputLimits::default(),
             guest_log: crate::guest_log::GuestLogLimits::default(),
             max_body_bytes: trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES,
+            metrics: false,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::config::{HostConfig, builtin_labels};
 use crate::engine::Runtime;
 use crate::events::EventPublisher;
 use crate::imports::ImportRouter;
+use crate::metrics::{ComponentVitals, HostMetrics};
 use crate::policy::RunPolicy;
 use crate::provider::ProviderSupervisor;
 use crate::state::LatticeState;
@@ -54,6 +55,7 @@ pub struct HostInner {
     pub(crate) events: EventPublisher,
     pub(crate) providers: ProviderSupervisor,
     pub(crate) artifacts: Arc<ArtifactCache>,
+    pub(crate) metrics: Arc<HostMetrics>,
     started: Instant,
     labels: RwLock<BTreeMap<String, String>>,
     components: RwLock<HashMap<String, ComponentSlot>>,
@@ -164,6 +166,7 @@ impl Host {
             policy,
             router,
             state,
+            metrics: Arc::new(HostMetrics::new()),
             started: Instant::now(),
             labels: RwLock::new(labels),
             components: RwLock::new(HashMap::new()),
@@ -193,6 +196,20 @@ impl Host {
     /// The host's id (its `N…` public key).
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// The host's Prometheus exposition, with its providers' merged in.
+    pub async fn metrics(&self) -> String {
+        self.inner.metrics().await
+    }
+
+    /// What `--metrics-addr` serves: [`Host::metrics`] at each scrape.
+    pub fn metrics_render(&self) -> trellis_telemetry::metrics::Render {
+        let inner = Arc::clone(&self.inner);
+        Arc::new(move || {
+            let inner = Arc::clone(&inner);
+            Box::pin(async move { inner.metrics().await })
+        })
     }
 
     /// Shared state, for in-crate tests and benchmarks.
@@ -380,6 +397,27 @@ fn human_uptime(elapsed: Duration) -> String {
 }
 
 impl HostInner {
+    /// The host's Prometheus exposition, with its providers' merged in:
+    /// what `--metrics-addr` serves.
+    pub async fn metrics(&self) -> String {
+        let inner = self;
+        let components = {
+            let slots = inner.components.read().unwrap_or_else(|p| p.into_inner());
+            slots
+                .values()
+                .map(|slot| ComponentVitals {
+                    id: slot.current.id.clone(),
+                    active: slot.current.busy_instances(),
+                    max: slot.current.max_instances(),
+                })
+                .collect()
+        };
+        inner
+            .metrics
+            .render(components, inner.providers.vitals(), &inner.nats)
+            .await
+    }
+
     /// The component running under `id`, if any.
     pub fn component(&self, id: &str) -> Option<Arc<RunningComponent>> {
         let components = self.components.read().unwrap_or_else(|p| p.into_inner());
@@ -609,6 +647,7 @@ impl HostInner {
             &self.router,
             &spec,
             &self.config,
+            &self.metrics,
         )
         .await;
         // Resolved after the image proved good, so a refused image costs

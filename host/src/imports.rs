@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tracing::Instrument;
 use trellis_claims::ClaimsError;
 use trellis_claims::invocation::{Invocation, InvocationSigner, now_ms};
 use trellis_lattice::Link;
@@ -19,6 +20,7 @@ use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_lattice::subject::Subjects;
 use trellis_lattice::wit::{WitFunction, WitInterface};
+use trellis_telemetry::trace;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Component, Linker, Val};
 
@@ -401,11 +403,15 @@ impl ImportRouter {
         token: Option<&str>,
     ) -> Result<async_nats::Message, RpcError> {
         let (call, body) = call;
+        // A child of the invocation this call is made from: the guest runs
+        // inside that span.
+        let (span, context) = trace::call_span(function, target, call.link_name);
         let headers = CallHeaders {
             source_id: call.source_id.to_owned(),
             link_name: call.link_name.to_owned(),
             invocation: token.map(str::to_owned),
-            ..CallHeaders::default()
+            traceparent: context.traceparent,
+            tracestate: context.tracestate,
         };
         let timeout = self.timeout;
         let source = call.source_id;
@@ -430,6 +436,7 @@ impl ImportRouter {
                 }
             },
         )
+        .instrument(span)
         .await
         .map_err(|err| self.explain_restart(target, err))
     }

@@ -35,6 +35,7 @@ mod host;
 mod identity;
 mod imports;
 mod keyvalue;
+mod metrics;
 mod outbound;
 mod policy;
 mod provider;
@@ -50,17 +51,17 @@ pub use identity::SEED_FILE;
 pub use imports::{component_exports, lattice_imports};
 
 /// Logs to stderr through `tracing`, filtered by `TRELLIS_LOG` (e.g.
-/// `info,trellis_host=debug`; default `info`). For binaries that run a host.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal: `wash up --detach` and
-    // service managers write the log to a file.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+/// `info,trellis_host=debug`; default `info`), as text or as JSON lines
+/// (`TRELLIS_LOG_FORMAT=json`), and exports traces when the `OTEL_*`
+/// variables name a collector. For binaries that run a host; keep the
+/// guard until the process exits.
+pub fn init_logging() -> trellis_telemetry::Telemetry {
+    trellis_telemetry::init(&trellis_telemetry::Service {
+        name: "trellis-host",
+        filter_var: "TRELLIS_LOG",
+        default_filter: "info",
+        timestamps: true,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM: how a host process is asked to stop.

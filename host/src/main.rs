@@ -158,6 +158,10 @@ struct Args {
     artifact_read_timeout_secs: u64,
     #[command(flatten)]
     registry: trellis_oci::RegistryArgs,
+    /// Serve Prometheus metrics (the host's and its providers') at
+    /// `http://HOST:PORT/metrics`.
+    #[arg(long, env = "TRELLIS_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 /// The `--provider-nats-*` credentials, if any were given.
@@ -185,9 +189,14 @@ fn parse_labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    trellis_host::init_logging();
+    let _telemetry = trellis_host::init_logging();
     let args = Args::parse();
     let provider_nats_auth = provider_auth(&args)?;
+    // Bound first: a taken address stops the host before it joins.
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(trellis_telemetry::metrics::bind(addr).await?),
+        None => None,
+    };
     let config = HostConfig {
         nats: args.nats.connection().context("reading the NATS options")?,
         provider_nats_auth,
@@ -233,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.artifact_read_timeout_secs.max(1)),
         },
         max_body_bytes: args.max_body_mib.max(1) * 1024 * 1024,
+        metrics: metrics.is_some(),
         registry: args
             .registry
             .options()
@@ -245,6 +255,15 @@ async fn main() -> anyhow::Result<()> {
         None => config,
     };
     let host = Host::start(config).await.context("starting the host")?;
+    let _metrics = metrics.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "serving metrics at /metrics");
+        }
+        tokio::spawn(trellis_telemetry::metrics::serve(
+            listener,
+            host.metrics_render(),
+        ))
+    });
     println!("{}", host.id());
     let reason = tokio::select! {
         () = host.stop_requested() => "stop requested over the control interface",

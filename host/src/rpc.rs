@@ -5,16 +5,21 @@
 //! calls without dropping any.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_nats::HeaderMap;
 use futures::StreamExt;
+use tracing::Instrument;
 use trellis_lattice::chunk::{self, ChunkLimits, StreamOffer};
 use trellis_lattice::http::{HttpRequest, INCOMING_HANDLER};
 use trellis_lattice::request;
 use trellis_lattice::rpc::{self, RpcError, RpcErrorKind};
+use trellis_lattice::subject::RpcSubject;
+use trellis_telemetry::trace;
 
-use crate::component::BodyStream;
+use crate::component::{BodyStream, RunningComponent};
 use crate::host::HostInner;
+use crate::metrics::CallLabels;
 
 /// Subscribes to `component_id`'s calls and serves them until the returned
 /// task is aborted.
@@ -43,12 +48,55 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
         tracing::debug!(subject = %message.subject, "call without a reply subject ignored");
         return;
     };
+    let started = Instant::now();
     let limits = inner.config.chunk_limits();
+    // Parsed and looked up once: the span, the call and its metrics all
+    // need them.
+    let call = inner.subjects.parse_rpc(&message.subject);
+    let function = call
+        .as_ref()
+        .map(|call| call.function.to_string())
+        .unwrap_or_default();
+    let component = inner.component(&component_id);
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "invoke",
+        otel.name = %function,
+        otel.kind = "server",
+        component = %component_id,
+        host = %inner.id,
+    );
+    trace::adopt(&span, &trace_headers(&message));
     // Parameters too large for one message are pulled in chunks first, and
     // so a reply too large for one is offered.
-    let result = match chunk::payload_of(&inner.nats, &message, &limits).await {
-        Ok(payload) => dispatch(&inner, &component_id, &message, &payload, &limits).await,
-        Err(err) => Err(RpcError::from(err)),
+    let mut received = 0;
+    let result = async {
+        let payload = chunk::payload_of(&inner.nats, &message, &limits).await?;
+        received = payload.len();
+        let call = call.map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))?;
+        let Some(component) = &component else {
+            return Err(RpcError::new(
+                RpcErrorKind::NoTarget,
+                format!(
+                    "component `{component_id}` is not running on host {}",
+                    inner.id
+                ),
+            ));
+        };
+        let incoming = (&message, payload.as_ref());
+        dispatch(&inner, component, (&call, &function), incoming, &limits).await
+    }
+    .instrument(span)
+    .await;
+    // A name the component does not export is counted under `other`:
+    // callers must not be able to mint label values without bound.
+    let failed = result.is_err();
+    let known = component
+        .as_ref()
+        .is_some_and(|c| c.exports_function(&function));
+    let labels = CallLabels {
+        component: component_id.clone(),
+        function: if known { function } else { "other".to_owned() },
     };
     let mut headers = HeaderMap::new();
     let bytes = match result {
@@ -62,34 +110,41 @@ async fn answer(inner: Arc<HostInner>, component_id: String, message: async_nats
         }
         Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),
     };
+    inner
+        .metrics
+        .call(&labels, started.elapsed(), failed, received, bytes.len());
     let sent = request::reply(&inner.nats, reply, headers, bytes.into(), &limits).await;
     if let Err(err) = sent {
         tracing::warn!(component = %component_id, error = %err, "cannot send a call's reply");
     }
 }
 
-/// Runs one call and encodes its reply; `Err` only for failures that
-/// happen before there is a typed reply to encode.
+/// The W3C trace context a call arrived with.
+fn trace_headers(message: &async_nats::Message) -> trace::TraceHeaders {
+    let get = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    trace::TraceHeaders {
+        traceparent: get(rpc::TRACEPARENT_HEADER),
+        tracestate: get(rpc::TRACESTATE_HEADER),
+    }
+}
+
+/// Runs one call and encodes its successful reply; a failed call is `Err`,
+/// encoded by the caller.
 async fn dispatch(
     inner: &HostInner,
-    component_id: &str,
-    message: &async_nats::Message,
-    payload: &[u8],
+    component: &RunningComponent,
+    (call, function): (&RpcSubject, &str),
+    (message, payload): (&async_nats::Message, &[u8]),
     limits: &ChunkLimits,
 ) -> Result<(Vec<u8>, Option<StreamOffer>), RpcError> {
-    let subject = message.subject.as_str();
     let codec = |e: &dyn std::fmt::Display| RpcError::new(RpcErrorKind::Codec, e.to_string());
-    let call = inner.subjects.parse_rpc(subject).map_err(|e| codec(&e))?;
-    let Some(component) = inner.component(component_id) else {
-        return Err(RpcError::new(
-            RpcErrorKind::NoTarget,
-            format!(
-                "component `{component_id}` is not running on host {}",
-                inner.id
-            ),
-        ));
-    };
-    if call.function.to_string() == INCOMING_HANDLER {
+    if function == INCOMING_HANDLER {
         let request: HttpRequest = rpc::decode(payload).map_err(|e| codec(&e))?;
         // A large body streams beside the call, pulled as the guest reads.
         let streamed = StreamOffer::from_lookup(|name| {
@@ -102,10 +157,8 @@ async fn dispatch(
         .transpose()
         .map_err(RpcError::from)?
         .map(|offer| -> BodyStream { Box::pin(chunk::fetch_stream(&inner.nats, offer, limits)) });
-        let (result, rest) = match component.handle_http_streaming(request, streamed).await {
-            Ok(answer) => (Ok(answer.response), answer.rest),
-            Err(err) => (Err(err), None),
-        };
+        let answer = component.handle_http_streaming(request, streamed).await?;
+        let (response, rest) = (answer.response, answer.rest);
         // A large response body streams beside the reply.
         let offer = match rest {
             Some(rest) => Some(
@@ -115,7 +168,7 @@ async fn dispatch(
             ),
             None => None,
         };
-        let bytes = rpc::encode_reply(&result).map_err(|e| codec(&e))?;
+        let bytes = rpc::encode_reply(&Ok::<_, RpcError>(response)).map_err(|e| codec(&e))?;
         return Ok((bytes, offer));
     }
     let args: rmpv::Value = if payload.is_empty() {
@@ -123,8 +176,8 @@ async fn dispatch(
     } else {
         rpc::decode(payload).map_err(|e| codec(&e))?
     };
-    let result = component.call(&call.function, &args).await;
-    rpc::encode_reply(&result)
+    let result = component.call(&call.function, &args).await?;
+    rpc::encode_reply(&Ok::<_, RpcError>(result))
         .map(|bytes| (bytes, None))
         .map_err(|e| codec(&e))
 }

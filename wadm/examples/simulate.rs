@@ -24,11 +24,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .init();
-    }
+    let _telemetry = std::env::var_os("RUST_LOG").is_some().then(|| {
+        trellis_telemetry::init(&trellis_telemetry::Service {
+            name: "wadm-simulate",
+            filter_var: "RUST_LOG",
+            default_filter: "warn",
+            timestamps: true,
+        })
+    });
     let started = Instant::now();
     let (mut failed, mut max_passes, mut handovers, mut runs) = (0u64, 0u32, 0u64, 0u64);
     for seed in seeds {

@@ -68,6 +68,7 @@ pub mod api;
 pub mod io;
 pub mod lease;
 pub mod manifest;
+pub mod metrics;
 pub mod observe;
 pub mod ownership;
 pub mod planner;

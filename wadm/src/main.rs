@@ -40,19 +40,20 @@ struct Args {
     /// server is a leaf node without JetStream (the hub's domain).
     #[arg(long, env = "TRELLIS_JS_DOMAIN")]
     js_domain: Option<String>,
+    /// Serve Prometheus metrics at `http://HOST:PORT/metrics`.
+    #[arg(long, env = "TRELLIS_WADM_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Logs go to stderr; `TRELLIS_LOG` filters them like the host's.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let _telemetry = trellis_telemetry::init(&trellis_telemetry::Service {
+        name: "wadm",
+        filter_var: "TRELLIS_LOG",
+        default_filter: "info",
+        timestamps: true,
+    });
     let args = Args::parse();
     let nats = args
         .nats
@@ -60,12 +61,24 @@ async fn main() -> anyhow::Result<()> {
         .connect(|options| options.name("wadm"), CONNECT_WAIT)
         .await
         .context("connecting wadm to NATS")?;
+    let metrics = std::sync::Arc::new(wadm::metrics::WadmMetrics::default());
+    if let Some(addr) = &args.metrics_addr {
+        let listener = trellis_telemetry::metrics::bind(addr).await?;
+        let served = std::sync::Arc::clone(&metrics);
+        let render: trellis_telemetry::metrics::Render = std::sync::Arc::new(move || {
+            let text = served.encode();
+            Box::pin(async move { text })
+        });
+        tracing::info!(addr = %addr, "serving metrics at /metrics");
+        tokio::spawn(trellis_telemetry::metrics::serve(listener, render));
+    }
     let settings = ReconcilerSettings {
         host_timeout: Duration::from_secs(args.host_timeout_secs),
         resync: Duration::from_secs(args.resync_secs),
         lease_ttl: Duration::from_secs(args.lease_secs),
         replicas: trellis_lattice::client::Replicas::from_flag(args.js_replicas),
         js_domain: args.js_domain,
+        metrics,
         ..ReconcilerSettings::default()
     };
     run(nats, &args.lattice, settings)

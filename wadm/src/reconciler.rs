@@ -76,6 +76,8 @@ pub struct ReconcilerSettings {
     pub replicas: Replicas,
     /// The JetStream domain holding them, if not the server's own.
     pub js_domain: Option<String>,
+    /// Where passes, commands and app status are counted.
+    pub metrics: std::sync::Arc<crate::metrics::WadmMetrics>,
 }
 
 impl Default for ReconcilerSettings {
@@ -87,6 +89,7 @@ impl Default for ReconcilerSettings {
             command_timeout: Duration::from_secs(30),
             replicas: Replicas::Auto,
             js_domain: None,
+            metrics: std::sync::Arc::default(),
         }
     }
 }
@@ -556,7 +559,15 @@ impl<Io: LatticeIo> Reconciler<Io> {
 
     /// One observe-plan-act round over every app.
     pub async fn pass(&mut self) -> Result<(), ReconcileError> {
+        let began = Instant::now();
+        let result = self.pass_once().await;
+        self.settings.metrics.pass(began.elapsed());
+        result
+    }
+
+    async fn pass_once(&mut self) -> Result<(), ReconcileError> {
         self.passes += 1;
+        self.settings.metrics.forget_statuses();
         let (lattice, stored) = self.observe().await?;
         let mut planned: Vec<(String, Option<String>, Plan)> = Vec::new();
         let mut known: BTreeSet<String> = BTreeSet::new();
@@ -639,6 +650,7 @@ impl<Io: LatticeIo> Reconciler<Io> {
             }
             tracing::info!(app, command = %key, "sending");
             let sent = self.io.send(command).await;
+            self.settings.metrics.command(command.kind(), sent.is_ok());
             self.expect(command, &sent);
             match sent {
                 Ok(()) => {
@@ -869,6 +881,7 @@ impl<Io: LatticeIo> Reconciler<Io> {
     /// that cannot be written now is written at a later pass; the
     /// commands of this one still go out.
     async fn write_status(&self, app: &str, status: AppStatus) {
+        self.settings.metrics.status(app, status.status);
         let written = async {
             let current = self.io.status(app).await?;
             let same = current.is_some_and(|c| {

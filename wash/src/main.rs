@@ -69,6 +69,8 @@ enum Command {
     Build(cmd::build::BuildArgs),
     /// Build, run and hot-swap a component project on each save.
     Dev(cmd::dev::DevArgs),
+    /// Serve a dashboard of the lattice in the browser.
+    Ui(cmd::ui::UiArgs),
     /// Start a node on this machine: NATS (if none answers) and a host.
     Up(cmd::up::UpArgs),
     /// Stop the node `wash up --detach` started.
@@ -79,20 +81,19 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // `up` logs like a host; every other command only reports errors that
     // arrive outside its own result, such as a NATS permissions violation.
-    if !matches!(cli.command, Command::Up(_)) {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .without_time()
-            .try_init();
-    }
+    let _telemetry = (!matches!(cli.command, Command::Up(_))).then(|| {
+        trellis_telemetry::init(&trellis_telemetry::Service {
+            name: "wash",
+            filter_var: "TRELLIS_LOG",
+            default_filter: "error",
+            timestamps: false,
+        })
+    });
     let result = match cli.command {
         Command::Keys(command) => cmd::keys::run(command),
         Command::Claims(command) => cmd::claims::run(command),
         Command::Get(command) => block_on(cmd::get::run(command)),
+        Command::Ui(args) => block_on(cmd::ui::run(args)),
         Command::Start(command) => block_on(cmd::start(command)),
         Command::Scale(command) => block_on(cmd::component::scale(command)),
         Command::Stop(command) => block_on(cmd::stop(command)),

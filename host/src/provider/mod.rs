@@ -57,6 +57,8 @@ pub(crate) struct SupervisorContext {
     start_timeout: Duration,
     stop_grace: Duration,
     health_interval: Duration,
+    /// Whether each provider serves metrics for the host to merge.
+    provider_metrics: bool,
 }
 
 impl SupervisorContext {
@@ -145,6 +147,7 @@ impl ProviderSupervisor {
             start_timeout: config.provider_start_timeout,
             stop_grace: config.provider_stop_grace,
             health_interval: config.provider_health_interval,
+            provider_metrics: config.metrics,
         };
         // Changes made before now have no provider here to tell.
         let forwarded = Arc::new(watch::Sender::new(ctx.state.link_changes_sent()));
@@ -329,6 +332,21 @@ impl ProviderSupervisor {
             .collect();
         listed.sort_by(|a, b| a.id.cmp(&b.id));
         listed
+    }
+
+    /// Each provider's restarts, health and metrics address, for the
+    /// host's metrics.
+    pub(crate) fn vitals(&self) -> Vec<crate::metrics::ProviderVitals> {
+        let providers = self.providers.read().unwrap_or_else(|p| p.into_inner());
+        providers
+            .values()
+            .map(|p| crate::metrics::ProviderVitals {
+                id: p.id.clone(),
+                restarts: p.restarts.load(std::sync::atomic::Ordering::Relaxed),
+                healthy: p.healthy(),
+                metrics_addr: *p.metrics_addr.lock().unwrap_or_else(|e| e.into_inner()),
+            })
+            .collect()
     }
 
     fn up(&self) -> Vec<Arc<SupervisedProvider>> {

@@ -102,6 +102,10 @@ pub(crate) struct SupervisedProvider {
     /// The host's set of restarting providers, which this one joins while
     /// its process is being replaced.
     restarting: RestartingProviders,
+    /// Processes started after the first one.
+    pub(crate) restarts: std::sync::atomic::AtomicU64,
+    /// Where the current process serves its metrics, when the host asked.
+    pub(crate) metrics_addr: Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl SupervisedProvider {
@@ -129,6 +133,8 @@ impl SupervisedProvider {
             stop: Mutex::new(None),
             task: Mutex::new(None),
             restarting,
+            restarts: std::sync::atomic::AtomicU64::new(0),
+            metrics_addr: Mutex::new(None),
         }
     }
 
@@ -166,6 +172,12 @@ impl SupervisedProvider {
         let news = health.as_ref().is_none_or(|last| last.differs_from(next));
         *health = Some(next.clone());
         news
+    }
+
+    /// Whether the last health check passed; `None` before the first.
+    pub(crate) fn healthy(&self) -> Option<bool> {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        health.as_ref().map(|h| matches!(h, Health::Passed(_)))
     }
 
     /// Hands the launched process to a supervision task.
@@ -220,12 +232,20 @@ pub(crate) async fn launch(
                 data_dir.display()
             ),
         })?;
-    let host_data = ctx.host_data.for_provider(
+    let mut host_data = ctx.host_data.for_provider(
         &provider.id,
         config,
         ctx.state.links_involving(&provider.id),
         data_dir,
     );
+    if ctx.provider_metrics {
+        let addr = free_loopback_addr();
+        host_data.metrics_addr = addr.map(|a| a.to_string());
+        *provider
+            .metrics_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = addr;
+    }
     super::artifact::reverify(&provider.executable, &provider.sha256)
         .await
         .map_err(|reason| HostError::Provider {
@@ -407,6 +427,9 @@ async fn relaunch(
         };
         match attempt {
             Ok(process) => {
+                provider
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(provider_id = %provider.id, "provider restarted");
                 return Some(process);
             }
@@ -484,6 +507,15 @@ impl Backoff {
         self.next = (delay * 2).min(MAX_BACKOFF);
         delay
     }
+}
+
+/// A loopback address with a port free right now, for a provider's
+/// metrics: only the host scrapes it.
+fn free_loopback_addr() -> Option<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .inspect_err(|err| tracing::warn!(error = %err, "no free port for provider metrics"))
+        .ok()?;
+    listener.local_addr().ok()
 }
 
 #[cfg(test)]

@@ -130,6 +130,11 @@ pub struct HostData {
     /// host's `--max-body-mib`); 100 MiB when absent. A Trellis extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Where the provider should serve Prometheus metrics (`HOST:PORT`);
+    /// absent, it serves none. A Trellis extension: the host scrapes it
+    /// and serves it with its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
 }
 
 impl std::fmt::Debug for HostData {
@@ -168,6 +173,7 @@ impl std::fmt::Debug for HostData {
                 &self.insecure_skip_invocation_check,
             )
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }

@@ -10,10 +10,12 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use tracing::Instrument;
 use trellis_lattice::chunk;
 use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use trellis_provider_sdk::ProviderHandle;
+use trellis_telemetry::trace;
 
 /// What a client receives as a body: whole, or streamed from the lattice.
 pub(crate) type ClientBody =
@@ -49,6 +51,34 @@ impl Forwarder {
     /// Answers one request; every failure becomes a response, so the
     /// connection stays usable.
     pub async fn respond(&self, request: hyper::Request<Incoming>) -> Response<ClientBody> {
+        // One trace per request, continuing the client's when it sent a
+        // `traceparent`.
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "request",
+            otel.name = %request.method(),
+            otel.kind = "server",
+            http.request.method = %request.method(),
+            url.path = %request.uri().path(),
+        );
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        trace::adopt(
+            &span,
+            &trace::TraceHeaders {
+                traceparent: header("traceparent"),
+                tracestate: header("tracestate"),
+            },
+        );
+        self.forward(request).instrument(span).await
+    }
+
+    async fn forward(&self, request: hyper::Request<Incoming>) -> Response<ClientBody> {
         let route = self.route.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (parts, body) = request.into_parts();
         let limit = self.handle.host_data().chunk_limits().max_body;

@@ -28,6 +28,7 @@ impl RedisBackend {
 }
 
 impl KvBackend for RedisBackend {
+    const NAME: &'static str = "redis";
     type Store = RedisStore;
 
     async fn open(&self, link: &ProviderLink) -> Result<RedisStore, String> {

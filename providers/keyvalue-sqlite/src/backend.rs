@@ -57,6 +57,7 @@ impl SqliteBackend {
 }
 
 impl KvBackend for SqliteBackend {
+    const NAME: &'static str = "sqlite";
     type Store = SqliteStore;
 
     async fn open(&self, link: &ProviderLink) -> Result<SqliteStore, String> {

@@ -13,7 +13,11 @@ use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_lattice::{HostData, Subjects, WitFunction};
 
+use tracing::Instrument;
+use trellis_telemetry::trace;
+
 use crate::SdkError;
+use crate::metrics::ProviderMetrics;
 
 /// How long a provider waits for its NATS servers at start.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -28,6 +32,7 @@ pub struct ProviderHandle {
     /// `None` only when the host said not to check (see
     /// [`HostData::insecure_skip_invocation_check`]).
     verifier: Option<Arc<InvocationVerifier>>,
+    metrics: Arc<ProviderMetrics>,
 }
 
 impl ProviderHandle {
@@ -75,9 +80,15 @@ impl ProviderHandle {
         Ok(ProviderHandle {
             nats,
             subjects,
+            metrics: Arc::new(ProviderMetrics::new(&host_data.provider_key)),
             host_data: Arc::new(host_data),
             verifier,
         })
+    }
+
+    /// The provider's metrics, served at the host data's `metrics_addr`.
+    pub fn metrics(&self) -> &ProviderMetrics {
+        &self.metrics
     }
 
     /// Checks that `headers` prove the call to `subject` with `body` comes
@@ -199,9 +210,14 @@ impl ProviderHandle {
             .subjects
             .rpc(target, function)
             .map_err(|e| RpcError::new(RpcErrorKind::Refused, e.to_string()))?;
+        // A child of whatever the provider is doing (http-server's request):
+        // the host's invocation continues this trace.
+        let (span, context) = trace::call_span(function, target, link_name);
         let call = CallHeaders {
             source_id: self.provider_id().to_owned(),
             link_name: link_name.to_owned(),
+            traceparent: context.traceparent,
+            tracestate: context.tracestate,
             ..CallHeaders::default()
         };
         request::call_with(
@@ -222,6 +238,7 @@ impl ProviderHandle {
                 Unanswered::TimedOut => format!("`{target}` did not answer {function} in time"),
             },
         )
+        .instrument(span)
         .await
     }
 

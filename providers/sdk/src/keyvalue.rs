@@ -24,6 +24,9 @@ pub trait KvBackend: Send + Sync + 'static {
     /// The store a link gets.
     type Store: KvStore;
 
+    /// The backend's name in metrics (`sqlite`, `redis`).
+    const NAME: &'static str;
+
     /// Opens the store for `link` (a link from a component to this
     /// provider), reading its settings from `link.target_config_values`.
     /// The error names the setting and what is wrong with it.
@@ -51,6 +54,7 @@ type LinkKey = (String, String);
 /// A [`Provider`] for `wasi:keyvalue` over any [`KvBackend`].
 pub struct KeyValueProvider<B: KvBackend> {
     id: String,
+    handle: ProviderHandle,
     backend: B,
     stores: RwLock<HashMap<LinkKey, Arc<B::Store>>>,
 }
@@ -60,6 +64,7 @@ impl<B: KvBackend> KeyValueProvider<B> {
     pub fn new(handle: &ProviderHandle, backend: B) -> Self {
         KeyValueProvider {
             id: handle.provider_id().to_owned(),
+            handle: handle.clone(),
             backend,
             stores: RwLock::default(),
         }
@@ -142,6 +147,10 @@ impl<B: KvBackend> Provider for KeyValueProvider<B> {
             ));
         };
         let result = store.handle(request.clone()).await;
+        let operation = format!("{}.{}", interface.interface, call.function.function);
+        self.handle
+            .metrics()
+            .keyvalue(B::NAME, &operation, result.is_ok());
         keyvalue::encode_reply(&request, result)
             .map_err(|e| RpcError::new(RpcErrorKind::Codec, e.to_string()))
     }

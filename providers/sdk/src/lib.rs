@@ -38,6 +38,7 @@ pub mod blobstore;
 mod error;
 mod handle;
 pub mod keyvalue;
+pub mod metrics;
 mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -123,7 +124,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&host_data);
+    let _telemetry = init_logging(&host_data);
     match run_with(host_data, stdin, build).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -224,8 +225,9 @@ async fn signal() {
 }
 
 /// Logs to stderr (the host re-logs each line) at the level the host asked
-/// for, unless `RUST_LOG` says otherwise.
-fn init_logging(host_data: &HostData) {
+/// for, unless `RUST_LOG` says otherwise; traces are exported as the
+/// provider's id when the `OTEL_*` variables it inherits name a collector.
+fn init_logging(host_data: &HostData) -> trellis_telemetry::Telemetry {
     use trellis_lattice::host_data::LogLevel;
     let level = match host_data.log_level.unwrap_or_default() {
         LogLevel::Error | LogLevel::Critical => "error",
@@ -234,13 +236,12 @@ fn init_logging(host_data: &HostData) {
         LogLevel::Debug => "debug",
         LogLevel::Trace => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // A second initialisation (tests serving several providers in one
     // process) keeps the first subscriber, which is what we want.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    trellis_telemetry::init(&trellis_telemetry::Service {
+        name: &host_data.provider_key,
+        filter_var: "RUST_LOG",
+        default_filter: level,
+        timestamps: true,
+    })
 }

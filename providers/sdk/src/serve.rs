@@ -1,9 +1,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tracing::Instrument;
 use trellis_lattice::Link;
 use trellis_lattice::chunk::{self, ChunkLimits};
 use trellis_lattice::ctl::CtlResponse;
@@ -11,6 +12,7 @@ use trellis_lattice::provider::{HealthCheckResponse, ProviderLink, ShutdownReque
 use trellis_lattice::request;
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
 use trellis_lattice::subject::ProviderOperation;
+use trellis_telemetry::trace;
 
 use crate::{IncomingCall, Provider, ProviderHandle, SdkError};
 
@@ -77,7 +79,7 @@ pub async fn serve<P: Provider>(
         .map_err(|e| subscribe_error(&rpc_subject, &e))?;
     tracing::info!(provider_id = %id, lattice = %subjects.lattice(), "provider serving");
 
-    let tasks = [
+    let mut tasks = vec![
         tokio::spawn(serve_calls(
             handle.clone(),
             Arc::clone(&provider),
@@ -100,6 +102,9 @@ pub async fn serve<P: Provider>(
             healths,
         )),
     ];
+    if let Some(metrics) = serve_metrics(&handle).await {
+        tasks.push(metrics);
+    }
     let reason = tokio::select! {
         reason = stop => reason,
         reason = wait_for_shutdown(nats.clone(), handle.host_id().to_owned(), shutdowns) => reason,
@@ -113,6 +118,24 @@ pub async fn serve<P: Provider>(
         tracing::debug!(error = %err, "draining NATS on stop");
     }
     Ok(())
+}
+
+/// Serves the provider's metrics where the host data says, if it does; a
+/// bind failure costs the metrics, not the provider.
+async fn serve_metrics(handle: &ProviderHandle) -> Option<tokio::task::JoinHandle<()>> {
+    let addr = handle.host_data().metrics_addr.clone()?;
+    let listener = trellis_telemetry::metrics::bind(&addr)
+        .await
+        .inspect_err(|err| tracing::warn!(error = %err, "provider metrics are not served"))
+        .ok()?;
+    let handle = handle.clone();
+    let render: trellis_telemetry::metrics::Render = Arc::new(move || {
+        let handle = handle.clone();
+        Box::pin(async move { handle.metrics().encode() })
+    });
+    Some(tokio::spawn(trellis_telemetry::metrics::serve(
+        listener, render,
+    )))
 }
 
 async fn serve_calls<P: Provider>(
@@ -131,18 +154,49 @@ async fn serve_calls<P: Provider>(
         let pending = Arc::clone(&pending);
         let failed = Arc::clone(&failed);
         tokio::spawn(async move {
+            let started = Instant::now();
             let limits = handle.host_data().chunk_limits();
             let (call, introduction) = incoming(&handle, &message, &limits).await;
-            let result = match call {
-                Ok(call) => match wait_for_link(&handle, &pending, &call)
-                    .await
-                    .and_then(|()| refuse_failed_link(&handle, &failed, &call))
-                {
-                    Ok(()) => provider.call(call).await,
-                    Err(err) => Err(err),
-                },
-                Err(err) => Err(err),
-            };
+            let function = call
+                .as_ref()
+                .map(|c| c.function.to_string())
+                .unwrap_or_default();
+            let span = tracing::info_span!(
+                target: trace::TARGET,
+                "serve",
+                otel.name = %function,
+                otel.kind = "server",
+                provider = %handle.provider_id(),
+            );
+            if let Ok(call) = &call {
+                trace::adopt(
+                    &span,
+                    &trace::TraceHeaders {
+                        traceparent: call.headers.traceparent.clone(),
+                        tracestate: call.headers.tracestate.clone(),
+                    },
+                );
+            }
+            let result = async {
+                let call = call?;
+                wait_for_link(&handle, &pending, &call).await?;
+                refuse_failed_link(&handle, &failed, &call)?;
+                provider.call(call).await
+            }
+            .instrument(span)
+            .await;
+            // A refused or unreadable call (one that failed its signature
+            // check, say) is counted as `other`, and the metrics cap the
+            // names they label, so callers cannot mint label values.
+            let known = !matches!(
+                &result,
+                Err(err) if matches!(err.kind, RpcErrorKind::Refused | RpcErrorKind::Codec)
+            );
+            handle.metrics().call(
+                if known { &function } else { "other" },
+                started.elapsed(),
+                result.is_err(),
+            );
             let bytes = match result {
                 Ok(bytes) => bytes,
                 Err(err) => rpc::encode_reply::<()>(&Err(err)).unwrap_or_default(),

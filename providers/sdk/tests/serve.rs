@@ -31,6 +31,7 @@ struct MemoryStore {
 }
 
 impl KvBackend for MemoryBackend {
+    const NAME: &'static str = "memory";
     type Store = MemoryStore;
 
     async fn open(&self, link: &ProviderLink) -> Result<MemoryStore, String> {

@@ -66,9 +66,19 @@ impl TestLattice {
 
     /// [`TestLattice::start`] with extra flags for the host.
     pub async fn start_with(prefix: &str, host_args: &[&str]) -> anyhow::Result<Self> {
+        TestLattice::start_with_env(prefix, host_args, &[]).await
+    }
+
+    /// [`TestLattice::start_with`] with extra environment variables for the
+    /// host (and so for its providers, which inherit them).
+    pub async fn start_with_env(
+        prefix: &str,
+        host_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
         let lattice = unique_lattice(prefix);
-        let host = HostProcess::start(&nats.url(), &lattice, host_args)?;
+        let host = HostProcess::start_with_env(&nats.url(), &lattice, host_args, env)?;
         let connection = async_nats::connect(nats.url()).await?;
         let ctl = CtlClient::new(connection, &lattice)?.with_timeout(Duration::from_secs(30));
         Ok(TestLattice {

@@ -16,8 +16,10 @@ use tempfile::TempDir;
 use trellis_claims::{KeyKind, KeyPair, ProviderSignOptions, SignOptions};
 
 pub mod app;
+pub mod browser;
 pub mod cluster;
 pub mod load;
+pub mod observe;
 pub mod wadm;
 
 /// How long a host may take to join the lattice.

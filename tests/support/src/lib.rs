@@ -14,6 +14,7 @@
 mod binaries;
 mod cluster;
 mod examples;
+mod otlp;
 mod process;
 mod registry;
 mod secure;
@@ -24,6 +25,7 @@ pub use cluster::NatsCluster;
 pub use examples::{
     example_component, example_js_component, examples_dir, trapping_at_start, workspace_root,
 };
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{SupportError, free_port};
 pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 pub use secure::{Role, SecuredNats, TestCa};

@@ -73,6 +73,21 @@ pub enum Command {
 }
 
 impl Command {
+    /// The kind of command, as metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::PutConfig { .. } => "config_put",
+            Command::PutLink(_) => "link_put",
+            Command::ScaleComponent(_) => "component_scale",
+            Command::StartProvider(_) => "provider_start",
+            Command::StopProvider(_) => "provider_stop",
+            Command::DeleteLink(_) => "link_delete",
+            Command::DeleteConfig { .. } => "config_delete",
+        }
+    }
+}
+
+impl Command {
     /// The host a command is for; `None` for lattice-wide ones (config
     /// and links).
     pub fn host_id(&self) -> Option<&str> {

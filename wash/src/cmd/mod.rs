@@ -27,6 +27,7 @@ pub mod provider;
 pub mod pull;
 pub mod push;
 pub mod registry;
+pub mod ui;
 pub mod up;
 
 /// Whether `bytes` are WebAssembly (they open with `\0asm`). `push` and

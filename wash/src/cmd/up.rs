@@ -9,6 +9,7 @@
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -53,6 +54,10 @@ pub struct UpArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 30)]
     heartbeat_secs: u64,
+    /// Serve the Prometheus metrics of the host, its providers and wadm
+    /// at `http://HOST:PORT/metrics`.
+    #[arg(long, env = "TRELLIS_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
     /// Run in the background and return once the node answers.
     #[arg(long, short = 'd')]
     detach: bool,
@@ -95,7 +100,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
-    trellis_host::init_logging();
+    let _telemetry = trellis_host::init_logging();
     // Read before NATS starts, so a bad credentials file leaves nothing
     // running behind it.
     let registry = registry::options(&args.registry)?;
@@ -111,6 +116,11 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
     let cluster_seed = cluster
         .seed()
         .map_err(|e| anyhow::anyhow!("reading the cluster key: {e}"))?;
+    // Bound first: a taken address stops `up` before anything starts.
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(trellis_telemetry::metrics::bind(addr).await?),
+        None => None,
+    };
     let connection = args.nats.connection()?;
     let mut nats = NatsChild::ensure(&connection, &files)?;
     let connection = nats.connection(connection);
@@ -124,6 +134,7 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
         allow_unsigned: args.allow_unsigned,
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
         registry,
+        metrics: metrics.is_some(),
         ..HostConfig::default()
     };
     let host = match Host::start(config).await {
@@ -133,7 +144,8 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
             return Err(err).context("starting the host");
         }
     };
-    let wadm = match start_wadm(&connection, &args.lattice).await {
+    let wadm_metrics = Arc::new(wadm::metrics::WadmMetrics::default());
+    let wadm = match start_wadm(&connection, &args.lattice, Arc::clone(&wadm_metrics)).await {
         Ok(wadm) => wadm,
         Err(err) => {
             host.stop("wadm could not start").await;
@@ -147,6 +159,20 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
     println!("lattice     {}", args.lattice);
     println!("host        {}", host.id());
     println!("wadm        running (`wash app` deploys manifests)");
+    let _metrics = metrics.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            println!("metrics     http://{addr}/metrics");
+        }
+        let host_metrics = host.metrics_render();
+        let render: trellis_telemetry::metrics::Render = Arc::new(move || {
+            let host_metrics = host_metrics();
+            let wadm_metrics = wadm_metrics.encode();
+            Box::pin(async move {
+                trellis_telemetry::metrics::merge(&[host_metrics.await, wadm_metrics])
+            })
+        });
+        tokio::spawn(trellis_telemetry::metrics::serve(listener, render))
+    });
     println!("stop with   wash down (or Ctrl-C)");
     let reason = tokio::select! {
         () = host.stop_requested() => "stop requested over the control interface",
@@ -172,6 +198,7 @@ async fn run(args: UpArgs, files: RunFiles) -> anyhow::Result<()> {
 async fn start_wadm(
     connection: &NatsConnection,
     lattice: &str,
+    metrics: Arc<wadm::metrics::WadmMetrics>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let nats = connection
         .connect(|options| options.name("wadm"), Duration::from_secs(10))
@@ -179,7 +206,10 @@ async fn start_wadm(
         .context("connecting wadm to NATS")?;
     let lattice = lattice.to_owned();
     Ok(tokio::spawn(async move {
-        let settings = wadm::reconciler::ReconcilerSettings::default();
+        let settings = wadm::reconciler::ReconcilerSettings {
+            metrics,
+            ..Default::default()
+        };
         if let Err(err) = wadm::reconciler::run(nats, &lattice, settings).await {
             tracing::error!(error = %err, "wadm stopped");
         }
