@@ -108,7 +108,7 @@ make_secrets() {
     fi
     umask 077
     {
-        for role in HOST PROVIDER WADM OPERATOR LEAF; do
+        for role in HOST PROVIDER WADM OPERATOR SECRETS LEAF; do
             # A letter first: nats-server reads a value from the
             # environment as config, where a leading digit makes a number.
             echo "TRELLIS_${role}_PASSWORD=p$(openssl rand -hex 24)"

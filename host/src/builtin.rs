@@ -7,6 +7,9 @@
 //!   created.
 //! - `wasmcloud:bus/lattice` 1.x and 2.x: `set-link-name` picks the link
 //!   that the instance's following calls to the named interfaces go by.
+//! - `wasmcloud:secrets/store` and `/reveal` (0.1.0-draft): `get` fetches
+//!   a granted secret into an opaque handle ([`crate::secrets`]), and
+//!   `reveal` gives its value.
 //!
 //! Each is defined by name and shape rather than from generated bindings,
 //! so every published version of these drafts links: they differ in their
@@ -17,7 +20,9 @@ use wasmtime::component::{Linker, LinkerInstance, Resource, ResourceType, Val};
 
 use crate::HostError;
 use crate::engine::InstanceState;
+use crate::secrets::SecretsFailure;
 use trellis_lattice::link::DEFAULT_LINK_NAME;
+use trellis_lattice::secret::SecretValue;
 use trellis_lattice::wit::WitInterface;
 
 const LOGGING: &str = "wasi:logging/logging";
@@ -28,11 +33,14 @@ const MAX_NAME_BYTES: usize = 256;
 const MAX_INTERFACES: usize = 64;
 const CONFIG: &[&str] = &["wasi:config/store", "wasi:config/runtime"];
 const BUS: &str = "wasmcloud:bus/lattice";
+const SECRETS_STORE: &str = "wasmcloud:secrets/store";
+const SECRETS_REVEAL: &str = "wasmcloud:secrets/reveal";
 
 /// Whether the host serves import `name` (`ns:pkg/iface@version`) itself.
 pub fn serves(name: &str) -> bool {
     let unversioned = name.split('@').next().unwrap_or(name);
-    unversioned == LOGGING || unversioned == BUS || CONFIG.contains(&unversioned)
+    [LOGGING, BUS, SECRETS_STORE, SECRETS_REVEAL].contains(&unversioned)
+        || CONFIG.contains(&unversioned)
 }
 
 /// Defines the import `name` (one that [`serves`] accepts), of type
@@ -48,6 +56,8 @@ pub fn add(
     match unversioned {
         LOGGING => add_logging(&mut instance),
         BUS => add_bus(&mut instance, name, item, engine),
+        SECRETS_STORE => add_secrets_store(&mut instance),
+        SECRETS_REVEAL => add_secrets_reveal(&mut instance),
         _ => {
             // The results are written by position: refuse a look-alike
             // whose functions do not return one value each.
@@ -110,6 +120,79 @@ fn add_config(instance: &mut LinkerInstance<'_, InstanceState>) -> Result<(), Ho
                 .map(|(k, v)| Val::Tuple(vec![Val::String(k.clone()), Val::String(v.clone())]))
                 .collect();
             results[0] = ok(Val::List(pairs));
+            Ok(())
+        })
+        .map_err(invalid)
+}
+
+/// A fetched secret in an instance's resource table: what the guest's
+/// `secret` handle stands for.
+struct GuestSecret(SecretValue);
+
+/// `resource secret` and `get(key) -> result<secret, secrets-error>`.
+fn add_secrets_store(instance: &mut LinkerInstance<'_, InstanceState>) -> Result<(), HostError> {
+    instance
+        .resource(
+            "secret",
+            ResourceType::host::<GuestSecret>(),
+            |mut store, rep| {
+                store
+                    .data_mut()
+                    .table
+                    .delete(Resource::<GuestSecret>::new_own(rep))?;
+                Ok(())
+            },
+        )
+        .map_err(invalid)?;
+    instance
+        .func_new_async("get", |mut store, _ty, params, results| {
+            Box::new(async move {
+                let Some(Val::String(name)) = params.first() else {
+                    return Err(wasmtime::Error::msg("get: unexpected parameters"));
+                };
+                bounded("a secret's name", name)?;
+                let state = store.data();
+                let router = state.router().clone();
+                let grant = std::sync::Arc::clone(&state.secrets);
+                let failure = |case: &str, message: Option<String>| {
+                    let payload = message.map(|m| Box::new(Val::String(m)));
+                    Val::Result(Err(Some(Box::new(Val::Variant(case.to_owned(), payload)))))
+                };
+                results[0] = match router.fetch_secret(&grant, name).await {
+                    Ok(value) => {
+                        let handle = store.data_mut().table.push(GuestSecret(value))?;
+                        let any = handle.try_into_resource_any(&mut store)?;
+                        Val::Result(Ok(Some(Box::new(Val::Resource(any)))))
+                    }
+                    Err(SecretsFailure::NotFound) => failure("not-found", None),
+                    Err(SecretsFailure::Upstream(why)) => failure("upstream", Some(why)),
+                };
+                Ok(())
+            })
+        })
+        .map_err(invalid)
+}
+
+/// `reveal(borrow<secret>) -> secret-value`.
+fn add_secrets_reveal(instance: &mut LinkerInstance<'_, InstanceState>) -> Result<(), HostError> {
+    instance
+        .func_new("reveal", |mut store, _ty, params, results| {
+            let Some(Val::Resource(any)) = params.first() else {
+                return Err(wasmtime::Error::msg("reveal: unexpected parameters"));
+            };
+            let handle = Resource::<GuestSecret>::try_from_resource_any(*any, &mut store)?;
+            let GuestSecret(value) = store.data().table.get(&handle)?;
+            results[0] = match value {
+                SecretValue::String(text) => {
+                    Val::Variant("string".into(), Some(Box::new(Val::String(text.clone()))))
+                }
+                SecretValue::Bytes(bytes) => Val::Variant(
+                    "bytes".into(),
+                    Some(Box::new(Val::List(
+                        bytes.iter().map(|b| Val::U8(*b)).collect(),
+                    ))),
+                ),
+            };
             Ok(())
         })
         .map_err(invalid)

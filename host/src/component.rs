@@ -18,6 +18,7 @@ use trellis_lattice::config::NamedConfig;
 use trellis_lattice::grant::OutboundGrant;
 use trellis_lattice::http::{HttpRequest, HttpResponse};
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
+use trellis_lattice::secret::{APP_ANNOTATION, SecretRefs};
 use trellis_lattice::wit::WitFunction;
 use trellis_oci::{ArtifactCache, Fetched};
 use wasmtime::component::types::ComponentItem;
@@ -32,6 +33,7 @@ use crate::files::{FileLimits, read_bounded};
 use crate::guest_log::GuestLogBudget;
 use crate::imports::ImportRouter;
 use crate::metrics::HostMetrics;
+use crate::secrets::{SecretGrant, SharedGrant};
 use crate::{HostError, value};
 
 /// What a scale command asks for.
@@ -61,6 +63,9 @@ pub struct ComponentConfig {
     /// Their values merged; each instance takes the values current when
     /// it was created.
     pub values: Arc<NamedConfig>,
+    /// The secrets the names among them that are references grant, with
+    /// who the component is.
+    pub secrets: SharedGrant,
 }
 
 /// A component this host runs.
@@ -73,6 +78,9 @@ pub struct RunningComponent {
     pub annotations: BTreeMap<String, String>,
     /// Its verified claims; `None` when unsigned code was allowed.
     pub claims: Option<Claims<ComponentMetadata>>,
+    /// The JWT they were read from, which vouches for the component to
+    /// its secrets' backends.
+    jwt: Option<String>,
     /// The outbound grant, as given.
     pub allowed_hosts: Vec<String>,
     grant: Arc<OutboundGrant>,
@@ -153,11 +161,13 @@ impl RunningComponent {
             .transpose()
             .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
         let max = spec.max_instances.max(1);
+        let (jwt, claims) = token.map(|t| (t.jwt, t.claims)).unzip();
         let running = RunningComponent {
             id: spec.id.clone(),
             image_ref: spec.image_ref.clone(),
             annotations: spec.annotations.clone(),
-            claims: token.map(|t| t.claims),
+            claims,
+            jwt,
             allowed_hosts: spec.allowed_hosts.clone(),
             grant: Arc::new(grant),
             max_instances: AtomicU32::new(max),
@@ -175,6 +185,7 @@ impl RunningComponent {
             config: std::sync::RwLock::new(ComponentConfig {
                 names: spec.config.clone(),
                 values: Arc::default(),
+                secrets: Arc::default(),
             }),
         };
         running.instantiates().await?;
@@ -258,11 +269,20 @@ impl RunningComponent {
     }
 
     /// Sets the component's config: instances created from now on read
-    /// `values`, the merge of `names`.
-    pub fn set_config(&self, names: Vec<String>, values: NamedConfig) {
+    /// `values`, the merge of `names`, and may fetch the secrets `secrets`
+    /// (the references among `names`).
+    pub fn set_config(&self, names: Vec<String>, (values, secrets): (NamedConfig, SecretRefs)) {
+        let grant = SecretGrant {
+            entity_id: self.id.clone(),
+            jwt: self.jwt.clone(),
+            subject: self.claims.as_ref().map(|c| c.sub.clone()),
+            app: self.annotations.get(APP_ANNOTATION).cloned(),
+            refs: secrets,
+        };
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = ComponentConfig {
             names,
             values: Arc::new(values),
+            secrets: Arc::new(grant),
         };
     }
 
@@ -281,6 +301,12 @@ impl RunningComponent {
             .is_ok_and(|p| p.is_ok())
     }
 
+    /// The config and secrets a new instance reads.
+    fn config_now(&self) -> (Arc<NamedConfig>, SharedGrant) {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        (Arc::clone(&config.values), Arc::clone(&config.secrets))
+    }
+
     fn new_store(&self) -> Store<InstanceState> {
         let mut store = Store::new(
             self.runtime.engine(),
@@ -290,7 +316,7 @@ impl RunningComponent {
                 self.router.clone(),
                 Arc::clone(&self.grant),
                 &self.output,
-                Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()).values),
+                self.config_now(),
             ),
         );
         store.data_mut().blob_budget = Arc::new(std::sync::atomic::AtomicUsize::new(

@@ -85,6 +85,9 @@ pub struct InstanceState {
     /// What `wasi:config/store` answers: the component's named config as
     /// it was when this instance was created.
     pub(crate) config: Arc<NamedConfig>,
+    /// Who the component is and which secrets it was granted, for
+    /// `wasmcloud:secrets/store`.
+    pub(crate) secrets: crate::secrets::SharedGrant,
     /// The link names `wasmcloud:bus/lattice.set-link-name` chose for this
     /// instance's calls, by interface; the rest use the link `default`.
     pub(crate) link_names: HashMap<WitInterface, String>,
@@ -94,17 +97,17 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    /// Fresh state for one call of `component_id`, reading `config`, with
-    /// stdout/stderr going to the host's log within `output`'s budget.
-    /// Its lattice imports are sent through `router`, and its outgoing HTTP
-    /// requests are checked against `grant`.
+    /// Fresh state for one call of `component_id`, reading `config` and
+    /// `secrets`, with stdout/stderr going to the host's log within
+    /// `output`'s budget. Its lattice imports are sent through `router`,
+    /// and its outgoing HTTP requests are checked against `grant`.
     pub fn new(
         component_id: &str,
         max_memory_bytes: u64,
         router: ImportRouter,
         grant: Arc<OutboundGrant>,
         output: &Arc<GuestLogBudget>,
-        config: Arc<NamedConfig>,
+        (config, secrets): (Arc<NamedConfig>, crate::secrets::SharedGrant),
     ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(output.stream("stdout"))
@@ -124,6 +127,7 @@ impl InstanceState {
             component_id: component_id.to_owned(),
             log: Arc::clone(output),
             config,
+            secrets,
             link_names: HashMap::new(),
             blob_budget: Arc::new(std::sync::atomic::AtomicUsize::new(
                 usize::try_from(trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES)

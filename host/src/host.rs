@@ -12,11 +12,13 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use trellis_claims::KeyKind;
 use trellis_claims::invocation::InvocationSigner;
+use trellis_lattice::config::NamedConfig;
 use trellis_lattice::ctl::{ComponentDescription, Host as HostSummary, HostInventory};
 use trellis_lattice::event::LatticeEvent;
 use trellis_lattice::event::{
     ComponentClaims, ComponentScaleFailed, ComponentScaled, HostHeartbeat, HostStarted, HostStopped,
 };
+use trellis_lattice::secret::SecretRefs;
 use trellis_lattice::subject::Subjects;
 
 use crate::component::{ComponentSpec, RunningComponent};
@@ -27,6 +29,7 @@ use crate::imports::ImportRouter;
 use crate::metrics::{ComponentVitals, HostMetrics};
 use crate::policy::RunPolicy;
 use crate::provider::ProviderSupervisor;
+use crate::secrets::SecretsDesk;
 use crate::state::LatticeState;
 use crate::{HostError, ctl, rpc};
 use trellis_oci::{ArtifactCache, Registry};
@@ -106,6 +109,7 @@ impl Host {
                 .map_err(|e| HostError::BadRequest(e.to_string()))?;
             Some(Arc::new(signer))
         };
+        let events = EventPublisher::new(nats.clone(), subjects.clone(), id.clone());
         let router = ImportRouter::new(
             nats.clone(),
             subjects.clone(),
@@ -113,7 +117,8 @@ impl Host {
             config.call_timeout,
             signer,
         )
-        .with_max_body(config.max_body_bytes);
+        .with_max_body(config.max_body_bytes)
+        .with_secrets(SecretsDesk::new(events.clone(), id.clone()));
         let mut labels = builtin_labels();
         for (key, value) in &config.labels {
             config
@@ -136,7 +141,6 @@ impl Host {
             .label_limits
             .check_count(operator_label_count(&labels))
             .map_err(|e| HostError::BadRequest(format!("--label: {e}")))?;
-        let events = EventPublisher::new(nats.clone(), subjects.clone(), id.clone());
         let artifacts = Arc::new(ArtifactCache::new(
             config.data_dir.join("oci"),
             Registry::new(config.registry.clone()),
@@ -569,12 +573,23 @@ impl HostInner {
     /// their merge; on a failed read it keeps what it had.
     async fn resolve_config_of(&self, component: &RunningComponent) {
         let names = component.config_names();
-        match self.state.resolve_config(&names).await {
+        match self.resolve_component_config(&names).await {
             Ok(values) => component.set_config(names, values),
             Err(err) => {
                 tracing::warn!(component = %component.id, error = %err, "cannot read config; keeping the last")
             }
         }
+    }
+
+    /// What a component's config names resolve to: its config, and the
+    /// secrets the references among them grant.
+    async fn resolve_component_config(
+        &self,
+        names: &[String],
+    ) -> Result<(NamedConfig, SecretRefs), HostError> {
+        let values = self.state.resolve_config(names).await?;
+        let secrets = self.state.resolve_secrets(names).await?;
+        Ok((values, secrets))
     }
 
     /// Applies a scale command: start, rescale, or (at 0) stop.
@@ -593,7 +608,7 @@ impl HostInner {
             if existing.image_ref == spec.image_ref && existing.allowed_hosts == spec.allowed_hosts
             {
                 if existing.config_names() != spec.config {
-                    let values = self.state.resolve_config(&spec.config).await?;
+                    let values = self.resolve_component_config(&spec.config).await?;
                     existing.set_config(spec.config.clone(), values);
                 }
                 existing.set_max_instances(spec.max_instances);
@@ -653,7 +668,7 @@ impl HostInner {
         // Resolved after the image proved good, so a refused image costs
         // no state reads.
         let prepared = match prepared {
-            Ok(component) => match self.state.resolve_config(&spec.config).await {
+            Ok(component) => match self.resolve_component_config(&spec.config).await {
                 Ok(values) => {
                     component.set_config(spec.config.clone(), values);
                     Ok(component)

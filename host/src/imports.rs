@@ -147,6 +147,8 @@ pub struct ImportRouter {
     signer: Option<Arc<InvocationSigner>>,
     restarting: RestartingProviders,
     limits: ChunkLimits,
+    /// How components' secrets are fetched; `None` until the host sets it.
+    secrets: Option<Arc<crate::secrets::SecretsDesk>>,
 }
 
 impl ImportRouter {
@@ -166,7 +168,19 @@ impl ImportRouter {
             signer,
             restarting: RestartingProviders::default(),
             limits: ChunkLimits::default(),
+            secrets: None,
         }
+    }
+
+    /// The same router fetching components' secrets through `desk`.
+    pub fn with_secrets(mut self, desk: crate::secrets::SecretsDesk) -> Self {
+        self.secrets = Some(Arc::new(desk));
+        self
+    }
+
+    /// How secrets are fetched, if this router fetches them.
+    pub(crate) fn secrets_desk(&self) -> Option<&crate::secrets::SecretsDesk> {
+        self.secrets.as_deref()
     }
 
     /// The same router sending and accepting payloads of at most
@@ -354,7 +368,7 @@ impl ImportRouter {
     /// that could not check the seal introduces itself in its reply instead
     /// of serving the call, which is then sent once more, signed, and pairs
     /// the two.
-    async fn send_to(
+    pub(crate) async fn send_to(
         &self,
         target: &str,
         (source, link_name): (&str, &str),

@@ -40,6 +40,7 @@ mod outbound;
 mod policy;
 mod provider;
 mod rpc;
+mod secrets;
 mod state;
 pub mod value;
 

@@ -28,6 +28,7 @@ use trellis_lattice::Link;
 use trellis_lattice::client::Replicas;
 use trellis_lattice::config::{self, NamedConfig};
 use trellis_lattice::ctl::{ClaimsEntry, DeleteInterfaceLinkDefinitionRequest};
+use trellis_lattice::secret::{self, SecretRef, SecretRefs};
 use trellis_lattice::subject::Subjects;
 
 use crate::HostError;
@@ -306,16 +307,38 @@ impl LatticeState {
 
     /// The named configs `names` merged, right-most winning. A name with no
     /// config contributes nothing: config may be put after the thing that
-    /// reads it, and the reader then runs with what exists.
+    /// reads it, and the reader then runs with what exists. Secret
+    /// references among them are left out: they are read by
+    /// [`LatticeState::resolve_secrets`], never as config.
     pub async fn resolve_config(&self, names: &[String]) -> Result<NamedConfig, HostError> {
         let mut found = Vec::with_capacity(names.len());
-        for name in names {
+        for name in names.iter().filter(|n| !secret::is_reference(n)) {
             match self.get_config(name).await? {
                 Some(values) => found.push(values),
                 None => tracing::warn!(config = %name, "named config does not exist; using none"),
             }
         }
         Ok(config::merge(&found))
+    }
+
+    /// The secret references among `names`, by the name they grant. One
+    /// that does not exist or does not parse grants nothing, and says so
+    /// in the log.
+    pub async fn resolve_secrets(&self, names: &[String]) -> Result<SecretRefs, HostError> {
+        let mut refs = SecretRefs::new();
+        for name in names.iter().filter(|n| secret::is_reference(n)) {
+            let Some(config) = self.get_config(name).await? else {
+                tracing::warn!(reference = %name, "secret reference does not exist; granting nothing by it");
+                continue;
+            };
+            match SecretRef::from_config(name, &config) {
+                Ok(reference) => {
+                    refs.insert(reference.name.clone(), reference);
+                }
+                Err(err) => tracing::warn!(error = %err, "secret reference is ignored"),
+            }
+        }
+        Ok(refs)
     }
 
     /// Deletes named config; says whether it existed.

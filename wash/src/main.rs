@@ -52,6 +52,9 @@ enum Command {
     /// Put, show and delete named config.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
+    /// Store, list and delete secrets, and rotate their sealing key.
+    #[command(subcommand)]
+    Secrets(cmd::secrets::SecretsCommand),
     /// Put or delete a host label.
     Label(cmd::label::LabelArgs),
     /// Call a function of a running component.
@@ -99,6 +102,7 @@ fn main() -> std::process::ExitCode {
         Command::Stop(command) => block_on(cmd::stop(command)),
         Command::Link(command) => block_on(cmd::link::run(command)),
         Command::Config(command) => block_on(cmd::config::run(command)),
+        Command::Secrets(command) => block_on(cmd::secrets::run(command)),
         Command::Label(args) => block_on(cmd::label::run(args)),
         Command::Call(args) => block_on(cmd::call::run(args)),
         Command::App(command) => block_on(cmd::app::run(command)),

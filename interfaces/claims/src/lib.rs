@@ -37,6 +37,8 @@ pub use error::ClaimsError;
 pub use jwt::{Claims, Token, WASCAP_REVISION, now_unix};
 pub use keys::{KeyKind, key_pair_from_seed};
 pub use nkeys::KeyPair;
+/// A curve25519 key (`X…`): what secrets are sealed for.
+pub use nkeys::XKey;
 pub use policy::Policy;
 pub use provider::{
     ProviderMetadata, ProviderSignOptions, decode_provider, native_target, provider_claims_path,

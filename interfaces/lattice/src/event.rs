@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::LatticeError;
 use crate::link::Link;
+use crate::secret::SecretAccessed;
 
 pub use payload::{
     ComponentClaims, ComponentScaleFailed, ComponentScaled, ConfigChanged, HostHeartbeat,
@@ -61,11 +62,13 @@ pub enum EventKind {
     ConfigSet,
     /// A named config was deleted.
     ConfigDeleted,
+    /// A secret was fetched, or refused.
+    SecretAccessed,
 }
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::HostStarted,
         Self::HostStopped,
         Self::HostHeartbeat,
@@ -80,6 +83,7 @@ impl EventKind {
         Self::LinkdefDeleted,
         Self::ConfigSet,
         Self::ConfigDeleted,
+        Self::SecretAccessed,
     ];
 
     /// The snake_case name: the subject suffix and the end of the `type`.
@@ -99,6 +103,7 @@ impl EventKind {
             Self::LinkdefDeleted => "linkdef_deleted",
             Self::ConfigSet => "config_set",
             Self::ConfigDeleted => "config_deleted",
+            Self::SecretAccessed => "secret_accessed",
         }
     }
 
@@ -150,6 +155,9 @@ pub enum LatticeEvent {
     ConfigSet(ConfigChanged),
     /// `config_deleted`.
     ConfigDeleted(ConfigChanged),
+    /// `secret_accessed`: published by a host that refused a secret its
+    /// component was not granted, and by the backend for every fetch.
+    SecretAccessed(SecretAccessed),
 }
 
 impl LatticeEvent {
@@ -170,6 +178,7 @@ impl LatticeEvent {
             Self::LinkdefDeleted(_) => EventKind::LinkdefDeleted,
             Self::ConfigSet(_) => EventKind::ConfigSet,
             Self::ConfigDeleted(_) => EventKind::ConfigDeleted,
+            Self::SecretAccessed(_) => EventKind::SecretAccessed,
         }
     }
 
@@ -216,6 +225,7 @@ impl LatticeEvent {
             EventKind::LinkdefDeleted => Self::LinkdefDeleted(de(data)?),
             EventKind::ConfigSet => Self::ConfigSet(de(data)?),
             EventKind::ConfigDeleted => Self::ConfigDeleted(de(data)?),
+            EventKind::SecretAccessed => Self::SecretAccessed(de(data)?),
         })
     }
 
@@ -231,6 +241,7 @@ impl LatticeEvent {
             Self::ProviderStartFailed(e) => &mut e.host_id,
             Self::ProviderStopped(e) => &mut e.host_id,
             Self::HealthCheckPassed(e) | Self::HealthCheckFailed(e) => &mut e.host_id,
+            Self::SecretAccessed(e) => &mut e.host_id,
             Self::LinkdefSet(_)
             | Self::LinkdefDeleted(_)
             | Self::ConfigSet(_)
@@ -378,6 +389,13 @@ mod tests {
             }),
             EventKind::ConfigDeleted => LatticeEvent::ConfigDeleted(ConfigChanged {
                 config_name: "cfg".into(),
+            }),
+            EventKind::SecretAccessed => LatticeEvent::SecretAccessed(SecretAccessed {
+                secret: "db".into(),
+                entity_id: "counter".into(),
+                host_id: "NHOST".into(),
+                allowed: true,
+                ..Default::default()
             }),
         }
     }

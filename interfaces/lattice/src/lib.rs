@@ -15,6 +15,8 @@
 //! - [`keyvalue`] and [`messaging`]: the capability contracts providers serve.
 //! - [`http`]: HTTP requests and responses as they cross the lattice, and
 //!   [`grant`]: which hosts a component may reach with outgoing HTTP.
+//! - [`secret`]: secret references, the backend protocol and its audit
+//!   event.
 //! - [`wit`]: WIT interface and function names as links and subjects use them.
 //! - [`chunk`]: how a payload larger than one NATS message crosses, pulled
 //!   in chunks; with feature `client`, both sides of the transfer.
@@ -83,6 +85,7 @@ pub mod provider;
 #[cfg(feature = "client")]
 pub mod request;
 pub mod rpc;
+pub mod secret;
 pub mod subject;
 pub mod wit;
 

@@ -136,6 +136,8 @@ pub enum Role {
     Wadm,
     /// wash, driven by a person.
     Operator,
+    /// The secrets backend.
+    Secrets,
 }
 
 impl Role {
@@ -146,6 +148,7 @@ impl Role {
             Role::Provider => "provider",
             Role::Wadm => "wadm",
             Role::Operator => "operator",
+            Role::Secrets => "secrets",
         }
     }
 
@@ -155,6 +158,7 @@ impl Role {
             Role::Provider => "TRELLIS_PROVIDER_PASSWORD",
             Role::Wadm => "TRELLIS_WADM_PASSWORD",
             Role::Operator => "TRELLIS_OPERATOR_PASSWORD",
+            Role::Secrets => "TRELLIS_SECRETS_PASSWORD",
         }
     }
 
@@ -217,11 +221,16 @@ impl SecuredNats {
             key.display().to_string(),
             ca.ca_file().display().to_string(),
         );
-        let passwords: Vec<(&str, String)> =
-            [Role::Host, Role::Provider, Role::Wadm, Role::Operator]
-                .iter()
-                .map(|role| (role.password_variable(), role.password()))
-                .collect();
+        let passwords: Vec<(&str, String)> = [
+            Role::Host,
+            Role::Provider,
+            Role::Wadm,
+            Role::Operator,
+            Role::Secrets,
+        ]
+        .iter()
+        .map(|role| (role.password_variable(), role.password()))
+        .collect();
         let mut env: Vec<(&str, &str)> = vec![
             ("TRELLIS_NATS_TLS_CERT", &cert),
             ("TRELLIS_NATS_TLS_KEY", &key),

@@ -27,6 +27,7 @@ pub mod provider;
 pub mod pull;
 pub mod push;
 pub mod registry;
+pub mod secrets;
 pub mod ui;
 pub mod up;
 

@@ -19,6 +19,7 @@ mod observe;
 mod oci;
 mod policy;
 mod providers;
+mod secrets;
 mod security;
 mod state;
 mod ui;
