@@ -154,7 +154,7 @@ impl Host {
             state.clone(),
             policy.clone(),
             Arc::clone(&artifacts),
-            router.restarting(),
+            router.clone(),
         );
         let inner = Arc::new(HostInner {
             // wasmCloud reports the key of the host's cluster as its issuer.

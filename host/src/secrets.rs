@@ -20,7 +20,7 @@ use trellis_lattice::LatticeEvent;
 use trellis_lattice::link::DEFAULT_LINK_NAME;
 use trellis_lattice::rpc::{self, RpcError, RpcErrorKind};
 use trellis_lattice::secret::{
-    self, SealedSecret, SecretAccessed, SecretRefs, SecretRequest, SecretValue,
+    self, SealedSecret, SecretAccessed, SecretRef, SecretRefs, SecretRequest, SecretValue,
 };
 
 use crate::events::EventPublisher;
@@ -92,31 +92,42 @@ impl ImportRouter {
             desk.audit(grant, name, "", Some(reason.clone())).await;
             return Err(SecretsFailure::Upstream(reason));
         };
+        let sealed = self
+            .fetch_sealed(grant, reference, &desk.xkey.public_key())
+            .await
+            .map_err(SecretsFailure::Upstream)?
+            .ok_or(SecretsFailure::NotFound)?;
+        desk.open(&sealed).map_err(|why| {
+            SecretsFailure::Upstream(format!("backend `{}`: {why}", reference.backend))
+        })
+    }
+
+    /// Asks `reference`'s backend for its value on behalf of `grant`'s
+    /// component or provider, sealed for `reply_xkey`; `None` when the
+    /// backend holds no such secret, and the error says why it gave none.
+    pub(crate) async fn fetch_sealed(
+        &self,
+        grant: &SecretGrant,
+        reference: &SecretRef,
+        reply_xkey: &str,
+    ) -> Result<Option<SealedSecret>, String> {
         let request = SecretRequest {
             key: reference.key.clone(),
             version: reference.version,
             entity_jwt: grant.jwt.clone(),
             app: grant.app.clone(),
-            reply_xkey: desk.xkey.public_key(),
+            reply_xkey: reply_xkey.to_owned(),
         };
-        let body = rpc::encode(&request).map_err(|e| SecretsFailure::Upstream(e.to_string()))?;
-        let reply = self
-            .send_to(
-                &reference.backend,
-                (&grant.entity_id, DEFAULT_LINK_NAME),
-                &secret::backend_get(),
-                &body.into(),
-            )
-            .await
-            .and_then(|bytes| rpc::decode_reply::<Option<SealedSecret>>(&bytes));
-        let sealed = match reply {
-            Ok(Some(sealed)) => sealed,
-            Ok(None) => return Err(SecretsFailure::NotFound),
-            Err(err) => return Err(SecretsFailure::Upstream(describe(&reference.backend, &err))),
-        };
-        desk.open(&sealed).map_err(|why| {
-            SecretsFailure::Upstream(format!("backend `{}`: {why}", reference.backend))
-        })
+        let body = rpc::encode(&request).map_err(|e| e.to_string())?;
+        self.send_to(
+            &reference.backend,
+            (&grant.entity_id, DEFAULT_LINK_NAME),
+            &secret::backend_get(),
+            &body.into(),
+        )
+        .await
+        .and_then(|bytes| rpc::decode_reply::<Option<SealedSecret>>(&bytes))
+        .map_err(|err| describe(&reference.backend, &err))
     }
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct SupervisorContext {
     health_interval: Duration,
     /// Whether each provider serves metrics for the host to merge.
     provider_metrics: bool,
+    /// Fetches the secrets of providers' links from their backends.
+    router: crate::imports::ImportRouter,
 }
 
 impl SupervisorContext {
@@ -130,10 +132,11 @@ impl ProviderSupervisor {
         state: LatticeState,
         policy: RunPolicy,
         artifacts: Arc<ArtifactCache>,
-        restarting: RestartingProviders,
+        router: crate::imports::ImportRouter,
     ) -> Self {
         let ctx = SupervisorContext {
-            restarting,
+            restarting: router.restarting(),
+            router,
             host_id: host_id.to_owned(),
             nats,
             subjects,

@@ -23,6 +23,7 @@ use trellis_lattice::event::{
     ProviderStopped,
 };
 use trellis_lattice::provider::{HealthCheckResponse, ProviderLink};
+use trellis_lattice::secret::{APP_ANNOTATION, SealedSecret};
 
 use super::SupervisorContext;
 use super::control::{ProviderControl, ProviderRequestError, REQUEST_TIMEOUT, seconds};
@@ -30,6 +31,7 @@ use super::process::ProviderProcess;
 use crate::HostError;
 use crate::host::human_time;
 use crate::imports::RestartingProviders;
+use crate::secrets::SecretGrant;
 
 /// The first wait before restarting a provider that exited.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -106,6 +108,9 @@ pub(crate) struct SupervisedProvider {
     pub(crate) restarts: std::sync::atomic::AtomicU64,
     /// Where the current process serves its metrics, when the host asked.
     pub(crate) metrics_addr: Mutex<Option<std::net::SocketAddr>>,
+    /// The key its links' secrets are sealed for; its seed goes to each of
+    /// its processes in their host data.
+    xkey: trellis_claims::XKey,
 }
 
 impl SupervisedProvider {
@@ -135,6 +140,7 @@ impl SupervisedProvider {
             restarting,
             restarts: std::sync::atomic::AtomicU64::new(0),
             metrics_addr: Mutex::new(None),
+            xkey: trellis_claims::XKey::new(),
         }
     }
 
@@ -238,6 +244,10 @@ pub(crate) async fn launch(
         ctx.state.links_involving(&provider.id),
         data_dir,
     );
+    host_data.provider_xkey_seed = Some(provider.xkey.seed().map_err(|e| HostError::Provider {
+        provider_id: provider.id.clone(),
+        reason: format!("has no key for its secrets: {e}"),
+    })?);
     if ctx.provider_metrics {
         let addr = free_loopback_addr();
         host_data.metrics_addr = addr.map(|a| a.to_string());
@@ -285,6 +295,52 @@ pub(crate) async fn launch(
     Ok(process)
 }
 
+/// The secrets the provider's side of `link` grants it, fetched on its
+/// behalf and sealed by their backend for its key.
+async fn link_secrets(
+    ctx: &SupervisorContext,
+    provider: &SupervisedProvider,
+    link: &Link,
+) -> Result<BTreeMap<String, SealedSecret>, String> {
+    let side = if link.target == provider.id {
+        &link.target_config
+    } else {
+        &link.source_config
+    };
+    let refs = ctx
+        .state
+        .resolve_secrets(side)
+        .await
+        .map_err(|e| format!("cannot read the link's secret references: {e}"))?;
+    if refs.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let grant = SecretGrant {
+        entity_id: provider.id.clone(),
+        jwt: provider.claims.as_ref().map(|t| t.jwt.clone()),
+        subject: provider.claims.as_ref().map(|t| t.claims.sub.clone()),
+        app: provider.annotations.get(APP_ANNOTATION).cloned(),
+        refs,
+    };
+    let reply_key = provider.xkey.public_key();
+    let mut secrets = BTreeMap::new();
+    for reference in grant.refs.values() {
+        match ctx.router.fetch_sealed(&grant, reference, &reply_key).await {
+            Ok(Some(sealed)) => {
+                secrets.insert(reference.name.clone(), sealed);
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "secret `{}` (key `{}`) does not exist in backend `{}`",
+                    reference.name, reference.key, reference.backend
+                ));
+            }
+            Err(why) => return Err(format!("secret `{}`: {why}", reference.name)),
+        }
+    }
+    Ok(secrets)
+}
+
 /// Sends `link` with its config resolved; returns the provider's reason
 /// if it refused it. A provider that cannot be reached gets the link again
 /// with the rest when it is next launched.
@@ -298,15 +354,25 @@ pub(crate) async fn send_link(
             source_config_values: ctx.state.resolve_config(&link.source_config).await?,
             target_config_values: ctx.state.resolve_config(&link.target_config).await?,
             link: link.clone(),
+            ..ProviderLink::default()
         })
     };
-    let resolved = match resolved.await {
+    let mut resolved = match resolved.await {
         Ok(resolved) => resolved,
         Err(err) => {
             tracing::warn!(provider_id = %provider.id, error = %err, "cannot resolve a link's config");
             return None;
         }
     };
+    // The provider's own side of the link may grant it secrets; a secret
+    // it is granted but cannot get fails the link, with the reason.
+    match link_secrets(ctx, provider, link).await {
+        Ok(secrets) => resolved.secrets = secrets,
+        Err(problem) => {
+            tracing::warn!(provider_id = %provider.id, source = %link.source_id, %problem, "a link's secret cannot be fetched");
+            return Some(problem);
+        }
+    }
     match provider.control.put_link(&resolved).await {
         Ok(()) => {
             tracing::debug!(provider_id = %provider.id, source = %link.source_id, target = %link.target, "link sent to provider");

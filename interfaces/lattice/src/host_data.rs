@@ -135,6 +135,11 @@ pub struct HostData {
     /// and serves it with its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<String>,
+    /// The seed (`SX…`) of the curve25519 key the secrets of the
+    /// provider's links are sealed for; the host makes one per provider. A
+    /// Trellis extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_xkey_seed: Option<String>,
 }
 
 impl std::fmt::Debug for HostData {
@@ -174,6 +179,7 @@ impl std::fmt::Debug for HostData {
             )
             .field("max_body_bytes", &self.max_body_bytes)
             .field("metrics_addr", &self.metrics_addr)
+            .field("provider_xkey_seed", &redacted(&self.provider_xkey_seed))
             .finish()
     }
 }

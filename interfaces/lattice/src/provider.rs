@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::link::Link;
+use crate::secret::{SealedSecret, SecretValue};
 
 /// A link as a provider receives it, with config names resolved to values.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,17 @@ pub struct ProviderLink {
     /// The merged values of `link.target_config`.
     #[serde(default)]
     pub target_config_values: BTreeMap<String, String>,
+    /// The secrets granted to the provider's side of the link (the secret
+    /// references among that side's configs), by name, each sealed by its
+    /// backend for the provider's key ([`crate::HostData`]'s
+    /// `provider_xkey_seed`): the host that sends the link cannot open
+    /// them. A Trellis extension.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SealedSecret>,
+    /// The same secrets opened, filled in by the provider SDK before the
+    /// provider sees the link; never sent.
+    #[serde(skip)]
+    pub secret_values: BTreeMap<String, SecretValue>,
 }
 
 /// A provider's answer to a health check (wasmCloud's field names).

@@ -554,8 +554,43 @@ fn provider_link_carries_resolved_config() {
         },
         source_config_values: [("address".to_string(), "127.0.0.1:8080".to_string())].into(),
         target_config_values: BTreeMap::new(),
+        ..ProviderLink::default()
     };
     golden("provider_link.json", &link);
+}
+
+#[test]
+fn provider_link_carries_sealed_secrets_and_never_their_values() {
+    use trellis_lattice::provider::ProviderLink;
+    use trellis_lattice::secret::{SealedSecret, SecretValue};
+    let mut link = ProviderLink {
+        link: Link {
+            source_id: "counter".into(),
+            target: "keyvalue-redis".into(),
+            name: "default".into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "keyvalue".into(),
+            interfaces: vec!["atomics".into()],
+            source_config: vec![],
+            target_config: vec!["redis-url".into(), "SECRET_password".into()],
+        },
+        target_config_values: [("url".to_string(), "redis://10.0.0.5/".to_string())].into(),
+        secrets: [(
+            "password".to_string(),
+            SealedSecret {
+                version: 3,
+                sender_xkey: "XBACKEND".into(),
+                sealed: vec![120, 107, 118, 49],
+            },
+        )]
+        .into(),
+        ..ProviderLink::default()
+    };
+    golden("provider_link_secrets.json", &link);
+    link.secret_values
+        .insert("password".into(), SecretValue::String("hunter2".into()));
+    let sent = serde_json::to_string(&link).unwrap();
+    assert!(!sent.contains("hunter2"), "{sent}");
 }
 
 #[test]

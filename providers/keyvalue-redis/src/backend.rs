@@ -8,6 +8,10 @@ use crate::{RedisStore, RedisStoreError, redact_url};
 /// The link target config keys naming the server, in order of preference.
 pub const URL_KEYS: [&str; 2] = ["url", "URL"];
 
+/// The link secret holding the server's password, if it needs one: kept
+/// out of the URL, and so out of named config.
+pub const PASSWORD_SECRET: &str = "password";
+
 /// Opens a [`RedisStore`] for each link, from its `url` target config.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RedisBackend;
@@ -33,7 +37,13 @@ impl KvBackend for RedisBackend {
 
     async fn open(&self, link: &ProviderLink) -> Result<RedisStore, String> {
         let url = Self::url_of(link).map_err(|e| e.to_string())?;
-        let store = RedisStore::connect(url).await.map_err(|e| e.to_string())?;
+        let password = link
+            .secret_values
+            .get(PASSWORD_SECRET)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let store = RedisStore::connect_with(url, password.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
         tracing::info!(
             source_id = %link.link.source_id,
             link_name = %link.link.name,

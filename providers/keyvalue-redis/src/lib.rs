@@ -12,6 +12,11 @@
 //! |---|---|
 //! | `url` (or `URL`, as wasmCloud's Redis provider reads it) | the server, e.g. `redis://127.0.0.1:6379/0`, `rediss://:password@host/` or `redis+unix:///run/redis.sock` |
 //!
+//! A password belongs in a secret, not in the URL (which is named config,
+//! readable by whoever reads lattice state): a link whose target configs
+//! list a secret reference named `password` (`SECRET_password`) is given
+//! that secret, sealed for this provider, and it authenticates with it.
+//!
 //! There is no default: a link without a URL is refused rather than
 //! quietly writing to whatever Redis runs on localhost. The link put fails
 //! unless the server answers `PING` within 3 seconds; messages show the URL

@@ -46,11 +46,23 @@ impl RedisStore {
     /// Connects to `url` and checks with `PING` that the server answers,
     /// all within 3 seconds.
     pub async fn connect(url: &str) -> Result<Self, RedisStoreError> {
+        RedisStore::connect_with(url, None).await
+    }
+
+    /// [`RedisStore::connect`], authenticating with `password` (a link
+    /// secret) instead of any password in the URL.
+    pub async fn connect_with(url: &str, password: Option<&str>) -> Result<Self, RedisStoreError> {
+        use redis::IntoConnectionInfo;
         let shown = redact_url(url);
-        let client = redis::Client::open(url).map_err(|e| RedisStoreError::BadUrl {
+        let bad_url = |e: redis::RedisError| RedisStoreError::BadUrl {
             url: shown.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let mut info = url.into_connection_info().map_err(bad_url)?;
+        if let Some(password) = password {
+            info.redis.password = Some(password.to_owned());
+        }
+        let client = redis::Client::open(info).map_err(bad_url)?;
         let unreachable = |message: String| RedisStoreError::Unreachable {
             url: shown.clone(),
             message,

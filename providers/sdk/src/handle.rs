@@ -4,13 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use trellis_claims::XKey;
 use trellis_claims::invocation::{
     DEFAULT_INVOCATION_WINDOW, Invocation, InvocationError, InvocationVerifier, now_ms,
 };
 use trellis_lattice::chunk::StreamOffer;
 use trellis_lattice::http::{HttpRequest, HttpResponse, INCOMING_HANDLER};
+use trellis_lattice::provider::ProviderLink;
 use trellis_lattice::request::{self, Unanswered};
 use trellis_lattice::rpc::{self, CallHeaders, RpcError, RpcErrorKind};
+use trellis_lattice::secret::SecretValue;
 use trellis_lattice::{HostData, Subjects, WitFunction};
 
 use tracing::Instrument;
@@ -84,6 +87,35 @@ impl ProviderHandle {
             host_data: Arc::new(host_data),
             verifier,
         })
+    }
+
+    /// Opens the secrets `link` carries (sealed for this provider by their
+    /// backend) into its `secret_values`; the error says which could not
+    /// be opened.
+    pub fn open_secrets(&self, link: &mut ProviderLink) -> Result<(), String> {
+        if link.secrets.is_empty() {
+            return Ok(());
+        }
+        let Some(seed) = &self.host_data.provider_xkey_seed else {
+            return Err(
+                "the link carries secrets, but the host gave this provider no key to open them"
+                    .into(),
+            );
+        };
+        let key = XKey::from_seed(seed).map_err(|e| {
+            format!("the host's key for this provider is not a curve25519 seed: {e}")
+        })?;
+        for (name, sealed) in &link.secrets {
+            let sender = XKey::from_public_key(&sealed.sender_xkey).map_err(|e| {
+                format!("secret `{name}`: the sender key is not a curve25519 key: {e}")
+            })?;
+            let plain = key
+                .open(&sealed.sealed, &sender)
+                .map_err(|_| format!("secret `{name}` was not sealed for this provider"))?;
+            let value = SecretValue::decode(&plain).map_err(|e| format!("secret `{name}`: {e}"))?;
+            link.secret_values.insert(name.clone(), value);
+        }
+        Ok(())
     }
 
     /// The provider's metrics, served at the host data's `metrics_addr`.

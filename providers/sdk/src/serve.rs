@@ -88,7 +88,7 @@ pub async fn serve<P: Provider>(
             calls,
         )),
         tokio::spawn(serve_links(
-            nats.clone(),
+            handle.clone(),
             Arc::clone(&provider),
             Arc::clone(&failed),
             pending,
@@ -304,13 +304,14 @@ fn refuse_failed_link(
 
 /// Applies link puts and deletes one at a time, in arrival order.
 async fn serve_links<P: Provider>(
-    nats: async_nats::Client,
+    handle: ProviderHandle,
     provider: Arc<P>,
     failed: FailedLinks,
     pending: Arc<PendingLinks>,
     mut puts: async_nats::Subscriber,
     mut dels: async_nats::Subscriber,
 ) {
+    let nats = handle.nats().clone();
     loop {
         let (message, is_put) = tokio::select! {
             Some(m) = puts.next() => (m, true),
@@ -330,9 +331,12 @@ async fn serve_links<P: Provider>(
         let outcome = if is_put {
             match serde_json::from_slice::<ProviderLink>(&payload) {
                 Err(e) => Err(format!("the link put is not valid JSON: {e}")),
-                Ok(link) => {
+                Ok(mut link) => {
                     let slot = slot(&link.link);
-                    let result = provider.link_put(&link).await;
+                    let result = match handle.open_secrets(&mut link) {
+                        Ok(()) => provider.link_put(&link).await,
+                        Err(reason) => Err(reason),
+                    };
                     settle(&pending, &link.link);
                     let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
                     match &result {

@@ -115,6 +115,7 @@ pub fn provider_link(
         link,
         source_config_values: config_values(source_config),
         target_config_values: config_values(target_config),
+        ..ProviderLink::default()
     }
 }
 

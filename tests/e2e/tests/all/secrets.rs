@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use trellis_e2e::app::{HTTP, LinkConfig, TestLattice};
+use trellis_e2e::app::{COUNTER, HTTP, LinkConfig, REDIS, TestLattice};
 use trellis_e2e::{cluster_key, file_url};
+use trellis_lattice::Link;
 use trellis_lattice::ctl::ScaleComponentCommand;
 use trellis_lattice::event::{CloudEvent, LatticeEvent};
 use trellis_lattice::secret::{AdminOp, SecretAccessed};
-use trellis_test_support::free_port;
+use trellis_test_support::{RedisServer, free_port};
 
 /// The id the component runs under.
 const CHECK: &str = "secret-check";
@@ -464,6 +465,87 @@ async fn a_new_value_and_a_new_sealing_key_are_seen_by_the_next_call() {
     ])
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_provider_gets_its_links_secret_sealed_for_it() {
+    // A Redis that needs a password, which keyvalue-redis learns only from
+    // the secret its link grants it: not from the URL, not from config.
+    let password = "redis-password-from-a-secret";
+    let redis = RedisServer::start().unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+
+    let s = SecretsLattice::start("secrets-provider", &[])
+        .await
+        .unwrap();
+    s.wash(
+        &["put", "redis_password", "--allow", "*"],
+        password.as_bytes(),
+    )
+    .unwrap();
+    s.lattice
+        .config("redis-url", &[("url", &redis.url())])
+        .await
+        .unwrap();
+    s.grant("password", "redis_password").await.unwrap();
+    s.lattice.start_provider(REDIS).await.unwrap();
+    s.lattice
+        .start_component("kv-counter", COUNTER, 2)
+        .await
+        .unwrap();
+    s.lattice
+        .ctl
+        .put_link(&Link {
+            source_id: COUNTER.into(),
+            target: REDIS.0.into(),
+            wit_namespace: "wasi".into(),
+            wit_package: "keyvalue".into(),
+            interfaces: vec!["store".into(), "atomics".into()],
+            target_config: vec!["redis-url".into(), "SECRET_password".into()],
+            ..Link::default()
+        })
+        .await
+        .unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    s.lattice
+        .config("counter-http", &[("address", &address)])
+        .await
+        .unwrap();
+    s.lattice
+        .link(
+            HTTP.0,
+            COUNTER,
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("counter-http"),
+        )
+        .await
+        .unwrap();
+    let url = format!("http://{address}/");
+    s.lattice
+        .wait_until_ok(&url, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}; host log:\n{}", s.lattice.host.log()));
+    let first = trellis_e2e::app::increment(&url).await.unwrap();
+    let second = trellis_e2e::app::increment(&url).await.unwrap();
+    assert_eq!(second, first + 1);
+
+    // Fetched for the provider, under its own identity.
+    let audits = s.audits_of("redis_password");
+    assert!(
+        audits
+            .iter()
+            .any(|a| a.allowed && a.entity_id == REDIS.0 && a.subject.is_some()),
+        "{audits:?}"
+    );
+    s.assert_never_leaked(&[password]).await.unwrap();
 }
 
 /// Calls `/{name}` until it answers `status` (config and grants reach the
