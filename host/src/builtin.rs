@@ -31,6 +31,9 @@ const LOGGING: &str = "wasi:logging/logging";
 const MAX_NAME_BYTES: usize = 256;
 /// The most interfaces one `set-link-name` call may name.
 const MAX_INTERFACES: usize = 64;
+/// The most secrets one instance may hold handles to at once: each holds
+/// up to 64 KiB, so a guest that never drops them holds at most 4 MiB.
+const MAX_OPEN_SECRETS: usize = 64;
 const CONFIG: &[&str] = &["wasi:config/store", "wasi:config/runtime"];
 const BUS: &str = "wasmcloud:bus/lattice";
 const SECRETS_STORE: &str = "wasmcloud:secrets/store";
@@ -136,10 +139,9 @@ fn add_secrets_store(instance: &mut LinkerInstance<'_, InstanceState>) -> Result
             "secret",
             ResourceType::host::<GuestSecret>(),
             |mut store, rep| {
-                store
-                    .data_mut()
-                    .table
-                    .delete(Resource::<GuestSecret>::new_own(rep))?;
+                let state = store.data_mut();
+                state.table.delete(Resource::<GuestSecret>::new_own(rep))?;
+                state.open_secrets = state.open_secrets.saturating_sub(1);
                 Ok(())
             },
         )
@@ -151,16 +153,28 @@ fn add_secrets_store(instance: &mut LinkerInstance<'_, InstanceState>) -> Result
                     return Err(wasmtime::Error::msg("get: unexpected parameters"));
                 };
                 bounded("a secret's name", name)?;
-                let state = store.data();
-                let router = state.router().clone();
-                let grant = std::sync::Arc::clone(&state.secrets);
                 let failure = |case: &str, message: Option<String>| {
                     let payload = message.map(|m| Box::new(Val::String(m)));
                     Val::Result(Err(Some(Box::new(Val::Variant(case.to_owned(), payload)))))
                 };
+                let state = store.data();
+                if state.open_secrets >= MAX_OPEN_SECRETS {
+                    results[0] = failure(
+                        "upstream",
+                        Some(format!(
+                            "this instance holds {MAX_OPEN_SECRETS} secrets, the most one may; \
+                             drop a handle before getting another"
+                        )),
+                    );
+                    return Ok(());
+                }
+                let router = state.router().clone();
+                let grant = std::sync::Arc::clone(&state.secrets);
                 results[0] = match router.fetch_secret(&grant, name).await {
                     Ok(value) => {
-                        let handle = store.data_mut().table.push(GuestSecret(value))?;
+                        let state = store.data_mut();
+                        let handle = state.table.push(GuestSecret(value))?;
+                        state.open_secrets += 1;
                         let any = handle.try_into_resource_any(&mut store)?;
                         Val::Result(Ok(Some(Box::new(Val::Resource(any)))))
                     }

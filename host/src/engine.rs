@@ -88,6 +88,8 @@ pub struct InstanceState {
     /// Who the component is and which secrets it was granted, for
     /// `wasmcloud:secrets/store`.
     pub(crate) secrets: crate::secrets::SharedGrant,
+    /// How many fetched secrets the instance holds handles to.
+    pub(crate) open_secrets: usize,
     /// The link names `wasmcloud:bus/lattice.set-link-name` chose for this
     /// instance's calls, by interface; the rest use the link `default`.
     pub(crate) link_names: HashMap<WitInterface, String>,
@@ -128,6 +130,7 @@ impl InstanceState {
             log: Arc::clone(output),
             config,
             secrets,
+            open_secrets: 0,
             link_names: HashMap::new(),
             blob_budget: Arc::new(std::sync::atomic::AtomicUsize::new(
                 usize::try_from(trellis_lattice::chunk::DEFAULT_MAX_BODY_BYTES)

@@ -7,6 +7,9 @@
 //! `404`. The value itself never leaves the component, so comparing hashes
 //! is how a test (or an operator) sees which value a component got:
 //!
+//! `GET /NAME?hold=N` gets the secret N times and keeps every handle, to
+//! show the host's cap on the handles one instance may hold.
+//!
 //! ```text
 //! $ printf %s hunter2 | wash secrets put db_password --allow '*'
 //! $ curl http://127.0.0.1:8080/db_password
@@ -41,6 +44,13 @@ impl Guest for SecretCheck {
             .split(['?', '/'])
             .next()
             .unwrap_or_default();
+        if let Some(times) = path
+            .split_once("?hold=")
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+        {
+            respond(response_out, 200, hold(name, times).as_bytes());
+            return;
+        }
         let (status, text) = match store::get(name) {
             Ok(secret) => {
                 let bytes = match reveal::reveal(&secret) {
@@ -58,6 +68,24 @@ impl Guest for SecretCheck {
         };
         respond(response_out, status, text.as_bytes());
     }
+}
+
+/// Gets `name` up to `times` times, keeping every handle: how many it got,
+/// and why it stopped short.
+fn hold(name: &str, times: usize) -> String {
+    let mut held = Vec::new();
+    for _ in 0..times {
+        match store::get(name) {
+            Ok(secret) => held.push(secret),
+            Err(store::SecretsError::Upstream(why) | store::SecretsError::Io(why)) => {
+                return format!("held {}; then: {why}\n", held.len());
+            }
+            Err(store::SecretsError::NotFound) => {
+                return format!("held {}; then: not found\n", held.len());
+            }
+        }
+    }
+    format!("held {}\n", held.len())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -388,6 +388,14 @@ async fn a_component_reads_the_secrets_it_is_granted_and_is_refused_the_rest() {
         "{locked:?}"
     );
 
+    // One instance holds at most 64 secrets at once.
+    let (status, body) = s.get("db_password?hold=70").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("held 64; then: this instance holds 64 secrets"),
+        "{body}"
+    );
+
     // `list` shows names, versions and rules, and no value.
     let listed = s.wash(&["list", "-o", "json"], b"").unwrap();
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
