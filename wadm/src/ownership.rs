@@ -57,10 +57,13 @@ pub fn owned_config_name(app: &str, name: &str) -> String {
     format!("{app}/{name}")
 }
 
-/// Whether a lattice config name is one that `app`'s manifests define.
+/// Whether a lattice config name is one that `app`'s manifests define:
+/// config, or the reference to a secret they grant.
 pub fn is_owned_config(app: &str, config_name: &str) -> bool {
-    config_name
-        .strip_prefix(app)
+    let name = config_name
+        .strip_prefix(trellis_lattice::secret::SECRET_PREFIX)
+        .unwrap_or(config_name);
+    name.strip_prefix(app)
         .is_some_and(|rest| rest.starts_with('/'))
 }
 

@@ -42,6 +42,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use trellis_lattice::config::NamedConfig;
+use trellis_lattice::secret::SecretRef;
 
 use crate::ownership::owned_config_name;
 
@@ -184,6 +185,12 @@ pub enum ConfigRef {
         /// The lattice config name.
         name: String,
     },
+    /// A secret the manifest grants: wadm puts its reference (never a
+    /// value) under [`secret_config_name`] and deletes it with the app.
+    Secret {
+        /// The reference, with the backend its policy names.
+        reference: SecretRef,
+    },
 }
 
 impl ConfigRef {
@@ -192,8 +199,19 @@ impl ConfigRef {
         match self {
             ConfigRef::Owned { name, .. } => owned_config_name(app, name),
             ConfigRef::External { name } => name.clone(),
+            ConfigRef::Secret { reference } => secret_config_name(app, &reference.name),
         }
     }
+}
+
+/// The lattice name of the reference to secret `name` granted by the
+/// manifest of `app`: a secret reference's prefix, then the app.
+pub fn secret_config_name(app: &str, name: &str) -> String {
+    format!(
+        "{}{}",
+        trellis_lattice::secret::SECRET_PREFIX,
+        owned_config_name(app, name)
+    )
 }
 
 impl Manifest {

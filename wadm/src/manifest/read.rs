@@ -4,7 +4,7 @@
 //! field that is missing, unknown, of the wrong type or meaningless, and
 //! returns what it could read. The format is closed: a field wasmCloud's
 //! wadm would not accept (or that Trellis does not support, like
-//! `secrets` or `policies`) is an error rather than silently ignored.
+//! `field` in a secret) is an error rather than silently ignored.
 
 use std::collections::BTreeMap;
 
@@ -156,7 +156,10 @@ fn spec(
     refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<Component>> {
-    let fields = node.fields(&["components"], problems)?;
+    let fields = node.fields(&["components", "policies"], problems)?;
+    if let Some(policies) = fields.optional("policies") {
+        refs.secret_policies = secret_policies(&policies, problems);
+    }
     let list = fields
         .required("components", "a list of components", problems)?
         .list(problems)?;
@@ -259,7 +262,14 @@ fn properties(
     problems: &mut Vec<Problem>,
 ) -> Option<Properties> {
     let fields = node.fields(
-        &["image", "id", "config", "allowedHosts", "localData"],
+        &[
+            "image",
+            "id",
+            "config",
+            "secrets",
+            "allowedHosts",
+            "localData",
+        ],
         problems,
     )?;
     let image = fields
@@ -279,10 +289,16 @@ fn properties(
             }
         }
     });
-    let config = fields
+    let mut config = fields
         .optional("config")
         .and_then(|n| config_list(&n, refs, problems))
         .unwrap_or_default();
+    if let Some(secrets) = fields
+        .optional("secrets")
+        .and_then(|n| secret_list(&n, refs, problems))
+    {
+        config.extend(secrets);
+    }
     // Outbound HTTP is granted host by host; a bad entry names itself.
     let allowed_hosts = fields
         .optional("allowedHosts")
@@ -571,11 +587,16 @@ fn link_end(
         refs.link_target(target, node.path().to_owned());
         return Some((target.to_owned(), None));
     }
-    let fields = node.fields(&["name", "config"], problems)?;
+    let fields = node.fields(&["name", "config", "secrets"], problems)?;
     let name_node = fields.required("name", "the name of a component in this manifest", problems);
-    let config = fields
-        .optional("config")
-        .map(|n| config_list(&n, refs, problems));
+    let config = with_secrets(
+        &fields,
+        fields
+            .optional("config")
+            .map(|n| config_list(&n, refs, problems)),
+        refs,
+        problems,
+    );
     let target = name_node.as_ref()?.non_empty_string(problems)?;
     refs.link_target(target, fields.path_of("name"));
     match config {
@@ -594,11 +615,11 @@ fn config_in_one_place(
 ) -> Option<Vec<ConfigRef>> {
     let nested = match fields.optional(block) {
         Some(n) => {
-            let inner = n.fields(&["config"], problems)?;
-            match inner.optional("config") {
-                Some(c) => Some(config_list(&c, refs, problems)?),
-                None => Some(Vec::new()),
-            }
+            let inner = n.fields(&["config", "secrets"], problems)?;
+            let config = inner
+                .optional("config")
+                .map(|c| config_list(&c, refs, problems));
+            Some(with_secrets(&inner, config, refs, problems).unwrap_or(Some(Vec::new()))?)
         }
         None => None,
     };
@@ -708,6 +729,159 @@ fn config_entry(
             })
         }
     }
+}
+
+/// `config` (if given) with the block's `secrets` appended.
+fn with_secrets(
+    fields: &Fields<'_>,
+    config: Option<Option<Vec<ConfigRef>>>,
+    refs: &mut CrossRefs,
+    problems: &mut Vec<Problem>,
+) -> Option<Option<Vec<ConfigRef>>> {
+    let Some(node) = fields.optional("secrets") else {
+        return config;
+    };
+    let secrets = secret_list(&node, refs, problems);
+    Some(match (config.unwrap_or(Some(Vec::new())), secrets) {
+        (Some(mut config), Some(secrets)) => {
+            config.extend(secrets);
+            Some(config)
+        }
+        _ => None,
+    })
+}
+
+/// The type of a secrets policy.
+const SECRET_POLICY: &str = "policy.secret.wasmcloud.dev/v1alpha1";
+
+/// `spec.policies`: `{name, type: policy.secret.wasmcloud.dev/v1alpha1,
+/// properties: {backend}}`, by name.
+fn secret_policies(node: &Node<'_>, problems: &mut Vec<Problem>) -> BTreeMap<String, String> {
+    let mut policies = BTreeMap::new();
+    for item in node.list(problems).unwrap_or_default() {
+        let Some(fields) = item.fields(&["name", "type", "properties"], problems) else {
+            continue;
+        };
+        let name = fields
+            .required("name", "the policy's name", problems)
+            .and_then(|n| name(&n, "policy name", problems));
+        expect_exactly(&fields, "type", SECRET_POLICY, problems);
+        let backend = fields
+            .required("properties", "a map with `backend`", problems)
+            .and_then(|n| {
+                let props = n.fields(&["backend"], problems)?;
+                let backend = props.required(
+                    "backend",
+                    "the id of a secrets backend, e.g. `secrets-nats-kv`",
+                    problems,
+                )?;
+                let value = backend.non_empty_string(problems)?;
+                match validate_token("secrets backend", value) {
+                    Ok(()) => Some(value.to_owned()),
+                    Err(err) => {
+                        backend.problem(problems, err.to_string());
+                        None
+                    }
+                }
+            });
+        if let (Some(name), Some(backend)) = (name, backend) {
+            policies.insert(name, backend);
+        }
+    }
+    policies
+}
+
+/// A list of `{name, properties: {policy, key, version?}}` secrets, each
+/// naming a policy of `spec.policies`.
+fn secret_list(
+    node: &Node<'_>,
+    refs: &CrossRefs,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<ConfigRef>> {
+    let entries: Vec<Option<ConfigRef>> = node
+        .list(problems)?
+        .iter()
+        .map(|item| secret_entry(item, refs, problems))
+        .collect();
+    entries.into_iter().collect()
+}
+
+fn secret_entry(
+    node: &Node<'_>,
+    refs: &CrossRefs,
+    problems: &mut Vec<Problem>,
+) -> Option<ConfigRef> {
+    let fields = node.fields(&["name", "properties"], problems)?;
+    let name = fields
+        .required("name", "the name the component asks for", problems)
+        .and_then(|n| {
+            let value = n.non_empty_string(problems)?;
+            match trellis_lattice::secret::validate_secret_name(value) {
+                Ok(()) => Some(value.to_owned()),
+                Err(err) => {
+                    n.problem(problems, err.to_string());
+                    None
+                }
+            }
+        });
+    let props = fields
+        .required("properties", "a map with `policy` and `key`", problems)?
+        .fields(&["policy", "key", "version"], problems)?;
+    let policy = props.required(
+        "policy",
+        "the name of a policy in `spec.policies`",
+        problems,
+    );
+    let backend = policy.as_ref().and_then(|n| {
+        let policy = n.non_empty_string(problems)?;
+        match refs.secret_policies.get(policy) {
+            Some(backend) => Some(backend.clone()),
+            None => {
+                n.problem(
+                    problems,
+                    format!(
+                        "names policy `{policy}`, which `spec.policies` does not define; add \
+                         `{{name: {policy}, type: {SECRET_POLICY}, properties: {{backend: \
+                         secrets-nats-kv}}}}`"
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let key = props
+        .required("key", "the secret's name in the backend", problems)
+        .and_then(|n| {
+            let value = n.non_empty_string(problems)?;
+            match trellis_lattice::secret::validate_secret_name(value) {
+                Ok(()) => Some(value.to_owned()),
+                Err(err) => {
+                    n.problem(problems, err.to_string());
+                    None
+                }
+            }
+        });
+    let version = match props.optional("version") {
+        None => Some(None),
+        Some(n) => {
+            let text = n.scalar_text(problems)?;
+            match text.parse::<u64>() {
+                Ok(version) => Some(Some(version)),
+                Err(_) => {
+                    n.problem(problems, format!("expected a whole number, found `{text}`"));
+                    None
+                }
+            }
+        }
+    };
+    Some(ConfigRef::Secret {
+        reference: trellis_lattice::secret::SecretRef {
+            name: name?,
+            backend: backend?,
+            key: key?,
+            version: version?,
+        },
+    })
 }
 
 /// Turns bare references to config the manifest defines into owned ones.

@@ -20,6 +20,8 @@ pub(super) struct CrossRefs {
     targets: Vec<(String, String)>,
     slots: Vec<(LinkSlot, String)>,
     configs: Vec<(String, NamedConfig, String)>,
+    /// `policy.secret.wasmcloud.dev/v1alpha1` policies: name to backend.
+    pub(super) secret_policies: BTreeMap<String, String>,
 }
 
 /// What a link replaces when put: one per source, name and package.

@@ -245,14 +245,17 @@ fn config_refs(component: &Component) -> impl Iterator<Item = &ConfigRef> {
 
 fn plan_configs(manifest: &Manifest, lattice: &ObservedLattice, sections: &mut Sections) {
     let app = manifest.name.as_str();
-    let mut wanted: BTreeMap<String, &NamedConfig> = BTreeMap::new();
+    let mut wanted: BTreeMap<String, NamedConfig> = BTreeMap::new();
     let mut missing: BTreeMap<String, &str> = BTreeMap::new();
     for component in &manifest.components {
         for config in config_refs(component) {
             let name = config.lattice_name(app);
             match config {
                 ConfigRef::Owned { values, .. } => {
-                    wanted.insert(name, values);
+                    wanted.insert(name, values.clone());
+                }
+                ConfigRef::Secret { reference } => {
+                    wanted.insert(name, reference.to_config());
                 }
                 ConfigRef::External { .. } if !lattice.configs.contains_key(&name) => {
                     missing.entry(name).or_insert(&component.name);
@@ -262,10 +265,10 @@ fn plan_configs(manifest: &Manifest, lattice: &ObservedLattice, sections: &mut S
         }
     }
     for (name, values) in &wanted {
-        if lattice.configs.get(name) != Some(*values) {
+        if lattice.configs.get(name) != Some(values) {
             sections.config_puts.push(Command::PutConfig {
                 name: name.clone(),
-                values: (*values).clone(),
+                values: values.clone(),
             });
         }
     }

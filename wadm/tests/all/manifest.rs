@@ -43,6 +43,7 @@ fn every_valid_fixture_parses() {
         "valid/links.yaml",
         "valid/links-nested.yaml",
         "valid/links.json",
+        "valid/secrets.yaml",
     ] {
         fixture(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
@@ -227,7 +228,7 @@ fn unknown_field_is_refused_with_the_fields_that_are_allowed() {
         problems,
         [
             "spec.components[0].properties.replicas: unknown field; expected one of `image`, \
-          `id`, `config`, `allowedHosts` or `localData`"
+          `id`, `config`, `secrets`, `allowedHosts` or `localData`"
         ]
     );
 }
@@ -425,15 +426,50 @@ fn ids_that_collide_are_refused() {
 }
 
 #[test]
-fn secrets_are_not_silently_ignored() {
+fn secrets_are_granted_by_reference_through_a_policy() {
+    use trellis_lattice::secret::SecretRef;
+    let manifest = fixture("valid/secrets.yaml").unwrap();
+    let checker = manifest.component("checker").unwrap();
+    assert_eq!(
+        checker.config,
+        [ConfigRef::Secret {
+            reference: SecretRef {
+                name: "db_password".into(),
+                backend: "secrets-nats-kv".into(),
+                key: "shop-db".into(),
+                version: Some(2),
+            }
+        }]
+    );
+    assert_eq!(
+        checker.config[0].lattice_name("shop"),
+        "SECRET_shop/db_password"
+    );
+    let link = &checker.links[0];
+    assert!(matches!(
+        &link.target_config[..],
+        [ConfigRef::Owned { name, .. }, ConfigRef::Secret { reference }]
+            if name == "redis-url" && reference.key == "redis_password"
+    ));
+}
+
+#[test]
+fn a_secret_must_name_a_defined_policy_and_carry_no_field() {
     let text = MINIMAL.replace(
         "        image: file:///greeter.wasm\n",
-        "        image: file:///greeter.wasm\n        secrets: []\n",
+        "        image: file:///greeter.wasm\n        secrets:\n          - name: token\n            properties:\n              policy: nowhere\n              key: api-token\n              field: inner\n",
     );
     let err = Manifest::parse(&text).unwrap_err();
-    assert_eq!(
-        err.problems()[0].path,
-        "spec.components[0].properties.secrets"
+    let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_problem(
+        &problems,
+        "spec.components[0].properties.secrets[0].properties.policy",
+        "`spec.policies` does not define",
+    );
+    assert_problem(
+        &problems,
+        "spec.components[0].properties.secrets[0].properties.field",
+        "unknown field",
     );
 }
 

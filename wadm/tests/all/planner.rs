@@ -561,6 +561,53 @@ fn a_lattice_that_matches_plans_to_nothing() {
 }
 
 #[test]
+fn granted_secrets_become_references_the_component_and_link_list() {
+    let app = fixture("valid/secrets.yaml").unwrap();
+    let mut lattice = lattice([host("NA", &[])]);
+    let first = converge(&app, &mut lattice);
+    assert!(first.problems.is_empty(), "{:?}", first.problems);
+    // The references are put, with no value in them.
+    let reference = &lattice.configs["SECRET_shop/db_password"];
+    assert_eq!(
+        reference,
+        &BTreeMap::from([
+            ("name".to_string(), "db_password".to_string()),
+            ("backend".to_string(), "secrets-nats-kv".to_string()),
+            ("key".to_string(), "shop-db".to_string()),
+            ("version".to_string(), "2".to_string()),
+        ])
+    );
+    assert!(lattice.configs.contains_key("SECRET_shop/password"));
+    // The component lists its own; the link's target config lists the link's.
+    let scaled = first.commands.iter().find_map(|c| match c {
+        Command::ScaleComponent(scale) if scale.component_id == "shop-checker" => Some(scale),
+        _ => None,
+    });
+    assert_eq!(
+        scaled.map(|s| s.config.clone()),
+        Some(vec!["SECRET_shop/db_password".to_string()])
+    );
+    let link = first.commands.iter().find_map(|c| match c {
+        Command::PutLink(link) => Some(link),
+        _ => None,
+    });
+    assert_eq!(
+        link.map(|l| l.target_config.clone()),
+        Some(vec![
+            "shop/redis-url".to_string(),
+            "SECRET_shop/password".to_string()
+        ])
+    );
+    // Undeployed, the references go with the app.
+    let undeploy = plan_undeploy("shop", &lattice);
+    assert!(
+        undeploy.commands.iter().any(
+            |c| matches!(c, Command::DeleteConfig { name } if name == "SECRET_shop/db_password")
+        )
+    );
+}
+
+#[test]
 fn the_dev_app_spreads_over_two_hosts() {
     let dev = example("dev.yaml");
     let mut lattice = lattice([host("NA", &[]), host("NB", &[])]);

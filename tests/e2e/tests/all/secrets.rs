@@ -556,6 +556,106 @@ async fn a_provider_gets_its_links_secret_sealed_for_it() {
     s.assert_never_leaked(&[password]).await.unwrap();
 }
 
+#[tokio::test]
+async fn a_manifest_grants_a_secret_through_a_policy_to_its_app_only() {
+    let s = SecretsLattice::start("secrets-wadm", &[]).await.unwrap();
+    let lattice = s.lattice.ctl.lattice().to_owned();
+    let nats_url = s.lattice.nats.url();
+    let _wadm = trellis_e2e::wadm::WadmProcess::start(
+        &nats_url,
+        &lattice,
+        trellis_e2e::wadm::FAST_WADM_ARGS,
+    )
+    .await
+    .unwrap();
+    let image = s.lattice.signer.sign_example("secret-check").unwrap();
+    let subject = trellis_claims::read_component_claims(&std::fs::read(&image).unwrap())
+        .unwrap()
+        .unwrap()
+        .sub;
+    // Readable by that component, and only within app `shop`.
+    s.wash(
+        &["put", "shop-db", "--allow", &format!("{subject}@shop")],
+        b"shop-database-password",
+    )
+    .unwrap();
+    let manifest = format!(
+        r#"
+apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata:
+  name: shop
+  annotations:
+    version: v1
+spec:
+  policies:
+    - name: vault
+      type: policy.secret.wasmcloud.dev/v1alpha1
+      properties:
+        backend: secrets-nats-kv
+  components:
+    - name: checker
+      type: component
+      properties:
+        image: {}
+        secrets:
+          - name: db_password
+            properties:
+              policy: vault
+              key: shop-db
+      traits:
+        - type: spreadscaler
+          properties:
+            instances: 1
+"#,
+        file_url(&image)
+    );
+    let file = s.lattice.dir.path().join("shop.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    trellis_e2e::wash_ok(
+        &nats_url,
+        &lattice,
+        &["app", "deploy", file.to_str().unwrap(), "--wait"],
+    )
+    .unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    s.lattice
+        .config("shop-http", &[("address", &address)])
+        .await
+        .unwrap();
+    s.lattice
+        .link(
+            HTTP.0,
+            "shop-checker",
+            ("wasi", "http", &["incoming-handler"]),
+            LinkConfig::Source("shop-http"),
+        )
+        .await
+        .unwrap();
+    let url = format!("http://{address}/db_password");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        match trellis_e2e::app::get(&url).await {
+            Ok((200, body)) => break body,
+            other if std::time::Instant::now() > deadline => {
+                panic!("{other:?}; host log:\n{}", s.lattice.host.log())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert_eq!(body, sha256_line("shop-database-password"));
+    let audits = s.audits_of("shop-db");
+    assert!(
+        audits.iter().any(|a| a.allowed
+            && a.app.as_deref() == Some("shop")
+            && a.entity_id == "shop-checker"),
+        "{audits:?}"
+    );
+    s.assert_never_leaked(&["shop-database-password"])
+        .await
+        .unwrap();
+}
+
 /// Calls `/{name}` until it answers `status` (config and grants reach the
 /// host a moment after they are put), for at most 10 s; returns the last
 /// answer.
