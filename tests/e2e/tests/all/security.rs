@@ -710,3 +710,141 @@ async fn a_user_missing_a_permission_is_told_where_to_grant_it() {
     assert!(text.contains("Permissions Violation"), "{text}");
     assert!(text.contains("deploy/nats/README.md"), "{text}");
 }
+
+/// Secrets on a secured lattice: the backend as the `secrets` user, the
+/// host and its providers as theirs, and `wash` as the operator. The
+/// operator stores a value and the component behind http-server reads it;
+/// a provider's user may not administer the backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_work_on_a_secured_lattice_with_each_role_its_own_user() {
+    let nats = SecuredNats::start().unwrap();
+    let lattice = unique_lattice("secure-secrets");
+    let host = host(&nats, &lattice, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let backend_log = dir.path().join("secrets.log");
+    let binary = trellis_test_support::workspace_binary(
+        "trellis-secrets-nats-kv",
+        "trellis-secrets-nats-kv",
+    )
+    .unwrap();
+    let mut backend = std::process::Command::new(binary)
+        .args(args(&nats, Role::Secrets))
+        .args(["--lattice", &lattice])
+        .arg("--key-file")
+        .arg(dir.path().join("secrets.xkey"))
+        .args([
+            "--cluster-issuers",
+            &trellis_e2e::cluster_key().public_key(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&backend_log).unwrap())
+        .spawn()
+        .unwrap();
+    let operator = args(&nats, Role::Operator);
+    let value_file = dir.path().join("value");
+    std::fs::write(&value_file, "secured-lattice-value").unwrap();
+    let value_path = value_file.display().to_string();
+    // The backend may take a moment to make its bucket.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, text) = wash_as(
+            &nats,
+            &lattice,
+            &[
+                "secrets",
+                "put",
+                "token",
+                "--file",
+                &value_path,
+                "--allow",
+                "*",
+            ],
+            &operator,
+        );
+        if code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{text}; backend log:\n{}",
+            std::fs::read_to_string(&backend_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A provider's user cannot read the list, let alone change it.
+    let (code, text) = wash_as(
+        &nats,
+        &lattice,
+        &["secrets", "list"],
+        &args(&nats, Role::Provider),
+    );
+    assert_ne!(code, 0, "{text}");
+
+    let signer = Signer::new().unwrap();
+    let image = signer.sign_example("secret-check").unwrap();
+    let http = signer
+        .sign_provider(
+            &trellis_test_support::workspace_binary("trellis-http-server", "trellis-http-server")
+                .unwrap(),
+        )
+        .unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let address_pair = format!("address={address}");
+    let host_id = host.id().to_owned();
+    for command in [
+        &["config", "put", "SECRET_token", "key=token"][..],
+        &["config", "put", "check-http", &address_pair],
+        &[
+            "start",
+            "component",
+            image.to_str().unwrap(),
+            "secret-check",
+            "--host-id",
+            &host_id,
+            "--config",
+            "SECRET_token",
+        ],
+        &[
+            "start",
+            "provider",
+            http.to_str().unwrap(),
+            "http-server",
+            "--host-id",
+            &host_id,
+        ],
+        &[
+            "link",
+            "put",
+            "http-server",
+            "secret-check",
+            "wasi",
+            "http",
+            "--interface",
+            "incoming-handler",
+            "--source-config",
+            "check-http",
+        ],
+    ] {
+        let (code, text) = wash_as(&nats, &lattice, command, &operator);
+        assert_eq!(code, 0, "wash {command:?}: {text}");
+    }
+    let url = format!("http://{address}/token");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        match trellis_e2e::app::get(&url).await {
+            Ok((200, body)) => break body,
+            other if std::time::Instant::now() > deadline => panic!(
+                "{other:?}; host log:\n{}\nbackend log:\n{}",
+                host.log(),
+                std::fs::read_to_string(&backend_log).unwrap_or_default()
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let digest = trellis_claims::sha256_hex(b"secured-lattice-value").to_lowercase();
+    assert_eq!(body, format!("sha256:{digest} len:21\n"));
+    let log = std::fs::read_to_string(&backend_log).unwrap_or_default();
+    assert!(!log.contains("Permissions Violation"), "{log}");
+    let _ = backend.kill();
+    let _ = backend.wait();
+}
