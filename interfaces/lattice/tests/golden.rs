@@ -619,3 +619,61 @@ fn provider_health_and_shutdown() {
         },
     );
 }
+
+#[test]
+fn the_secrets_admin_bodies_are_pinned() {
+    use trellis_lattice::secret::{
+        AccessRule, BackendKey, DeleteSecret, PutOutcome, PutSecret, RotateOutcome, SecretInfo,
+    };
+    let subject = "MBCFOPM6JW2APJLXJD3Z5O4CN7CPYJ2B4FTKLJUR5YR5MITIU7HD3WD5";
+    let rule = AccessRule {
+        subject: subject.into(),
+        app: Some("shop".into()),
+    };
+    golden(
+        "secrets_xkey.json",
+        &BackendKey {
+            xkey: "XBACKEND".into(),
+        },
+    );
+    golden(
+        "secrets_put.json",
+        &PutSecret {
+            name: "db_password".into(),
+            sender_xkey: "XONETIME".into(),
+            sealed: "eGt2MQ==".into(),
+            allow: vec![rule.clone(), AccessRule::parse("*").unwrap()],
+        },
+    );
+    golden(
+        "secrets_put_outcome.json",
+        &PutOutcome {
+            name: "db_password".into(),
+            version: 4,
+        },
+    );
+    golden(
+        "secrets_list.json",
+        &vec![SecretInfo {
+            name: "db_password".into(),
+            version: 4,
+            kind: "string".into(),
+            allow: vec![rule],
+            sealed_with: "XBACKEND".into(),
+        }],
+    );
+    golden(
+        "secrets_del.json",
+        &DeleteSecret {
+            name: "db_password".into(),
+        },
+    );
+    golden(
+        "secrets_rotate.json",
+        &RotateOutcome {
+            xkey: "XNEW".into(),
+            retired: "XOLD".into(),
+            resealed: 12,
+        },
+    );
+}

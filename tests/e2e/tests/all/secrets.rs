@@ -561,7 +561,7 @@ async fn a_manifest_grants_a_secret_through_a_policy_to_its_app_only() {
     let s = SecretsLattice::start("secrets-wadm", &[]).await.unwrap();
     let lattice = s.lattice.ctl.lattice().to_owned();
     let nats_url = s.lattice.nats.url();
-    let _wadm = trellis_e2e::wadm::WadmProcess::start(
+    let wadm = trellis_e2e::wadm::WadmProcess::start(
         &nats_url,
         &lattice,
         trellis_e2e::wadm::FAST_WADM_ARGS,
@@ -654,6 +654,9 @@ spec:
     s.assert_never_leaked(&["shop-database-password"])
         .await
         .unwrap();
+    let wadm_log = wadm.log();
+    assert!(wadm_log.contains("shop"), "wadm logged nothing of the app");
+    assert!(!wadm_log.contains("shop-database-password"), "{wadm_log}");
 }
 
 /// Calls `/{name}` until it answers `status` (config and grants reach the
