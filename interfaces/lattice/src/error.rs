@@ -112,6 +112,14 @@ pub enum LatticeError {
         source: serde_json::Error,
     },
 
+    /// Opened secret bytes are not a [`crate::secret::SecretValue`]. The
+    /// message never quotes them: they may be the value itself.
+    #[error(
+        "an opened secret is not a string or bytes value: it was sealed by something other than \
+         a Trellis secrets backend or wash"
+    )]
+    SecretValueMalformed,
+
     /// A value could not be encoded as an RPC body.
     #[error("could not encode RPC body: {0}")]
     RpcEncode(#[from] rmp_serde::encode::Error),

@@ -35,8 +35,8 @@ pub struct ProviderLink {
     /// The secrets granted to the provider's side of the link (the secret
     /// references among that side's configs), by name, each sealed by its
     /// backend for the provider's key ([`crate::HostData`]'s
-    /// `provider_xkey_seed`): the host that sends the link cannot open
-    /// them. A Trellis extension.
+    /// `provider_xkey_seed`), which only the provider and the host that
+    /// made the key hold. A Trellis extension.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SealedSecret>,
     /// The same secrets opened, filled in by the provider SDK before the

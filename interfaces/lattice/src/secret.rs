@@ -242,9 +242,10 @@ impl SecretValue {
         Ok(rmp_serde::to_vec_named(self)?)
     }
 
-    /// Reads what [`SecretValue::encode`] wrote.
+    /// Reads what [`SecretValue::encode`] wrote. The error never quotes
+    /// `bytes`, which may hold the value.
     pub fn decode(bytes: &[u8]) -> Result<Self, LatticeError> {
-        Ok(rmp_serde::from_slice(bytes)?)
+        rmp_serde::from_slice(bytes).map_err(|_| LatticeError::SecretValueMalformed)
     }
 }
 
@@ -548,6 +549,15 @@ mod tests {
         );
         let value = SecretValue::String("s".into()).encode().unwrap();
         assert_eq!(SecretValue::decode(&value).unwrap().as_bytes(), b"s");
+        // Something else sealed in its place is refused without being quoted.
+        let other = rmp_serde::to_vec("hunter2").unwrap();
+        let err = SecretValue::decode(&other).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let fixed = LatticeError::SecretValueMalformed.to_string();
+        assert_eq!(
+            SecretValue::decode(b"hunter2").unwrap_err().to_string(),
+            fixed
+        );
     }
 
     #[test]

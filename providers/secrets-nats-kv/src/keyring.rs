@@ -75,42 +75,49 @@ impl Keyring {
     }
 
     /// Makes a fresh key current, keeping the others until
-    /// [`Keyring::retire`]; saved before it returns.
+    /// [`Keyring::retire`]. The ring changes only once the file holds the
+    /// new key: one only in memory would seal values no restart could open.
     pub fn begin_rotation(&mut self) -> Result<(), String> {
-        self.keys.insert(0, XKey::new());
-        self.save()
+        let fresh = XKey::new();
+        let all: Vec<&XKey> = std::iter::once(&fresh).chain(&self.keys).collect();
+        save(&self.path, &all)?;
+        self.keys.insert(0, fresh);
+        Ok(())
     }
 
-    /// Drops every key but the current one, and saves.
+    /// Drops every key but the current one, once the file holds only it.
     pub fn retire(&mut self) -> Result<Vec<String>, String> {
-        let retired = self.keys.drain(1..).map(|k| k.public_key()).collect();
-        self.save()?;
-        Ok(retired)
+        save(&self.path, &[self.current()])?;
+        Ok(self.keys.drain(1..).map(|k| k.public_key()).collect())
     }
 
     fn save(&self) -> Result<(), String> {
-        let cannot =
-            |e: std::io::Error| format!("cannot write key file {}: {e}", self.path.display());
-        let mut text = String::new();
-        for key in &self.keys {
-            text.push_str(&key.seed().map_err(|e| format!("a key has no seed: {e}"))?);
-            text.push('\n');
-        }
-        let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        std::fs::create_dir_all(dir).map_err(cannot)?;
-        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            temp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(cannot)?;
-        }
-        temp.write_all(text.as_bytes()).map_err(cannot)?;
-        temp.as_file().sync_all().map_err(cannot)?;
-        temp.persist(&self.path).map_err(|e| cannot(e.error))?;
-        Ok(())
+        save(&self.path, &self.keys.iter().collect::<Vec<_>>())
     }
+}
+
+/// Writes `keys` to `path`, whole or not at all.
+fn save(path: &Path, keys: &[&XKey]) -> Result<(), String> {
+    let cannot = |e: std::io::Error| format!("cannot write key file {}: {e}", path.display());
+    let mut text = String::new();
+    for key in keys {
+        text.push_str(&key.seed().map_err(|e| format!("a key has no seed: {e}"))?);
+        text.push('\n');
+    }
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(cannot)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(cannot)?;
+    }
+    temp.write_all(text.as_bytes()).map_err(cannot)?;
+    temp.as_file().sync_all().map_err(cannot)?;
+    temp.persist(path).map_err(|e| cannot(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -147,8 +154,24 @@ mod tests {
         assert!(reread.find(&old).is_some());
         assert_eq!(reread.current().public_key(), new);
         assert_eq!(ring.retire().unwrap(), vec![old.clone()]);
+        assert_eq!(ring.current().public_key(), new);
         let reread = Keyring::open(&path).unwrap();
         assert!(reread.find(&old).is_none());
+    }
+
+    #[test]
+    fn a_rotation_whose_key_cannot_be_saved_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let mut ring = Keyring::open(&path).unwrap();
+        let before = ring.current().public_key();
+        // Nothing, not even root, can rename a file over a directory.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = ring.begin_rotation().unwrap_err();
+        assert!(err.contains("cannot write key file"), "{err}");
+        assert_eq!(ring.current().public_key(), before);
+        assert!(ring.find(&before).is_some());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use trellis_claims::{Policy, Token, XKey};
 use trellis_lattice::ctl::CtlResponse;
 use trellis_lattice::rpc::{RpcError, RpcErrorKind};
 use trellis_lattice::secret::{
-    self, AdminOp, BackendKey, DeleteSecret, MAX_SECRET_BYTES, PutOutcome, PutSecret,
+    self, AccessRule, AdminOp, BackendKey, DeleteSecret, MAX_SECRET_BYTES, PutOutcome, PutSecret,
     RotateOutcome, SealedSecret, SecretAccessed, SecretInfo, SecretRequest, SecretValue,
 };
 use trellis_lattice::{LatticeEvent, Link};
@@ -58,6 +58,9 @@ pub struct Backend {
     handle: ProviderHandle,
     kv: kv::Store,
     keys: RwLock<Keyring>,
+    /// Held for a whole rotation, so two never interleave; fetches and
+    /// puts go on meanwhile, under `keys`' read lock.
+    rotating: tokio::sync::Mutex<()>,
     /// Checks callers' claims: their issuers and validity.
     claims: Policy,
 }
@@ -70,6 +73,7 @@ impl Backend {
             handle,
             kv,
             keys: RwLock::new(keys),
+            rotating: tokio::sync::Mutex::new(()),
             claims,
         }
     }
@@ -137,6 +141,9 @@ impl Backend {
 
     async fn put(&self, put: PutSecret) -> Result<PutOutcome, String> {
         secret::validate_secret_name(&put.name).map_err(|e| e.to_string())?;
+        for rule in &put.allow {
+            AccessRule::parse(&rule.to_string()).map_err(|e| format!("`allow`: {e}"))?;
+        }
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(&put.sealed)
             .map_err(|e| format!("`sealed` is not base64: {e}"))?;
@@ -208,11 +215,17 @@ impl Backend {
     }
 
     async fn rotate(&self) -> Result<RotateOutcome, String> {
-        // One rotation at a time, and no put meanwhile sealed with a key
-        // about to be retired: puts wait on this lock.
-        let mut keys = self.keys.write().await;
-        let retiring = keys.current().public_key();
-        keys.begin_rotation()?;
+        let _one_at_a_time = self.rotating.lock().await;
+        // The write lock is held only to change the ring: once the new key
+        // is current, every put seals with it, and every fetch opens with
+        // whichever key its entry names, both still held.
+        let retiring = {
+            let mut keys = self.keys.write().await;
+            let retiring = keys.current().public_key();
+            keys.begin_rotation()?;
+            retiring
+        };
+        let keys = self.keys.read().await;
         let current = keys.current().public_key();
         let mut resealed = 0;
         for name in self.names().await? {
@@ -252,7 +265,10 @@ impl Backend {
                 }
             }
         }
-        let retired = keys.retire()?;
+        drop(keys);
+        // Fetches that read an entry under the old key finish before it
+        // goes: they hold the read lock this waits for.
+        let retired = self.keys.write().await.retire()?;
         tracing::info!(xkey = %current, resealed, retired = ?retired, "sealing key rotated");
         Ok(RotateOutcome {
             xkey: current,
@@ -329,6 +345,9 @@ impl Backend {
         };
         audit.subject.clone_from(&subject);
         let failed = |e: String| RpcError::new(RpcErrorKind::Application, e);
+        // The keys first: a rotation cannot retire the key the entry names
+        // between reading it and opening it.
+        let keys = self.keys.read().await;
         let Some((entry, version)) = self.read(&request.key).await.map_err(failed)? else {
             return Ok(None);
         };
@@ -362,7 +381,6 @@ impl Backend {
         }
         let recipient = XKey::from_public_key(&request.reply_xkey)
             .map_err(|e| refused(format!("`reply_xkey` is not a curve25519 public key: {e}")))?;
-        let keys = self.keys.read().await;
         let key = keys.find(&entry.kid).ok_or_else(|| {
             failed(format!(
                 "secret `{}` is sealed with {}, a key this backend does not hold",

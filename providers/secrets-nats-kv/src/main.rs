@@ -47,9 +47,14 @@ struct Args {
     )]
     cluster_issuers: Vec<String>,
     /// Accounts (A…, comma separated) whose signed components and
-    /// providers may be granted secrets; any issuer when omitted (the
-    /// hosts' own --allowed-issuers still apply).
-    #[arg(long, env = "TRELLIS_SECRETS_ALLOWED_ISSUERS", value_delimiter = ',')]
+    /// providers may be granted secrets. Required: an access rule names a
+    /// claims subject, which only its issuer makes it trustworthy.
+    #[arg(
+        long,
+        env = "TRELLIS_SECRETS_ALLOWED_ISSUERS",
+        value_delimiter = ',',
+        required = true
+    )]
     allowed_issuers: Vec<String>,
     /// Copies JetStream keeps of the bucket [default: 3 on a cluster of 3
     /// or more servers, else 1].
@@ -81,11 +86,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let claims = if args.allowed_issuers.is_empty() {
-        Policy::any_issuer()
-    } else {
-        Policy::allow_issuers(&args.allowed_issuers).context("--allowed-issuers")?
-    };
+    let claims = Policy::allow_issuers(&args.allowed_issuers).context("--allowed-issuers")?;
     let keys = Keyring::open(&args.key_file).map_err(anyhow::Error::msg)?;
     let connection = args.nats.connection()?;
     let mut host_data = HostData::from_connection(&connection);

@@ -213,6 +213,18 @@ fn component(
     }
 
     let (name, kind, properties) = (name?, kind?, properties?);
+    let own_secrets = properties
+        .config
+        .iter()
+        .any(|c| matches!(c, ConfigRef::Secret { .. }));
+    if kind == ComponentKind::Capability && own_secrets {
+        problems.push(Problem::new(
+            format!("{}.secrets", fields.path_of("properties")),
+            "a provider is given secrets through its links, not its own properties; grant \
+             them under the link's `target.secrets` (or `source.secrets`)",
+        ));
+        return None;
+    }
     let id = match (properties.id, app) {
         (Some(id), _) => id,
         (None, Some(app)) => format!("{app}-{name}"),
@@ -795,7 +807,7 @@ fn secret_policies(node: &Node<'_>, problems: &mut Vec<Problem>) -> BTreeMap<Str
 /// naming a policy of `spec.policies`.
 fn secret_list(
     node: &Node<'_>,
-    refs: &CrossRefs,
+    refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<ConfigRef>> {
     let entries: Vec<Option<ConfigRef>> = node
@@ -808,7 +820,7 @@ fn secret_list(
 
 fn secret_entry(
     node: &Node<'_>,
-    refs: &CrossRefs,
+    refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
 ) -> Option<ConfigRef> {
     let fields = node.fields(&["name", "properties"], problems)?;
@@ -874,14 +886,18 @@ fn secret_entry(
             }
         }
     };
-    Some(ConfigRef::Secret {
-        reference: trellis_lattice::secret::SecretRef {
-            name: name?,
-            backend: backend?,
-            key: key?,
-            version: version?,
-        },
-    })
+    let reference = trellis_lattice::secret::SecretRef {
+        name: name?,
+        backend: backend?,
+        key: key?,
+        version: version?,
+    };
+    refs.secret(
+        &reference.name,
+        reference.to_config(),
+        node.path().to_owned(),
+    );
+    Some(ConfigRef::Secret { reference })
 }
 
 /// Turns bare references to config the manifest defines into owned ones.

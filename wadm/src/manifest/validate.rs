@@ -22,6 +22,9 @@ pub(super) struct CrossRefs {
     configs: Vec<(String, NamedConfig, String)>,
     /// `policy.secret.wasmcloud.dev/v1alpha1` policies: name to backend.
     pub(super) secret_policies: BTreeMap<String, String>,
+    /// Secrets granted, by name, with their reference and path: one name
+    /// is one reference config in the app, so it must mean one secret.
+    secrets: Vec<(String, NamedConfig, String)>,
 }
 
 /// What a link replaces when put: one per source, name and package.
@@ -55,6 +58,10 @@ impl CrossRefs {
         self.configs.push((name.to_owned(), values.clone(), path));
     }
 
+    pub(super) fn secret(&mut self, name: &str, reference: NamedConfig, path: String) {
+        self.secrets.push((name.to_owned(), reference, path));
+    }
+
     /// The configs the manifest defines, by the name written in it.
     pub(super) fn owned_configs(&self) -> BTreeMap<String, NamedConfig> {
         self.configs
@@ -77,6 +84,7 @@ impl CrossRefs {
         self.check_targets(problems);
         self.check_slots(problems);
         self.check_configs(problems);
+        self.check_secrets(problems);
     }
 
     fn check_targets(&self, problems: &mut Vec<Problem>) {
@@ -104,6 +112,23 @@ impl CrossRefs {
                          for this component, and one would replace the other; give one \
                          of them a different `name`",
                         slot.namespace, slot.package, slot.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn check_secrets(&self, problems: &mut Vec<Problem>) {
+        for (i, (name, reference, path)) in self.secrets.iter().enumerate() {
+            let conflict = self.secrets[..i]
+                .iter()
+                .find(|(n, r, _)| n == name && r != reference);
+            if let Some((_, _, first)) = conflict {
+                problems.push(Problem::new(
+                    path.clone(),
+                    format!(
+                        "secret `{name}` is already granted with another policy, key or version \
+                         at `{first}`; one name is one secret in an app, so rename one of them"
                     ),
                 ));
             }

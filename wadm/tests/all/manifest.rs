@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use wadm::manifest::{ComponentKind, ConfigRef, ScalerKind, UNVERSIONED_PREFIX};
 use wadm::{Manifest, ManifestError};
 
-use crate::support::{example, fixture};
+use crate::support::{example, fixture, fixture_text};
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -451,6 +451,19 @@ fn secrets_are_granted_by_reference_through_a_policy() {
         [ConfigRef::Owned { name, .. }, ConfigRef::Secret { reference }]
             if name == "redis-url" && reference.key == "redis_password"
     ));
+}
+
+#[test]
+fn one_name_is_one_secret_in_an_app() {
+    let text = fixture_text("valid/secrets.yaml").replace("key: redis_password", "key: other");
+    let text = text.replace("- name: password", "- name: db_password");
+    let err = Manifest::parse(&text).unwrap_err();
+    let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_problem(
+        &problems,
+        "spec.components[0].traits[1].properties.target.secrets[0]",
+        "secret `db_password` is already granted",
+    );
 }
 
 #[test]

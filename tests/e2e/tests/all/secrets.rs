@@ -96,6 +96,7 @@ impl SecretsLattice {
             .arg("--key-file")
             .arg(lattice.dir.path().join("secrets.xkey"))
             .args(["--cluster-issuers", &cluster_key().public_key()])
+            .args(["--allowed-issuers", &lattice.signer.issuer()])
             .env("TRELLIS_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

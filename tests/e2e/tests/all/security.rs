@@ -720,6 +720,7 @@ async fn secrets_work_on_a_secured_lattice_with_each_role_its_own_user() {
     let nats = SecuredNats::start().unwrap();
     let lattice = unique_lattice("secure-secrets");
     let host = host(&nats, &lattice, &[]);
+    let signer = Signer::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let backend_log = dir.path().join("secrets.log");
     let binary = trellis_test_support::workspace_binary(
@@ -736,6 +737,7 @@ async fn secrets_work_on_a_secured_lattice_with_each_role_its_own_user() {
             "--cluster-issuers",
             &trellis_e2e::cluster_key().public_key(),
         ])
+        .args(["--allowed-issuers", &signer.issuer()])
         .stdin(std::process::Stdio::null())
         .stderr(std::fs::File::create(&backend_log).unwrap())
         .spawn()
@@ -780,7 +782,6 @@ async fn secrets_work_on_a_secured_lattice_with_each_role_its_own_user() {
     );
     assert_ne!(code, 0, "{text}");
 
-    let signer = Signer::new().unwrap();
     let image = signer.sign_example("secret-check").unwrap();
     let http = signer
         .sign_provider(
