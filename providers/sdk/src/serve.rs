@@ -26,6 +26,11 @@ type FailedLinks = Arc<Mutex<BTreeMap<String, String>>>;
 /// of being told the link does not exist.
 type PendingLinks = tokio::sync::watch::Sender<HashSet<(String, String)>>;
 
+/// How often a link whose put failed (its store unreachable, say) is
+/// applied again, until it succeeds or is deleted: a provider started
+/// while its store was away recovers by itself once it is back.
+const LINK_RETRY: Duration = Duration::from_secs(2);
+
 /// How long a call waits for its link's first put after a start.
 const PENDING_LINK_WAIT: Duration = Duration::from_secs(2);
 
@@ -302,7 +307,9 @@ fn refuse_failed_link(
     }
 }
 
-/// Applies link puts and deletes one at a time, in arrival order.
+/// Applies link puts and deletes one at a time, in arrival order, and
+/// applies a failed put again every [`LINK_RETRY`] in the same order-keeping
+/// loop, so the provider still sees one link change at a time.
 async fn serve_links<P: Provider>(
     handle: ProviderHandle,
     provider: Arc<P>,
@@ -312,11 +319,24 @@ async fn serve_links<P: Provider>(
     mut dels: async_nats::Subscriber,
 ) {
     let nats = handle.nats().clone();
+    // The failed puts, as received (secrets opened), to apply again.
+    let mut retry: BTreeMap<String, ProviderLink> = BTreeMap::new();
+    let mut tick = tokio::time::interval(LINK_RETRY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (message, is_put) = tokio::select! {
-            Some(m) = puts.next() => (m, true),
-            Some(m) = dels.next() => (m, false),
-            else => return,
+            m = puts.next() => match m {
+                Some(m) => (m, true),
+                None => return,
+            },
+            m = dels.next() => match m {
+                Some(m) => (m, false),
+                None => return,
+            },
+            _ = tick.tick(), if !retry.is_empty() => {
+                retry_failed(&*provider, &failed, &mut retry).await;
+                continue;
+            }
         };
         // A link put too large for one message (much config) is pulled.
         let limits = trellis_lattice::chunk::ChunkLimits::default();
@@ -343,10 +363,12 @@ async fn serve_links<P: Provider>(
                         Ok(()) => {
                             tracing::info!(link = %slot, "link applied");
                             failed.remove(&slot);
+                            retry.remove(&slot);
                         }
                         Err(reason) => {
                             tracing::warn!(link = %slot, reason, "link cannot be served");
                             failed.insert(slot.clone(), reason.clone());
+                            retry.insert(slot.clone(), link);
                         }
                     }
                     result.map_err(|reason| format!("link {slot}: {reason}"))
@@ -362,6 +384,7 @@ async fn serve_links<P: Provider>(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&slot(&link));
+                    retry.remove(&slot(&link));
                     Ok(())
                 }
             }
@@ -371,6 +394,34 @@ async fn serve_links<P: Provider>(
             Err(message) => CtlResponse::<()>::error(message),
         };
         respond_json(&nats, &message, &response).await;
+    }
+}
+
+/// Applies each failed put in `retry` again; one that succeeds is served
+/// from then on, one that fails keeps its latest reason.
+async fn retry_failed<P: Provider>(
+    provider: &P,
+    failed: &FailedLinks,
+    retry: &mut BTreeMap<String, ProviderLink>,
+) {
+    let slots: Vec<String> = retry.keys().cloned().collect();
+    for slot in slots {
+        let Some(link) = retry.get(&slot) else {
+            continue;
+        };
+        let result = provider.link_put(link).await;
+        let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                tracing::info!(link = %slot, "link applied on a retry");
+                failed.remove(&slot);
+                retry.remove(&slot);
+            }
+            Err(reason) => {
+                tracing::debug!(link = %slot, reason, "link still cannot be served");
+                failed.insert(slot, reason);
+            }
+        }
     }
 }
 

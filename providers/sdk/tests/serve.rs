@@ -342,3 +342,52 @@ async fn right_after_a_start_a_call_waits_for_its_link_instead_of_being_told_the
     assert!(err.message.contains("is starting"), "{err}");
     assert!(!err.message.contains("wash link put"), "{err}");
 }
+
+/// Opens stores only while its store is "up": what a provider whose
+/// server is unreachable for a while sees.
+struct FlakyBackend(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl KvBackend for FlakyBackend {
+    const NAME: &'static str = "flaky";
+    type Store = MemoryStore;
+
+    async fn open(&self, _link: &ProviderLink) -> Result<MemoryStore, String> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(MemoryStore::default())
+        } else {
+            Err("the store does not answer".into())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_link_whose_store_was_away_is_applied_again_until_it_is_served() {
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lattice = TestLattice::start(LATTICE).await;
+    let nats = async_nats::connect(lattice.url()).await.unwrap();
+    let handle =
+        trellis_provider_sdk::ProviderHandle::new(nats, lattice.host_data(PROVIDER, HOST)).unwrap();
+    let provider = KeyValueProvider::new(&handle, FlakyBackend(std::sync::Arc::clone(&up)));
+    let served = lattice.serve(handle, provider).await;
+    let reply = served.put_link(&link("counter", &[])).await;
+    assert!(!reply.success);
+    let err = call(&served, "counter", &get("k")).await.unwrap_err();
+    assert!(err.message.contains("does not answer"), "{err}");
+
+    // The store comes back; nobody puts the link again.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match call(&served, "counter", &set("k", b"v")).await {
+            Ok(_) => break,
+            Err(err) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never recovered: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert!(served.health().await.healthy);
+}
