@@ -143,6 +143,10 @@ const WIT_DEPS: &[(&str, &str)] = &[
         include_str!("../../../interfaces/wit/deps/random/random.wit"),
     ),
     (
+        "secrets/secrets.wit",
+        include_str!("../../../interfaces/wit/deps/secrets/secrets.wit"),
+    ),
+    (
         "sockets/sockets.wit",
         include_str!("../../../interfaces/wit/deps/sockets/sockets.wit"),
     ),
