@@ -707,10 +707,21 @@ fn config_list(
     refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<ConfigRef>> {
+    entry_list(node, refs, problems, config_entry)
+}
+
+/// Reads every item of a list with `entry`, recording each item's problems;
+/// `None` if any item could not be read.
+fn entry_list(
+    node: &Node<'_>,
+    refs: &mut CrossRefs,
+    problems: &mut Vec<Problem>,
+    entry: fn(&Node<'_>, &mut CrossRefs, &mut Vec<Problem>) -> Option<ConfigRef>,
+) -> Option<Vec<ConfigRef>> {
     let entries: Vec<Option<ConfigRef>> = node
         .list(problems)?
         .iter()
-        .map(|item| config_entry(item, refs, problems))
+        .map(|item| entry(item, refs, problems))
         .collect();
     entries.into_iter().collect()
 }
@@ -810,12 +821,19 @@ fn secret_list(
     refs: &mut CrossRefs,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<ConfigRef>> {
-    let entries: Vec<Option<ConfigRef>> = node
-        .list(problems)?
-        .iter()
-        .map(|item| secret_entry(item, refs, problems))
-        .collect();
-    entries.into_iter().collect()
+    entry_list(node, refs, problems, secret_entry)
+}
+
+/// A secret's name, or its key in a backend.
+fn secret_name(node: &Node<'_>, problems: &mut Vec<Problem>) -> Option<String> {
+    let value = node.non_empty_string(problems)?;
+    match trellis_lattice::secret::validate_secret_name(value) {
+        Ok(()) => Some(value.to_owned()),
+        Err(err) => {
+            node.problem(problems, err.to_string());
+            None
+        }
+    }
 }
 
 fn secret_entry(
@@ -826,16 +844,7 @@ fn secret_entry(
     let fields = node.fields(&["name", "properties"], problems)?;
     let name = fields
         .required("name", "the name the component asks for", problems)
-        .and_then(|n| {
-            let value = n.non_empty_string(problems)?;
-            match trellis_lattice::secret::validate_secret_name(value) {
-                Ok(()) => Some(value.to_owned()),
-                Err(err) => {
-                    n.problem(problems, err.to_string());
-                    None
-                }
-            }
-        });
+        .and_then(|n| secret_name(&n, problems));
     let props = fields
         .required("properties", "a map with `policy` and `key`", problems)?
         .fields(&["policy", "key", "version"], problems)?;
@@ -863,16 +872,7 @@ fn secret_entry(
     });
     let key = props
         .required("key", "the secret's name in the backend", problems)
-        .and_then(|n| {
-            let value = n.non_empty_string(problems)?;
-            match trellis_lattice::secret::validate_secret_name(value) {
-                Ok(()) => Some(value.to_owned()),
-                Err(err) => {
-                    n.problem(problems, err.to_string());
-                    None
-                }
-            }
-        });
+        .and_then(|n| secret_name(&n, problems));
     let version = match props.optional("version") {
         None => Some(None),
         Some(n) => {
