@@ -2,8 +2,10 @@
 //!
 //! Measures, in one run on one machine:
 //! - cold start: verify + compile + link (the scale command's round trip on
-//!   a fresh host, so the compile cache is empty), then instantiate + first
-//!   call of `http-hello` in-process;
+//!   a fresh host with no compile cache), then instantiate + first call of
+//!   `http-hello` in-process;
+//! - a restart: the same scale on a host restarted on the same data dir,
+//!   which loads the component from its disk compile cache;
 //! - warm calls of `http-hello` in-process (each call instantiates afresh);
 //! - the same call as `wash call` makes it: an RPC over loopback NATS;
 //! - a raw NATS request/reply to an echo responder, as the floor.
@@ -99,8 +101,12 @@ async fn run() {
         name: "cold: instantiate + first call, in-process",
         samples: vec![],
     };
+    let uncached = HostConfig {
+        compile_cache_max_bytes: 0,
+        ..config.clone()
+    };
     for _ in 0..COLD_SAMPLES {
-        let host = Host::start(config.clone()).await.unwrap();
+        let host = Host::start(uncached.clone()).await.unwrap();
         let command = ScaleComponentCommand {
             component_id: "hello".into(),
             component_ref: image.clone(),
@@ -115,6 +121,29 @@ async fn run() {
         let (took, response) = time(component.handle_http(request.clone())).await;
         assert_eq!(response.unwrap().status, 200);
         first.samples.push(took);
+        host.stop("benchmark sample done").await;
+    }
+
+    let mut restart = Stats {
+        name: "restart: verify + load cached + link (scale)",
+        samples: vec![],
+    };
+    // The first start fills the cache; each later one is a restart.
+    for sample in 0..=COLD_SAMPLES {
+        let host = Host::start(config.clone()).await.unwrap();
+        let command = ScaleComponentCommand {
+            component_id: "hello".into(),
+            component_ref: image.clone(),
+            max_instances: 16,
+            host_id: host.id().into(),
+            ..Default::default()
+        };
+        let (took, result) = time(ctl.scale_component(&command)).await;
+        result.unwrap();
+        if sample > 0 {
+            assert_eq!(host.compile_cache_hits(), 1, "a restart compiled again");
+            restart.samples.push(took);
+        }
         host.stop("benchmark sample done").await;
     }
 
@@ -188,7 +217,18 @@ async fn run() {
         "{:<44} {:>6} {:>10} {:>10} {:>10}",
         "measurement", "n", "p50 ms", "p99 ms", "max ms"
     );
-    for stats in [&compile, &first, &warm, &over_nats, &raw] {
+    for stats in [&compile, &restart, &first, &warm, &over_nats, &raw] {
         println!("{}", stats.row());
     }
+    let ratio =
+        |a: &Stats, b: &Stats| a.percentile(0.5).as_secs_f64() / b.percentile(0.5).as_secs_f64();
+    println!();
+    println!(
+        "call over NATS / raw NATS request/reply, p50: {:.2}x (target <= 1.30x)",
+        ratio(&over_nats, &raw)
+    );
+    println!(
+        "restart from the disk cache / cold compile, p50: {:.2}x",
+        ratio(&restart, &compile)
+    );
 }

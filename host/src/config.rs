@@ -63,6 +63,9 @@ pub struct HostConfig {
     /// registry cache (`oci/`) and one directory per provider (handed to it
     /// as its `data_dir`).
     pub data_dir: PathBuf,
+    /// The most bytes of compiled components kept in `data_dir/compiled`
+    /// so a restart need not compile them again; 0 keeps none.
+    pub compile_cache_max_bytes: u64,
     /// Whether `data_dir/providers` is on storage every host shares (NFS,
     /// say): then no provider's data is local to this host, and wadm may
     /// move providers freely.
@@ -126,6 +129,7 @@ impl Default for HostConfig {
             max_memory_bytes: 64 * 1024 * 1024,
             drain_timeout: Duration::from_secs(10),
             data_dir: default_data_dir(),
+            compile_cache_max_bytes: 1024 * 1024 * 1024,
             provider_start_timeout: Duration::from_secs(10),
             provider_health_interval: Duration::from_secs(30),
             provider_stop_grace: Duration::from_secs(5),

@@ -26,6 +26,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::HostError;
 use crate::blobstore::BlobstoreView;
+use crate::compile_cache::DiskCache;
 use crate::guest_log::GuestLogBudget;
 use crate::imports::ImportRouter;
 use crate::keyvalue::KeyvalueView;
@@ -199,6 +200,7 @@ impl WasiHttpView for InstanceState {
 pub struct Runtime {
     engine: Engine,
     cache: Arc<Mutex<ComponentCache>>,
+    disk: Option<DiskCache>,
     max_memory_bytes: u64,
 }
 
@@ -207,6 +209,7 @@ struct ComponentCache {
     by_hash: HashMap<String, Component>,
     order: VecDeque<String>,
     compiles: u64,
+    disk_hits: u64,
 }
 
 impl Runtime {
@@ -237,8 +240,22 @@ impl Runtime {
         Ok(Runtime {
             engine,
             cache: Arc::default(),
+            disk: None,
             max_memory_bytes,
         })
+    }
+
+    /// Keeps compiled components in `dir` too, up to `max_bytes`, so a
+    /// restart loads them instead of compiling; entries are authenticated
+    /// with a key derived from `secret`.
+    pub fn with_disk_cache(
+        mut self,
+        dir: &std::path::Path,
+        secret: &[u8],
+        max_bytes: u64,
+    ) -> Result<Self, HostError> {
+        self.disk = Some(DiskCache::open(dir, secret, max_bytes, &self.engine)?);
+        Ok(self)
     }
 
     /// The shared engine.
@@ -258,12 +275,31 @@ impl Runtime {
             return Ok(component);
         }
         let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &*wasm))
-            .await
-            .map_err(|e| HostError::Engine(format!("compiler task failed: {e}")))?
-            .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
+        let disk = self.disk.clone();
+        let key = hash.to_owned();
+        let (component, from_disk) = tokio::task::spawn_blocking(move || {
+            if let Some(component) = disk.as_ref().and_then(|d| d.load(&engine, &key)) {
+                return Ok((component, true));
+            }
+            let component = Component::new(&engine, &*wasm)?;
+            if let Some(disk) = &disk {
+                disk.store(&key, &component);
+            }
+            Ok::<_, wasmtime::Error>((component, false))
+        })
+        .await
+        .map_err(|e| HostError::Engine(format!("compiler task failed: {e}")))?
+        .map_err(|e| HostError::InvalidComponent(format!("{e:#}")))?;
         let mut cache = self.lock_cache();
-        cache.compiles += 1;
+        if from_disk {
+            tracing::info!(
+                hash,
+                "component loaded from the disk compile cache, not compiled"
+            );
+            cache.disk_hits += 1;
+        } else {
+            cache.compiles += 1;
+        }
         if !cache.by_hash.contains_key(hash) {
             cache.order.push_back(hash.to_owned());
             cache.by_hash.insert(hash.to_owned(), component.clone());
@@ -279,6 +315,11 @@ impl Runtime {
     /// How many times a component was compiled (not served from cache).
     pub fn compile_count(&self) -> u64 {
         self.lock_cache().compiles
+    }
+
+    /// How many components were loaded from the disk cache.
+    pub fn disk_hit_count(&self) -> u64 {
+        self.lock_cache().disk_hits
     }
 
     fn cached(&self, hash: &str) -> Option<Component> {
@@ -332,5 +373,72 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, HostError::InvalidComponent(_)), "{err}");
+    }
+
+    /// A runtime with its compiled components kept in `dir`, under the
+    /// key of a host whose seed is `seed`.
+    fn on_disk(dir: &std::path::Path, seed: &[u8], max_bytes: u64) -> Runtime {
+        Runtime::new(16 * 1024 * 1024)
+            .unwrap()
+            .with_disk_cache(dir, seed, max_bytes)
+            .unwrap()
+    }
+
+    /// (compiled, loaded from disk) after compiling `wasm` as `hash`.
+    async fn counts(runtime: &Runtime, hash: &str, wasm: &Arc<Vec<u8>>) -> (u64, u64) {
+        runtime.compile(hash, Arc::clone(wasm)).await.unwrap();
+        (runtime.compile_count(), runtime.disk_hit_count())
+    }
+
+    #[tokio::test]
+    async fn a_restart_loads_from_disk_and_a_tampered_or_foreign_entry_is_compiled_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = Arc::new(wat::parse_str(EMPTY_COMPONENT).unwrap());
+        let first = on_disk(dir.path(), b"seed", u64::MAX);
+        assert_eq!(counts(&first, "HASH", &wasm).await, (1, 0));
+        // A restart: a new engine and an empty memory cache.
+        let restarted = on_disk(dir.path(), b"seed", u64::MAX);
+        assert_eq!(counts(&restarted, "HASH", &wasm).await, (0, 1));
+
+        let path = restarted.disk.as_ref().unwrap().path("HASH");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let tampered = on_disk(dir.path(), b"seed", u64::MAX);
+        assert_eq!(counts(&tampered, "HASH", &wasm).await, (1, 0));
+        // The entry was written again, whole, and is used once more.
+        let healed = on_disk(dir.path(), b"seed", u64::MAX);
+        assert_eq!(counts(&healed, "HASH", &wasm).await, (0, 1));
+
+        // Another host's entry (another key) is not trusted.
+        let other_host = on_disk(dir.path(), b"another seed", u64::MAX);
+        assert_eq!(counts(&other_host, "HASH", &wasm).await, (1, 0));
+        // Nor is an entry moved under another component's name.
+        let mine = on_disk(dir.path(), b"seed", u64::MAX);
+        let disk = mine.disk.as_ref().unwrap();
+        std::fs::copy(disk.path("HASH"), disk.path("OTHER")).unwrap();
+        assert_eq!(counts(&mine, "OTHER", &wasm).await, (1, 0));
+    }
+
+    #[tokio::test]
+    async fn the_disk_cache_keeps_within_its_size_by_evicting_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = Arc::new(wat::parse_str(EMPTY_COMPONENT).unwrap());
+        let probe = on_disk(dir.path(), b"seed", u64::MAX);
+        probe.compile("A", Arc::clone(&wasm)).await.unwrap();
+        let one = std::fs::metadata(probe.disk.as_ref().unwrap().path("A"))
+            .unwrap()
+            .len();
+        // Room for one entry and a half: the second evicts the first.
+        let runtime = on_disk(dir.path(), b"seed", one + one / 2);
+        runtime.compile("B", Arc::clone(&wasm)).await.unwrap();
+        let disk = runtime.disk.as_ref().unwrap();
+        assert!(!disk.path("A").exists());
+        assert!(disk.path("B").exists());
+        // An entry bigger than the whole cache is not written at all.
+        let tiny = on_disk(dir.path(), b"seed", 16);
+        tiny.compile("C", wasm).await.unwrap();
+        assert!(!tiny.disk.as_ref().unwrap().path("C").exists());
     }
 }

@@ -96,7 +96,17 @@ impl Host {
         let js = trellis_lattice::client::jetstream(nats.clone(), config.js_domain.as_deref());
         let id = key.public_key();
         let (state, stored_labels) = open_state(&js, &subjects, &config, &id).await?;
-        let runtime = Runtime::new(config.max_memory_bytes)?;
+        let mut runtime = Runtime::new(config.max_memory_bytes)?;
+        if config.compile_cache_max_bytes > 0 {
+            let secret = key
+                .seed()
+                .map_err(|e| HostError::Engine(format!("reading the host key: {e}")))?;
+            runtime = runtime.with_disk_cache(
+                &config.data_dir.join("compiled"),
+                secret.as_bytes(),
+                config.compile_cache_max_bytes,
+            )?;
+        }
         let issuer = cluster_key.public_key();
         let signer = if config.insecure_unsigned_invocations {
             tracing::warn!(
@@ -224,6 +234,11 @@ impl Host {
     /// How many components were compiled rather than taken from the cache.
     pub fn compile_count(&self) -> u64 {
         self.inner.runtime.compile_count()
+    }
+
+    /// How many components were loaded from the disk compile cache.
+    pub fn compile_cache_hits(&self) -> u64 {
+        self.inner.runtime.disk_hit_count()
     }
 
     /// Resolves when a `host.stop` command arrives.

@@ -23,6 +23,7 @@
 
 mod blobstore;
 mod builtin;
+mod compile_cache;
 mod component;
 mod config;
 mod ctl;

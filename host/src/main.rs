@@ -92,6 +92,11 @@ struct Args {
     /// [default: $TRELLIS_HOME/data, else ~/.trellis/data].
     #[arg(long, env = "TRELLIS_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Mebibytes of compiled components kept in the data dir's compiled/
+    /// folder, so a restart loads instead of compiling them; 0 turns the
+    /// cache off.
+    #[arg(long, env = "TRELLIS_COMPILE_CACHE_MAX_MIB", default_value_t = 1024)]
+    compile_cache_max_mib: u64,
     /// The data dir's providers/ folder is on storage every host shares
     /// (NFS, say), so wadm may move stateful providers between hosts.
     #[arg(long, env = "TRELLIS_SHARED_PROVIDER_DATA")]
@@ -216,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_secs(args.heartbeat_secs.max(1)),
         call_timeout: Duration::from_millis(args.call_timeout_ms.max(1)),
         max_memory_bytes: args.max_memory_mib.max(1) * 1024 * 1024,
+        compile_cache_max_bytes: args.compile_cache_max_mib.saturating_mul(1024 * 1024),
         provider_health_interval: Duration::from_secs(args.provider_health_secs.max(1)),
         provider_start_timeout: Duration::from_secs(args.provider_start_timeout_secs.max(1)),
         guest_log: trellis_host::guest_log::GuestLogLimits {

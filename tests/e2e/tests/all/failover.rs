@@ -88,6 +88,12 @@ async fn a_crashed_host_comes_back_under_its_id_and_its_work_is_placed_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("a crashed host's app was deployed again {recovered:?} after the crash");
+    // What it ran before the crash it loaded from its compile cache.
+    let log = host.log();
+    assert!(
+        log.contains("component loaded from the disk compile cache"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
