@@ -62,6 +62,21 @@ async fn time<F: std::future::Future>(f: F) -> (Duration, F::Output) {
     (started.elapsed(), out)
 }
 
+/// How long `host` takes to answer a scale of `image` to 16 instances of
+/// `hello`.
+async fn scale_hello(ctl: &CtlClient, host: &Host, image: &str) -> Duration {
+    let command = ScaleComponentCommand {
+        component_id: "hello".into(),
+        component_ref: image.to_owned(),
+        max_instances: 16,
+        host_id: host.id().into(),
+        ..Default::default()
+    };
+    let (took, result) = time(ctl.scale_component(&command)).await;
+    result.unwrap();
+    took
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(run());
@@ -107,15 +122,7 @@ async fn run() {
     };
     for _ in 0..COLD_SAMPLES {
         let host = Host::start(uncached.clone()).await.unwrap();
-        let command = ScaleComponentCommand {
-            component_id: "hello".into(),
-            component_ref: image.clone(),
-            max_instances: 16,
-            host_id: host.id().into(),
-            ..Default::default()
-        };
-        let (took, result) = time(ctl.scale_component(&command)).await;
-        result.unwrap();
+        let took = scale_hello(&ctl, &host, &image).await;
         compile.samples.push(took);
         let component = host.inner().component("hello").unwrap();
         let (took, response) = time(component.handle_http(request.clone())).await;
@@ -131,15 +138,7 @@ async fn run() {
     // The first start fills the cache; each later one is a restart.
     for sample in 0..=COLD_SAMPLES {
         let host = Host::start(config.clone()).await.unwrap();
-        let command = ScaleComponentCommand {
-            component_id: "hello".into(),
-            component_ref: image.clone(),
-            max_instances: 16,
-            host_id: host.id().into(),
-            ..Default::default()
-        };
-        let (took, result) = time(ctl.scale_component(&command)).await;
-        result.unwrap();
+        let took = scale_hello(&ctl, &host, &image).await;
         if sample > 0 {
             assert_eq!(host.compile_cache_hits(), 1, "a restart compiled again");
             restart.samples.push(took);
@@ -148,15 +147,7 @@ async fn run() {
     }
 
     let host = Host::start(config.clone()).await.unwrap();
-    ctl.scale_component(&ScaleComponentCommand {
-        component_id: "hello".into(),
-        component_ref: image.clone(),
-        max_instances: 16,
-        host_id: host.id().into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    scale_hello(&ctl, &host, &image).await;
     let component = host.inner().component("hello").unwrap();
     let mut warm = Stats {
         name: "warm call, in-process",
